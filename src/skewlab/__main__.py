@@ -1,0 +1,3 @@
+from skewlab.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""What a clock source answers: a reading with an estimate, an interval and a status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol
+
+
+class Status(IntEnum):
+    """Synchronization status of a reading (stored as int8 in traces)."""
+
+    UNSYNCHRONIZED = 0  # no bound at all: estimate/earliest/latest are None
+    FREE_RUNNING = 1  # no recent sync; the bound is still valid but growing
+    SYNCHRONIZED = 2  # recent sync; bound valid
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A source's answer at one local instant, in integer nanoseconds of true-time scale.
+
+    Point sources have earliest == latest == estimate. When the source has no answer
+    (UNSYNCHRONIZED) all three are None: a value is never invented.
+    """
+
+    estimate_ns: int | None
+    earliest_ns: int | None
+    latest_ns: int | None
+    status: Status
+    as_of_ns: int | None = None  # local time of the sync sample this reading stands on
+
+    @staticmethod
+    def point(value_ns: int, status: Status, as_of_ns: int | None = None) -> Reading:
+        return Reading(value_ns, value_ns, value_ns, status, as_of_ns)
+
+    @staticmethod
+    def none() -> Reading:
+        return _NONE
+
+
+_NONE = Reading(None, None, None, Status.UNSYNCHRONIZED, None)
+
+
+class ClockSource(Protocol):
+    """A clock source turns one local-clock reading into a :class:`Reading`.
+
+    ``read`` must be cheap (it runs in the worker's receive loop) and must not block.
+    """
+
+    name: str
+    bounded: bool
+
+    def read(self, local_ns: int) -> Reading: ...

@@ -1,0 +1,1 @@
+"""Launchers: local processes (the embedded default), later SSH and Slurm."""

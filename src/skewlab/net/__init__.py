@@ -1,0 +1,1 @@
+"""The event wire format and the userspace link emulator."""

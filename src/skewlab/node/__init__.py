@@ -1,0 +1,1 @@
+"""Worker, coordinator and embedded-server runtimes. Knows nothing about the analysis."""

@@ -1,0 +1,67 @@
+"""Internal entry point of a node process: ``python -m skewlab.node ROLE ...``.
+
+Started by a launcher, never by hand; exits 0 on a clean stop and 2 on a failure that it has
+already reported over the control channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from skewlab import spec as spec_mod
+from skewlab.node.control import ControlLink
+from skewlab.node.runtime import (
+    NodeContext,
+    NodeFailure,
+    run_coordinator,
+    run_ntp_server,
+    run_worker,
+)
+from skewlab.store import ResultsDir
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    host, _, port = s.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m skewlab.node")
+    ap.add_argument("role", choices=["ntp-server", "worker", "coordinator"])
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--control", required=True, type=_hostport)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--t0", required=True, type=int)
+    ap.add_argument("--ntp", type=_hostport)
+    ap.add_argument("--worker", action="append", default=[], help="NAME=HOST:PORT")
+    a = ap.parse_args(argv)
+    spec = spec_mod.load(a.spec)
+    link = ControlLink(a.control, a.node)
+    ctx = NodeContext(spec, a.node, link, ResultsDir(Path(a.results)), a.t0, a.ntp)
+    ctx.install_signals()
+    try:
+        if a.role == "ntp-server":
+            return run_ntp_server(ctx)
+        if a.role == "worker":
+            return run_worker(ctx)
+        workers = []
+        for w in a.worker:
+            name, _, hp = w.partition("=")
+            h, p = _hostport(hp)
+            workers.append((name, h, p))
+        return run_coordinator(ctx, workers)
+    except NodeFailure as e:
+        link.send("error", message=str(e))
+        return 2
+    except Exception as e:  # report, then fail: the launcher prints it as one line
+        link.send("error", message=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        link.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

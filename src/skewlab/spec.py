@@ -1,0 +1,200 @@
+"""The experiment specification: loaded from TOML/YAML or a preset, validated, never executed.
+
+Every field has a default, so ``ExperimentSpec()`` is the default experiment of ``skewlab run``.
+Validation errors name the offending key (``nodes[1].drift_ppm: ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CYCLE_DELAYS_MS: dict[str, float] = {
+    "fast": 10.0,
+    "medium": 50.0,
+    "slow": 100.0,
+    "very_slow": 500.0,
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+class SpecError(ValueError):
+    """A configuration problem, already phrased for the user."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NodeSpec(_Model):
+    """One node and its emulated oscillator (offset: local − true; positive = ahead)."""
+
+    name: str
+    role: Literal["coordinator", "worker"] = "worker"
+    offset_ms: float = 0.0
+    drift_ppm: float = Field(0.0, ge=-1000, le=1000)
+    port: int = Field(0, ge=0, le=65535)  # data port; 0 = any free port
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("node names are 1-32 of A-Z a-z 0-9 _ . - (starting alphanumeric)")
+        return v
+
+
+class WorkloadSpec(_Model):
+    """How the coordinator paces its broadcast."""
+
+    events: int = Field(300, ge=1, le=100_000_000)
+    pattern: str = "slow,fast,fast,fast,fast,medium"  # named cycle; see CYCLE_DELAYS_MS
+    interval_ms: float | None = Field(None, gt=0)  # fixed interval; overrides pattern
+    payload_bytes: int = Field(0, ge=0, le=1400)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_ok(cls, v: str) -> str:
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        bad = [p for p in parts if p not in CYCLE_DELAYS_MS]
+        if not parts or bad:
+            raise ValueError(
+                f"unknown cycle step(s) {bad or [v]}; use a comma list of "
+                f"{', '.join(CYCLE_DELAYS_MS)}"
+            )
+        return ",".join(parts)
+
+
+class NtpSpec(_Model):
+    """The embedded NTP server and the nodes' NTP clients."""
+
+    port: int = Field(0, ge=0, le=65535)  # embedded server port; 0 = any free port
+    poll_s: float = Field(1.0, gt=0, le=3600)
+    burst: int = Field(4, ge=1, le=64)
+    timeout_s: float = Field(0.5, gt=0, le=30)
+
+
+class RunSpec(_Model):
+    """Run-loop settings of the local launcher."""
+
+    host: str = "127.0.0.1"
+    warmup_s: float = Field(2.0, ge=0, le=3600)
+    drain_s: float = Field(0.5, ge=0, le=60)
+    ready_timeout_s: float = Field(20.0, gt=0, le=3600)
+
+
+def _default_nodes() -> list[NodeSpec]:
+    return [
+        NodeSpec(name="coordinator", role="coordinator", offset_ms=1.0, drift_ppm=10.0),
+        NodeSpec(name="B", role="worker", offset_ms=3.0, drift_ppm=40.0),
+        NodeSpec(name="C", role="worker", offset_ms=-2.0, drift_ppm=-25.0),
+    ]
+
+
+class ExperimentSpec(_Model):
+    """A whole experiment: nodes, clock sources, workload, NTP and run settings."""
+
+    name: str = "default"
+    seed: int = 1
+    nodes: list[NodeSpec] = Field(default_factory=_default_nodes)
+    sources: list[str] = Field(default_factory=lambda: ["system", "ntp"])
+    source_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    ntp: NtpSpec = Field(default_factory=NtpSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _exp_name_ok(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("experiment names are 1-32 of A-Z a-z 0-9 _ . -")
+        return v
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_ok(cls, v: list[str]) -> list[str]:
+        from skewlab.clocks.sources import SOURCES
+
+        if not v:
+            raise ValueError("at least one clock source is needed")
+        unknown = [s for s in v if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; known: {sorted(SOURCES)}")
+        if len(set(v)) != len(v):
+            raise ValueError("sources are listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _roles_ok(self) -> ExperimentSpec:
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique: {names}")
+        coords = [n for n in self.nodes if n.role == "coordinator"]
+        if len(coords) != 1:
+            raise ValueError(f"exactly one node must have role 'coordinator' (found {len(coords)})")
+        if len(self.workers) < 2:
+            raise ValueError("at least two workers are needed (ordering compares workers)")
+        return self
+
+    @property
+    def coordinator(self) -> NodeSpec:
+        return next(n for n in self.nodes if n.role == "coordinator")
+
+    @property
+    def workers(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == "worker"]
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+def _format_validation(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{origin}: {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def from_dict(data: dict[str, Any], origin: str = "config") -> ExperimentSpec:
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_format_validation(e, origin)) from None
+
+
+def load(path: str | Path) -> ExperimentSpec:
+    """Load a TOML (.toml) or YAML (.yaml/.yml) or JSON file into a validated spec."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SpecError(f"cannot read config {p}: {e.strerror}") from None
+    try:
+        if p.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise SpecError(f"{p}: config files must end in .toml, .yaml, .yml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise SpecError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{p}: the top level must be a table/mapping")
+    return from_dict(data, str(p))

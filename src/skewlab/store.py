@@ -1,0 +1,84 @@
+"""The results folder layout: the only module that knows file paths inside a results folder.
+
+results/<experiment-id>/
+  spec.json            the full, resolved experiment specification
+  metadata.json        versions, host, timing, exit status of every node
+  traces/<node>/events-NNNNNN.parquet   receipts (workers) or sends (coordinator), in batches
+  traces/<node>/ntp-NNNNNN.parquet      the node's NTP samples
+  stats.json           the analysis (rerun with `skewlab analyze`)
+  figures/*.png        300 DPI figures
+  report.md            the human-readable report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def new_experiment_id(name: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{name}-{stamp}"
+
+
+@dataclass(frozen=True)
+class ResultsDir:
+    root: Path
+
+    @classmethod
+    def create(cls, base: Path, experiment_id: str) -> ResultsDir:
+        base.mkdir(parents=True, exist_ok=True)
+        path = base / experiment_id
+        n = 1
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                path = base / f"{experiment_id}-{n}"
+        return cls(path)
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.root / "metadata.json"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.root / "stats.json"
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / "traces" / node
+
+    def nodes_with_traces(self) -> list[str]:
+        d = self.root / "traces"
+        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+    def write_json(self, path: Path, data: Any) -> None:
+        write_json_atomic(path, data)
+
+    def read_json(self, path: Path) -> Any:
+        return json.loads(path.read_text())
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
