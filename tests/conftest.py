@@ -35,7 +35,12 @@ def skewlab_cmd(*args: str) -> list[str]:
 
 def run_skewlab(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        skewlab_cmd(*args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kw
+        skewlab_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kw,
     )
 
 

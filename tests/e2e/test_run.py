@@ -77,7 +77,9 @@ def test_default_style_run_end_to_end(tmp_path: Path) -> None:
         assert acc["received"] + acc["lost"] == sends.height
         assert rec["event_id"].n_unique() == rec.height
         # every receipt's true time is after its true send time
-        j = rec.join(sends.select("event_id", pl.col("truth_ns").alias("send_truth")), on="event_id")
+        j = rec.join(
+            sends.select("event_id", pl.col("truth_ns").alias("send_truth")), on="event_id"
+        )
         assert (j["truth_ns"] > j["send_truth"]).all()
 
     # computed from the traces: C's raw clock is 50 ms behind, so its receipts look earlier

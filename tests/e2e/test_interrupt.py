@@ -1,0 +1,50 @@
+"""Ctrl-C during a run: the launcher stops every node it started and exits 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import skewlab_cmd
+from tests.e2e.test_run import _pid_gone
+
+
+def test_sigint_stops_everything(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text("[workload]\nevents = 5000\ninterval_ms = 5\n[run]\nwarmup_s = 0.5\n")
+    out = tmp_path / "results"
+    proc = subprocess.Popen(
+        skewlab_cmd("run", "--config", str(cfg), "--out", str(out)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    pids: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "coordinator" not in pids:
+            for m in out.glob("*/metadata.json"):
+                try:
+                    pids = json.loads(m.read_text()).get("pids", {})
+                except json.JSONDecodeError:
+                    pass
+            time.sleep(0.1)
+        assert "coordinator" in pids, "the run never reached the coordinator"
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.strip().splitlines()[-1]
+    for name, pid in pids.items():
+        assert _pid_gone(pid), f"{name} (pid {pid}) left running"
+    meta = json.loads(next(out.glob("*/metadata.json")).read_text())
+    assert meta["status"] == "interrupted"
