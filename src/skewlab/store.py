@@ -5,6 +5,7 @@ results/<experiment-id>/
   metadata.json        versions, host, timing, exit status of every node
   traces/<node>/events-NNNNNN.parquet   receipts (workers) or sends (coordinator), in batches
   traces/<node>/ntp-NNNNNN.parquet      the node's NTP samples
+  traces/_links/<from>~<to>.parquet     the link emulator's per-datagram trace of one path
   stats.json           the analysis (rerun with `skewlab analyze`)
   figures/*.png        300 DPI figures
   report.md            the human-readable report
@@ -68,7 +69,23 @@ class ResultsDir:
 
     def nodes_with_traces(self) -> list[str]:
         d = self.root / "traces"
-        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith("_"))
+
+    @property
+    def links_dir(self) -> Path:
+        """Link emulator traces; ``_`` cannot start a node name, so it never clashes with one."""
+        return self.root / "traces" / "_links"
+
+    def link_trace_path(self, path: str) -> Path:
+        """traces/_links/<path>.parquet: one emulated link (``<from>~<to>``), both directions."""
+        return self.links_dir / f"{path}.parquet"
+
+    def link_traces(self) -> dict[str, Path]:
+        """Every stored link trace, by path name."""
+        d = self.links_dir
+        return {p.stem: p for p in sorted(d.glob("*.parquet"))} if d.is_dir() else {}
 
     def write_json(self, path: Path, data: Any) -> None:
         write_json_atomic(path, data)

@@ -1,0 +1,498 @@
+"""Userspace link emulator: a UDP relay per path that delays, drops, reorders and duplicates.
+
+A ``LinkHub`` hosts any number of links in two threads: a receive thread (epoll over every
+socket; it timestamps and decides each datagram and never sleeps) and a send thread (a heap of
+due times; it sleeps until the head is due, then sends). Each link listens on its own port; a
+datagram from a client there goes *forward* to the link's target through an upstream socket
+kept per client, and the target's replies on that socket come *back* through the reverse
+direction and leave from the listening port, so the client sees replies from the address it
+sent to. Every datagram gets a row in the link's trace: true time in and out (host clock), the
+sampled and scheduled delay, and its fate; ``summarize_link`` turns a trace into requested-vs-
+achieved figures (docs/METHODOLOGY.md, "Network").
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import itertools
+import json
+import selectors
+import socket
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from skewlab.net.distributions import NS_PER_MS, BlockStream, LossProcess, delay_stream
+from skewlab.net.profiles import DirectionSpec, ResolvedLink
+
+FORWARD, BACK = 0, 1
+DIRECTIONS = {FORWARD: "forward", BACK: "back"}
+# fate of a datagram copy
+DELIVERED, LOST, SEND_ERROR, UNSENT = 0, 1, 2, 3
+FATES = {DELIVERED: "delivered", LOST: "lost", SEND_ERROR: "send_error", UNSENT: "unsent"}
+LINK_TRACE_VERSION = 1
+
+LINK_SCHEMA = pa.schema(
+    [
+        pa.field("direction", pa.int8(), nullable=False),  # 0 forward, 1 back
+        pa.field("seq", pa.uint64(), nullable=False),  # per-direction arrival number
+        pa.field("copy", pa.int8(), nullable=False),  # 0 original, 1 duplicate
+        pa.field("size", pa.int32(), nullable=False),  # datagram bytes
+        pa.field("truth_in_ns", pa.int64(), nullable=False),  # host clock when the relay got it
+        pa.field("truth_out_ns", pa.int64()),  # host clock just before the relay sent it
+        pa.field("sampled_delay_ns", pa.int64()),  # drawn from the delay distribution
+        pa.field("scheduled_delay_ns", pa.int64()),  # sampled + hold-back + rate queueing
+        pa.field("held", pa.bool_(), nullable=False),  # reorder hold-back applied
+        pa.field("fate", pa.int8(), nullable=False),  # 0 delivered 1 lost 2 send_error 3 unsent
+    ]
+)
+
+
+def _set_timer_slack_ns(ns: int) -> bool:
+    """Shrink this thread's timer slack (Linux default 50 µs) so timed waits wake on time."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0) == 0  # PR_SET_TIMERSLACK
+    except (OSError, AttributeError):
+        return False
+
+
+class DirectionModel:
+    """One direction's per-packet decisions, from independent seeded streams per concern."""
+
+    def __init__(self, spec: DirectionSpec, seed: np.random.SeedSequence) -> None:
+        self.spec = spec
+        s_delay, s_loss, s_reorder, s_dup = seed.spawn(4)
+        self._delay = delay_stream(spec.delay, np.random.default_rng(s_delay))
+        self._loss = LossProcess(spec.loss, np.random.default_rng(s_loss))
+        self._reorder = BlockStream(np.random.default_rng(s_reorder), lambda r, n: r.random(n))
+        self._dup = BlockStream(np.random.default_rng(s_dup), lambda r, n: r.random(n))
+        self._hold_ns = round(spec.reorder_extra_ms * NS_PER_MS)
+        self._ns_per_byte = None if spec.rate_mbps is None else 8_000 / spec.rate_mbps
+        self._busy_until = 0  # monotonic ns at which the emulated wire is free again
+
+    def decide(self, size: int, mono_in: int) -> list[tuple[int, int, int, bool]]:
+        """[(sampled, scheduled, copy, held)] per copy to send; [] if the packet is lost."""
+        s = self.spec
+        if self._loss.lost():
+            return []
+        queue_ns = 0
+        if self._ns_per_byte is not None:
+            start = max(mono_in, self._busy_until)
+            self._busy_until = start + round(size * self._ns_per_byte)
+            queue_ns = self._busy_until - mono_in
+        copies = 2 if s.duplicate > 0 and self._dup.next() < s.duplicate else 1
+        out = []
+        for c in range(copies):
+            d = self._delay.next()
+            held = s.reorder > 0 and self._reorder.next() < s.reorder
+            out.append((d, d + queue_ns + (self._hold_ns if held else 0), c, held))
+        return out
+
+
+class _Columns:
+    """The trace of one link, column-wise; rows are appended by the receive thread only."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list] = {f.name: [] for f in LINK_SCHEMA}
+
+    def add(self, direction: int, seq: int, copy: int, size: int, t_in: int,
+            sampled: int | None, scheduled: int | None, held: bool, fate: int) -> int:  # fmt: skip
+        c = self.cols
+        c["direction"].append(direction)
+        c["seq"].append(seq)
+        c["copy"].append(copy)
+        c["size"].append(size)
+        c["truth_in_ns"].append(t_in)
+        c["truth_out_ns"].append(None)
+        c["sampled_delay_ns"].append(sampled)
+        c["scheduled_delay_ns"].append(scheduled)
+        c["held"].append(held)
+        c["fate"].append(fate)
+        return len(c["fate"]) - 1
+
+    def table(self, metadata: dict[bytes, bytes]) -> pa.Table:
+        return pa.table(
+            {n: pa.array(v, type=LINK_SCHEMA.field(n).type) for n, v in self.cols.items()},
+            schema=LINK_SCHEMA.with_metadata(metadata),
+        )
+
+
+@dataclass(eq=False)
+class Link:
+    """One relayed path: a listening socket, per-client upstream sockets, two directions."""
+
+    path: str
+    target: tuple[str, int]
+    spec: ResolvedLink
+    listen: socket.socket
+    models: dict[int, DirectionModel]
+    seed: int
+    trace: _Columns = field(default_factory=_Columns)
+    upstream: dict[Any, socket.socket] = field(default_factory=dict)  # client addr → socket
+    seq: list[int] = field(default_factory=lambda: [0, 0])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.listen.getsockname()[:2]
+
+    def metadata(self) -> dict[bytes, bytes]:
+        info = {
+            "path": self.path,
+            "target": list(self.target),
+            "seed": self.seed,
+            "forward": self.spec.forward.model_dump(mode="json"),
+            "back": self.spec.back.model_dump(mode="json"),
+        }
+        return {
+            b"skewlab.trace_version": str(LINK_TRACE_VERSION).encode(),
+            b"skewlab.link": json.dumps(info).encode(),
+        }
+
+    def table(self) -> pa.Table:
+        return self.trace.table(self.metadata())
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class LinkHub:
+    """Runs links: ``add_link`` returns the relay address that stands in for a target."""
+
+    def __init__(self, host: str = "127.0.0.1", seed: int = 1) -> None:
+        self.host = host
+        self.seed = seed
+        self.links: dict[str, Link] = {}
+        self.counters: dict[str, int] = {"recv_errors": 0, "send_errors": 0}
+        self.timer_slack_set = False
+        self._sel = selectors.DefaultSelector()
+        self._heap: list[tuple[int, int, Link, int, bytes, socket.socket, Any]] = []
+        self._tie = itertools.count()
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._rx = threading.Thread(target=self._receive_loop, name="link-rx", daemon=True)
+        self._tx = threading.Thread(target=self._send_loop, name="link-tx", daemon=True)
+        self._started = False
+        self._stopped = False
+
+    # -- setup ---------------------------------------------------------------------------------
+    def add_link(self, path: str, spec: ResolvedLink, target: tuple[str, int]) -> tuple[str, int]:
+        """Open a relay for ``path`` towards ``target``; returns the address to use instead."""
+        if path in self.links:
+            raise ValueError(f"link {path!r} already exists")
+        sock = socket.socket(_family(self.host), socket.SOCK_DGRAM)
+        sock.bind((self.host, 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setblocking(False)
+        root = np.random.SeedSequence([self.seed & 0xFFFFFFFF, zlib.crc32(path.encode())])
+        fwd, back = root.spawn(2)
+        link = Link(
+            path, target, spec, sock,
+            {FORWARD: DirectionModel(spec.forward, fwd), BACK: DirectionModel(spec.back, back)},
+            self.seed,
+        )  # fmt: skip
+        self.links[path] = link
+        self._sel.register(sock, selectors.EVENT_READ, (link, None))
+        return link.address
+
+    def start(self) -> LinkHub:
+        if not self._started:
+            self._started = True
+            self._rx.start()
+            self._tx.start()
+        return self
+
+    def __enter__(self) -> LinkHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- receive: timestamp, decide, schedule; never sleeps except in select --------------------
+    def _upstream_for(self, link: Link, client: Any) -> socket.socket:
+        up = link.upstream.get(client)
+        if up is None:
+            up = socket.socket(_family(link.target[0]), socket.SOCK_DGRAM)
+            up.bind((self.host, 0))
+            up.connect(link.target)
+            up.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            up.setblocking(False)
+            link.upstream[client] = up
+            self._sel.register(up, selectors.EVENT_READ, (link, client))
+        return up
+
+    def _receive_loop(self) -> None:
+        now_ns, mono_ns = time.time_ns, time.monotonic_ns
+        while not self._stopping.is_set():
+            for key, _ in self._sel.select(0.1):
+                link, client = key.data
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                while True:
+                    try:
+                        data, addr = sock.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    except OSError:  # e.g. ICMP port unreachable surfaced on a connected socket
+                        self.counters["recv_errors"] += 1
+                        break
+                    t_in, m_in = now_ns(), mono_ns()
+                    if client is None:  # from a client on the listening port: forward
+                        self._submit(link, FORWARD, data, t_in, m_in,
+                                     self._upstream_for(link, addr), None)  # fmt: skip
+                    else:  # from the target on a client's upstream socket: back to the client
+                        self._submit(link, BACK, data, t_in, m_in, link.listen, client)
+
+    def _submit(self, link: Link, d: int, data: bytes, t_in: int, m_in: int,
+                out: socket.socket, dest: Any) -> None:  # fmt: skip
+        seq = link.seq[d]
+        link.seq[d] = seq + 1
+        decisions = link.models[d].decide(len(data), m_in)
+        if not decisions:
+            link.trace.add(d, seq, 0, len(data), t_in, None, None, False, LOST)
+            return
+        with self._cond:
+            for sampled, scheduled, copy, held in decisions:
+                row = link.trace.add(d, seq, copy, len(data), t_in, sampled, scheduled, held,
+                                     UNSENT)  # fmt: skip
+                item = (m_in + scheduled, next(self._tie), link, row, data, out, dest)
+                heapq.heappush(self._heap, item)
+                if self._heap[0] is item:
+                    self._cond.notify()
+
+    # -- send: sleep until the head of the heap is due ------------------------------------------
+    def _send_loop(self) -> None:
+        self.timer_slack_set = _set_timer_slack_ns(1)
+        now_ns, mono_ns = time.time_ns, time.monotonic_ns
+        heap, cond = self._heap, self._cond
+        while True:
+            with cond:
+                while True:
+                    if self._stopping.is_set():
+                        return
+                    if heap:
+                        wait = heap[0][0] - mono_ns()
+                        if wait <= 0:
+                            _, _, link, row, data, out, dest = heapq.heappop(heap)
+                            break
+                        cond.wait(wait / 1e9)
+                    else:
+                        cond.wait(0.2)
+            cols = link.trace.cols
+            t_out = now_ns()
+            try:
+                if dest is None:
+                    out.send(data)
+                else:
+                    out.sendto(data, dest)
+            except OSError:
+                self.counters["send_errors"] += 1
+                cols["fate"][row] = SEND_ERROR
+                continue
+            cols["truth_out_ns"][row] = t_out
+            cols["fate"][row] = DELIVERED
+
+    # -- stop ----------------------------------------------------------------------------------
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until nothing is queued (or timeout); True if drained."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.pending() == 0
+
+    def stop(self) -> None:
+        """Stop both threads and close every socket; datagrams still queued stay ``unsent``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._started:
+            self._rx.join(timeout=5)
+            self._tx.join(timeout=5)
+        for link in self.links.values():
+            for s in [link.listen, *link.upstream.values()]:
+                try:
+                    self._sel.unregister(s)
+                except (KeyError, ValueError):
+                    pass
+                s.close()
+        self._sel.close()
+
+    def tables(self) -> dict[str, pa.Table]:
+        return {p: link.table() for p, link in self.links.items()}
+
+    def write_traces(self, path_for: Any) -> list[Path]:
+        """Write each link's trace to ``path_for(path_name)`` (whole file, renamed into place)."""
+        written = []
+        for p, link in self.links.items():
+            dst = Path(path_for(p))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name("." + dst.name + ".tmp")
+            pq.write_table(link.table(), tmp)
+            tmp.replace(dst)
+            written.append(dst)
+        return written
+
+
+# -- the launcher's view ------------------------------------------------------------------------
+class Network:
+    """The relays of one run: ``via(src, dst, "host:port")`` gives the address a node should use."""
+
+    def __init__(self, spec: Any, results: Any) -> None:
+        from skewlab.net.profiles import experiment_paths
+
+        self.results = results
+        net = spec.network
+        paths = experiment_paths(
+            spec.coordinator.name, [w.name for w in spec.workers], [n.name for n in spec.nodes]
+        )
+        self.relayed = net.relayed(paths)
+        self.hub = LinkHub(spec.run.host, spec.seed).start() if self.relayed else None
+
+    @classmethod
+    def start(cls, spec: Any, results: Any) -> Network:
+        return cls(spec, results)
+
+    def via(self, src: str, dst: str, hostport: str) -> str:
+        """The relay address for traffic src → dst (created on first use), or ``hostport``."""
+        from skewlab.net.profiles import path_name
+
+        p = path_name(src, dst)
+        if self.hub is None or p not in self.relayed:
+            return hostport
+        if p in self.hub.links:
+            h, port = self.hub.links[p].address
+        else:
+            host, _, port_s = hostport.rpartition(":")
+            h, port = self.hub.add_link(p, self.relayed[p], (host.strip("[]"), int(port_s)))
+        return f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+
+    def close(self, drain_s: float = 1.0) -> None:
+        """Let queued datagrams go out, stop the relays and write traces/_links/<path>.parquet."""
+        if self.hub is None:
+            return
+        hub, self.hub = self.hub, None
+        hub.drain(drain_s)
+        hub.stop()
+        hub.write_traces(self.results.link_trace_path)
+
+
+# -- summary: requested vs achieved ------------------------------------------------------------
+def _nearest_rank(sorted_vals: np.ndarray, q: float) -> int:
+    """Nearest-rank quantile of sorted values (the convention of the analysis)."""
+    k = max(1, int(np.ceil(q * len(sorted_vals))))
+    return int(sorted_vals[k - 1])
+
+
+def reorder_rate(seq_in_out_order: np.ndarray) -> tuple[int, float | None]:
+    """(count, fraction) of deliveries whose seq is below one delivered earlier."""
+    n = len(seq_in_out_order)
+    if n == 0:
+        return 0, None
+    running_max = np.maximum.accumulate(seq_in_out_order.astype(np.int64))
+    late = int(np.count_nonzero(seq_in_out_order[1:] < running_max[:-1]))
+    return late, late / n
+
+
+def _requested(spec: dict[str, Any]) -> dict[str, Any]:
+    d = DirectionSpec.model_validate(spec)
+    return {
+        "dist": d.delay.dist,
+        "mean_ms": d.delay.mean_ns() / NS_PER_MS,
+        "p50_ms": d.delay.quantile_ns(0.5) / NS_PER_MS,
+        "p99_ms": d.delay.quantile_ns(0.99) / NS_PER_MS,
+        "loss_rate": d.loss.loss_rate(),
+        "reorder": d.reorder,
+        "duplicate": d.duplicate,
+        "rate_mbps": d.rate_mbps,
+    }
+
+
+def summarize_link(table: pa.Table) -> dict[str, Any]:
+    """Requested vs achieved delay, loss, duplication and reordering per direction of a link.
+
+    Achieved one-way delay = truth_out − truth_in of delivered copies (the relay's residence);
+    lateness = achieved − scheduled (the emulator's own timing error).
+    """
+    meta = json.loads((table.schema.metadata or {})[b"skewlab.link"])
+    cols = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
+    out: dict[str, Any] = {"target": meta["target"]}
+    for d, name in DIRECTIONS.items():
+        sel = cols["direction"] == d
+        fate, copy = cols["fate"][sel], cols["copy"][sel]
+        originals = int(np.count_nonzero(copy == 0))
+        lost = int(np.count_nonzero(fate == LOST))
+        deliv = fate == DELIVERED
+        t_in = cols["truth_in_ns"][sel][deliv].astype(np.int64)
+        t_out = cols["truth_out_ns"][sel][deliv].astype(np.int64)
+        sched = cols["scheduled_delay_ns"][sel][deliv].astype(np.int64)
+        seq = cols["seq"][sel][deliv]
+        req = _requested(meta[name])
+        ach: dict[str, Any] = {
+            "packets_in": originals,
+            "delivered": int(np.count_nonzero(deliv)),
+            "lost": lost,
+            "loss_rate": lost / originals if originals else None,
+            "duplicates": int(np.count_nonzero(copy == 1)),
+            "send_errors": int(np.count_nonzero(fate == SEND_ERROR)),
+            "unsent": int(np.count_nonzero(fate == UNSENT)),
+        }
+        if len(t_in):
+            delay = t_out - t_in
+            sd = np.sort(delay)
+            late = np.sort(delay - sched)
+            order = np.argsort(t_out, kind="stable")
+            n_re, rate_re = reorder_rate(seq[order])
+            ach.update(
+                mean_ms=float(delay.mean()) / NS_PER_MS,
+                p50_ms=_nearest_rank(sd, 0.5) / NS_PER_MS,
+                p99_ms=_nearest_rank(sd, 0.99) / NS_PER_MS,
+                min_ms=int(sd[0]) / NS_PER_MS,
+                max_ms=int(sd[-1]) / NS_PER_MS,
+                mean_error_ms=float(delay.mean()) / NS_PER_MS - req["mean_ms"],
+                lateness_mean_ms=float(late.mean()) / NS_PER_MS,
+                lateness_p99_ms=_nearest_rank(late, 0.99) / NS_PER_MS,
+                reordered=n_re,
+                reorder_rate=rate_re,
+            )
+        out[name] = {"requested": req, "achieved": ach}
+    return out
+
+
+def summarize_results(results: Any) -> dict[str, Any]:
+    """``summarize_link`` for every link trace of a results folder (empty if none)."""
+    return {p: summarize_link(pq.read_table(f)) for p, f in results.link_traces().items()}
+
+
+def format_summary(links: dict[str, Any]) -> str:
+    """A small table: requested vs achieved one-way delay and loss per link direction."""
+    hdr = (f"{'link':<24} {'dir':<7} {'req mean ms':>11} {'mean ms':>9} {'p99 ms':>8} "
+           f"{'req p99':>8} {'loss':>7} {'pkts':>6}")  # fmt: skip
+    lines = [hdr, "-" * len(hdr)]
+    for p, s in links.items():
+        for name in DIRECTIONS.values():
+            r, a = s[name]["requested"], s[name]["achieved"]
+            if not a["packets_in"]:
+                continue
+            mean = f"{a['mean_ms']:9.3f}" if "mean_ms" in a else f"{'—':>9}"
+            p99 = f"{a['p99_ms']:8.3f}" if "p99_ms" in a else f"{'—':>8}"
+            loss = f"{a['loss_rate']:7.2%}" if a["loss_rate"] is not None else f"{'—':>7}"
+            lines.append(
+                f"{p:<24} {name:<7} {r['mean_ms']:11.3f} {mean} {p99} {r['p99_ms']:8.3f} "
+                f"{loss} {a['packets_in']:>6}"
+            )
+    return "\n".join(lines)
