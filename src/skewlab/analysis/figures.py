@@ -1,42 +1,314 @@
-"""Figures (300 DPI PNG). Large runs are downsampled for plotting only, never for statistics."""
+"""Figures, 300 DPI PNG and SVG, one idea each. Built from stats.json numbers; the two figures
+that show distributions read a downsampled trace (for plotting only, never for statistics).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import polars as pl
+from matplotlib.figure import Figure
 
+from skewlab.analysis.load import Traces
 from skewlab.trace import source_columns
 
-MAX_POINTS = 20_000
+MAX_POINTS = 20_000  # per worker and source, plotted points
+DPI = 300
+FIGURES = ("summary_dashboard", "causality_violations", "ordering_consensus", "window_assignment",
+           "coordination_cost", "commit_wait", "bound_coverage", "error_vs_truth")  # fmt: skip
+
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "svg.fonttype": "none",
+                     "svg.hashsalt": "skewlab", "figure.dpi": 100})  # fmt: skip
 
 
-def error_over_time(receipts: dict[str, pl.DataFrame], sources: list[str], path: Path) -> Path:
-    """Each worker's error vs true time per source, over the run."""
-    fig, axes = plt.subplots(len(sources), 1, figsize=(8, 2.6 * len(sources)), sharex=True,
-                             squeeze=False)  # fmt: skip
-    t0 = min((df["truth_ns"].min() for df in receipts.values() if df.height), default=0)
+def _save(fig: Figure, out_dir: Path, name: str) -> list[str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "svg"):
+        p = out_dir / f"{name}.{ext}"
+        fig.savefig(
+            p, dpi=DPI, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None
+        )
+        paths.append(f"{out_dir.name}/{p.name}")
+    plt.close(fig)
+    return paths
+
+
+def _note(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _pct_bars(ax: Any, labels: list[str], rates: list[dict[str, Any] | None], color: str,
+              offset: float = 0.0, width: float = 0.8, label: str | None = None) -> None:  # fmt: skip
+    """Horizontal bars of rates (%) with Wilson 95% error bars; missing rates are skipped."""
+    y = np.arange(len(labels)) + offset
+    for yi, r in zip(y, rates, strict=True):
+        if not r or r["rate"] is None:
+            continue
+        lo, hi = r["ci95"]
+        v = 100 * r["rate"]
+        ax.barh(yi, v, height=width, color=color, label=label)
+        ax.errorbar(v, yi, xerr=[[v - 100 * lo], [100 * hi - v]], fmt="none", ecolor="k",
+                    capsize=2, lw=0.8)  # fmt: skip
+        ax.text(min(100 * hi + 1, 101), yi, f"{r['k']}/{r['n']}", va="center", fontsize=7)
+        label = None
+    ax.set_yticks(np.arange(len(labels)), labels)
+    ax.set_xlim(0, 112)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+
+
+def causality_violations(stats: dict[str, Any]) -> Figure:
+    """Share of receipts whose timestamp claims they came before their send, per source/worker."""
+    rows, point, amb = [], [], []
+    for w, ws in stats["workers"].items():
+        for s, ss in ws["sources"].items():
+            c = ss["causality"]
+            rows.append(f"{s} @ {w}")
+            point.append(c["violation_rate"])
+            amb.append(c["bounded"]["ambiguous_rate"] if c["bounded"] else None)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * max(1, len(rows))))
+    if not rows:
+        _note(ax, "no receipts")
+    else:
+        _pct_bars(ax, rows, point, "tab:red", -0.2, 0.4, "violation: receipt estimate < send")
+        _pct_bars(ax, rows, amb, "tab:orange", 0.2, 0.4, "bounded: intervals overlap (ambiguous)")
+        ax.set_xlabel("share of events with both readings (%), 95% Wilson interval")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_title("Causality in the nodes' own frames (truth: every receipt is after its send)")
+    return fig
+
+
+def ordering_consensus(stats: dict[str, Any]) -> Figure:
+    """How the order of one event's receipts at two workers is decided, all pairs pooled."""
+    tot = stats["ordering"]["total"]
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * max(1, len(tot))))
+    if not tot:
+        _note(ax, "fewer than two workers: no pairs to order")
+        return fig
+    cats = [("correct", "tab:green"), ("wrong", "tab:red"), ("ambiguous", "tab:orange"),
+            ("tie / truth tie", "tab:gray"), ("undecidable", "lightgray")]  # fmt: skip
+    labels = []
+    for i, (s, o) in enumerate(tot.items()):
+        if o["bounded"]:
+            b = o["bounded"]
+            vals = [b["provable_correct"], b["provable_wrong"], b["ambiguous"], b["truth_ties"],
+                    b["undecidable"]]  # fmt: skip
+            labels.append(f"{s} (bounds)")
+        else:
+            p = o["point"]
+            vals = [p["correct"], p["wrong"], 0, (p["truth_ties"] or 0) + p["claimed_ties"],
+                    p["undecidable"]]  # fmt: skip
+            if p["correct"] is None:  # no truth: only decided vs not
+                vals = [None, None, 0, p["claimed_ties"], p["undecidable"]]
+            labels.append(f"{s} (estimates)")
+        n = o["compared"] or 1
+        left = 0.0
+        if vals[0] is None:  # no truth: decided (unjudged) as one bar
+            dec = o["bounded"]["provable"] if o["bounded"] else o["point"]["decided"]
+            ax.barh(i, 100 * dec / n, color="tab:blue", label="decided (truth unavailable)"
+                    if i == 0 else None)  # fmt: skip
+            left = 100 * dec / n
+            vals[0] = vals[1] = 0
+        for (cat, color), v in zip(cats, vals, strict=True):
+            v = v or 0
+            ax.barh(i, 100 * v / n, left=left, color=color, label=cat if i == 0 else None)
+            left += 100 * v / n
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("share of events received by both workers of a pair (%)")
+    ax.set_title("Ordering of receipts between workers (all pairs pooled)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5), ncol=3, fontsize=7)
+    return fig
+
+
+def window_assignment(stats: dict[str, Any]) -> Figure:
+    """Wrong (and, for bounds, ambiguous) tumbling-window assignments vs window size."""
+    summ = stats["summary"]
+    sizes = stats["settings"]["window_sizes_ms"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plotted = False
+    for s, sm in summ.items():
+        wr = [sm["window_wrong_rate"].get(str(z)) for z in sizes]
+        if all(r is not None for r in wr):
+            ax.plot(sizes, [100 * r["rate"] if r["rate"] is not None else np.nan for r in wr],
+                    "o-", label=f"{s}: wrong")  # fmt: skip
+            plotted = True
+        ar = [sm["window_ambiguous_rate"].get(str(z)) for z in sizes]
+        if sm["kind"] == "bounded" and all(r is not None for r in ar):
+            ax.plot(sizes, [100 * r["rate"] if r["rate"] is not None else np.nan for r in ar],
+                    "s--", label=f"{s}: ambiguous (straddles)")  # fmt: skip
+            plotted = True
+    if not plotted:
+        _note(ax, "true time unavailable: window accuracy cannot be judged\n"
+                  "(see the report for agreement between workers)")  # fmt: skip
+    else:
+        ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(z) for z in sizes])
+        ax.set_xlabel("tumbling window size (ms, log scale)")
+        ax.set_ylabel("share of receipts (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    ax.set_title("Tumbling-window assignment of receipts vs the true window (all workers)")
+    return fig
+
+
+def coordination_cost(stats: dict[str, Any]) -> Figure:
+    """Coordination rounds vs repairs per 1000 decisions, per source."""
+    cc = stats["coordination_cost"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    names = list(cc)
+    x = np.arange(len(names))
+    coord = [1000 * (c["total"]["coordinate_rate"] or {}).get("rate", 0) or 0 for c in cc.values()]
+    rep = [None if c["total"]["repair_rate"] is None else 1000 * (c["total"]["repair_rate"]["rate"]
+           or 0) for c in cc.values()]  # fmt: skip
+    ax.bar(x - 0.2, coord, 0.4, color="tab:orange", label="coordinate (ambiguous / tie)")
+    if all(r is not None for r in rep):
+        ax.bar(x + 0.2, rep, 0.4, color="tab:red", label="repair (decided wrong)")
+    else:
+        ax.text(0.5, 0.95, "repairs need true time: unavailable", transform=ax.transAxes,
+                ha="center", va="top")  # fmt: skip
+    ax.set_xticks(x, names)
+    ax.set_ylabel("actions per 1000 decisions")
+    ax.set_xlabel("clock source (ordering + every window size)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Coordination cost: ask (ambiguous) vs repair (wrong)")
+    return fig
+
+
+def _sample(lf: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
+    n = lf.select(pl.len()).collect().item()
+    step = n // MAX_POINTS + 1
+    return lf.select(cols).gather_every(step).collect()
+
+
+def commit_wait(t: Traces, stats: dict[str, Any]) -> Figure:
+    """Distribution (CDF) of the commit-wait 2ε per bounded source and worker."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bounded = [s for s in t.sources if t.bounded[s]]
+    if not bounded:
+        _note(ax, "no bounded source in this run: commit-wait does not apply")
+        ax.set_title("Commit-wait (TrueTime): wait until earliest > the event's latest")
+        return fig
+    for s in bounded:
+        _, lo, hi, _ = source_columns(s)
+        for w, lf in t.receipts.items():
+            d = _sample(lf, [lo, hi]).drop_nulls()
+            if not d.height:
+                continue
+            v = np.sort(((d[hi] - d[lo]) / 1e6).to_numpy())
+            ax.step(v, np.arange(1, len(v) + 1) / len(v) * 100, where="post", label=f"{s} @ {w}")
+    ax.set_xlabel("commit-wait = latest − earliest = 2ε (ms)")
+    ax.set_ylabel("share of receipts with wait ≤ x (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Commit-wait (TrueTime): wait until earliest > the event's latest")
+    return fig
+
+
+def bound_coverage(stats: dict[str, Any]) -> Figure:
+    """Coverage of the bounded sources' intervals (earliest ≤ truth ≤ latest)."""
+    rows, rates = [], []
+    for w, ws in stats["workers"].items():
+        for s, ss in ws["sources"].items():
+            bq = ss["bound_quality"]
+            if bq is not None and bq.get("available"):
+                rows.append(f"{s} @ {w}")
+                rates.append(bq["coverage"])
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.45 * max(1, len(rows))))
+    if not rows:
+        any_b = any(k == "bounded" for k in stats["source_kinds"].values())
+        _note(ax, "true time unavailable: coverage cannot be measured" if any_b
+              else "no bounded source in this run")  # fmt: skip
+    else:
+        _pct_bars(ax, rows, rates, "tab:blue")
+        ax.axvline(100, color="k", lw=0.6, ls="--")
+        ax.set_xlabel("readings whose interval contains true time (%), 95% Wilson interval")
+    ax.set_title("Bound coverage: earliest ≤ truth ≤ latest")
+    return fig
+
+
+def error_vs_truth(t: Traces, stats: dict[str, Any]) -> Figure:
+    """Each worker's receipt error (estimate − truth) over the run, per source."""
+    sources = t.sources
+    fig, axes = plt.subplots(len(sources), 1, figsize=(7, 1.2 + 2.0 * len(sources)),
+                             sharex=True, squeeze=False)  # fmt: skip
+    if not stats["truth_available"]:
+        for ax in axes[:, 0]:
+            _note(ax, "true time unavailable in these traces")
+        return fig
+    samples = {w: _sample(lf, ["truth_ns", *(source_columns(s)[0] for s in sources)])
+               for w, lf in t.receipts.items()}  # fmt: skip
+    t0 = min((d["truth_ns"].min() for d in samples.values() if d.height), default=0) or 0
     for ax, src in zip(axes[:, 0], sources, strict=True):
         est = source_columns(src)[0]
-        for w, df in sorted(receipts.items()):
-            d = df.filter(pl.col(est).is_not_null())
-            if d.height > MAX_POINTS:
-                d = d.gather_every(d.height // MAX_POINTS + 1)
-            x = (d["truth_ns"] - t0) / 1e9
-            y = (d[est] - d["truth_ns"]) / 1e6
-            ax.plot(x, y, ".", ms=2, label=f"worker {w}")
+        for w, d in sorted(samples.items()):
+            d = d.filter(pl.col(est).is_not_null())
+            ax.plot((d["truth_ns"] - t0) / 1e9, (d[est] - d["truth_ns"]) / 1e6, ".", ms=2,
+                    label=f"worker {w}")  # fmt: skip
         ax.axhline(0, color="k", lw=0.6)
         ax.set_ylabel(f"{src}\nerror (ms)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=7)
     axes[-1, 0].set_xlabel("true time since first receipt (s)")
-    fig.suptitle("Receipt timestamp error vs true time (estimate − truth)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=300)
-    plt.close(fig)
-    return path
+    axes[0, 0].set_title("Receipt timestamp error: estimate − truth")
+    return fig
+
+
+def summary_dashboard(stats: dict[str, Any]) -> Figure:
+    """Headline rates per source, pooled over workers, on one page."""
+    summ = stats["summary"]
+    names = list(summ)
+    sizes = stats["settings"]["window_sizes_ms"]
+    mid = str(sizes[len(sizes) // 2 - 1] if len(sizes) > 1 else sizes[0])
+    panels: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+        ("causality violations (estimates)", lambda s: s["causality_violation_rate"]),
+        ("ordering decided wrong (estimates)", lambda s: s["ordering_wrong_rate"]),
+        (
+            f"wrong window, {mid} ms (bounded: confident-wrong)",
+            lambda s: s["window_wrong_rate"].get(mid),
+        ),
+        ("bound coverage", lambda s: s["coverage"]),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(9, 1.8 + 0.9 * max(2, len(names))))
+    for ax, (title, get) in zip(axes.flat, panels, strict=True):
+        rates = [get(summ[s]) for s in names]
+        if all(r is None for r in rates):
+            _note(ax, "unavailable (no truth or not applicable)")
+        else:
+            _pct_bars(ax, names, rates, "tab:blue")
+            ax.set_xlabel("% (95% Wilson interval)")
+        ax.set_title(title)
+    fig.suptitle(f"skewlab summary — {stats['experiment_id']}"
+                 + ("" if stats["truth_available"] else " (no true time)"))  # fmt: skip
+    return fig
+
+
+def make_all(t: Traces, stats: dict[str, Any], out_dir: Path) -> list[str]:
+    """Write every figure (PNG + SVG); returns paths relative to the results folder."""
+    makers: dict[str, Callable[[], Figure]] = {
+        "summary_dashboard": lambda: summary_dashboard(stats),
+        "causality_violations": lambda: causality_violations(stats),
+        "ordering_consensus": lambda: ordering_consensus(stats),
+        "window_assignment": lambda: window_assignment(stats),
+        "coordination_cost": lambda: coordination_cost(stats),
+        "commit_wait": lambda: commit_wait(t, stats),
+        "bound_coverage": lambda: bound_coverage(stats),
+        "error_vs_truth": lambda: error_vs_truth(t, stats),
+    }
+    out: list[str] = []
+    for name in FIGURES:
+        out += _save(makers[name](), out_dir, name)
+    return out

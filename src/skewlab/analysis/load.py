@@ -1,36 +1,139 @@
-"""Load a results folder's traces into polars frames (the analysis reads nothing else)."""
+"""Load a results folder lazily: spec, metadata and one polars LazyFrame per node's trace.
+
+The analysis reads nothing else. spec.json is read leniently (as data, not re-validated against
+today's source registry), so traces recorded with sources this build does not know — imported
+traces, newer runs — still analyse.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir
-from skewlab.trace import read_parts, receipt_schema, send_schema
+from skewlab.trace import part_files, receipt_schema, send_schema, source_columns
+
+NS_PER_MS = 1_000_000
+
+# Sources that return an interval by design, even if a short run never shows a non-zero width.
+KNOWN_BOUNDED = frozenset({"truetime", "clockbound", "skewlab", "chrony", "chronotick"})
+
+DEFAULT_WINDOW_SIZES_MS = (50, 100, 500, 1000)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Analysis parameters (integer ns): tumbling window sizes and their common offset."""
+
+    window_sizes_ns: tuple[int, ...] = tuple(s * NS_PER_MS for s in DEFAULT_WINDOW_SIZES_MS)
+    window_offset_ns: int = 0
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> AnalysisSettings:
+        a = spec.get("analysis") or {}
+        sizes = a.get("window_sizes_ms") or DEFAULT_WINDOW_SIZES_MS
+        return cls(
+            window_sizes_ns=tuple(sorted(int(s) * NS_PER_MS for s in sizes)),
+            window_offset_ns=int(a.get("window_offset_ms", 0)) * NS_PER_MS,
+        )
 
 
 @dataclass
 class Traces:
-    spec: ExperimentSpec
-    sends: pl.DataFrame  # coordinator
-    receipts: dict[str, pl.DataFrame]  # worker name → receipts
+    """A results folder's traces as lazy frames, plus what the analysis must know about them."""
 
-    @property
-    def sources(self) -> list[str]:
-        return list(self.spec.sources)
+    results: ResultsDir
+    spec: dict[str, Any]
+    metadata: dict[str, Any]
+    coordinator: str
+    workers: list[str]
+    sources: list[str]
+    sends: pl.LazyFrame
+    receipts: dict[str, pl.LazyFrame]  # worker name → receipts
+    truth_available: bool
+    settings: AnalysisSettings
+    bounded: dict[str, bool] = field(default_factory=dict)  # source → returns intervals
+    # worker → source → re-evaluation delays Δ (ms) found as <src>_cw<Δ>_earliest_ns columns
+    cw_deltas: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
-def load(results: ResultsDir) -> Traces:
-    spec = ExperimentSpec.model_validate_json(results.spec_path.read_text())
-    coord = spec.coordinator.name
-    sends = pl.from_arrow(read_parts(results.node_dir(coord), "events", send_schema(spec.sources)))
-    receipts = {
-        w.name: pl.from_arrow(
-            read_parts(results.node_dir(w.name), "events", receipt_schema(spec.sources))
-        )
-        for w in spec.workers
+def _scan(directory: Path, prefix: str, empty_schema: Any) -> pl.LazyFrame:
+    files = part_files(directory, prefix)
+    if not files:
+        return pl.from_arrow(empty_schema.empty_table()).lazy()  # type: ignore[union-attr]
+    return pl.scan_parquet([str(f) for f in files])
+
+
+def _registry_bounded(source: str) -> bool:
+    try:
+        from skewlab.clocks.sources import SOURCES
+    except ImportError:  # pragma: no cover - analysis must not need the runtime
+        return False
+    return bool(getattr(SOURCES.get(source), "bounded", False))
+
+
+def cw_columns(columns: list[str], source: str) -> list[int]:
+    """Re-evaluation delays Δ (ms) present as ``<source>_cw<Δ>_earliest_ns`` columns."""
+    pat = re.compile(rf"^{re.escape(source)}_cw(\d+)_earliest_ns$")
+    return sorted(int(m.group(1)) for c in columns if (m := pat.match(c)))
+
+
+def load(results: ResultsDir, settings: AnalysisSettings | None = None) -> Traces:
+    """Open a results folder; nothing is read into memory beyond schemas and a bound check."""
+    spec = json.loads(results.spec_path.read_text())
+    meta: dict[str, Any] = {}
+    if results.metadata_path.exists():
+        meta = json.loads(results.metadata_path.read_text())
+    nodes = spec.get("nodes") or []
+    coords = [n["name"] for n in nodes if n.get("role") == "coordinator"]
+    if len(coords) != 1:
+        raise ValueError(f"{results.spec_path}: exactly one coordinator node expected")
+    workers = [n["name"] for n in nodes if n.get("role", "worker") == "worker"]
+    sources = list(spec.get("sources") or [])
+    sends = _scan(results.node_dir(coords[0]), "events", send_schema(sources))
+    receipts = {w: _scan(results.node_dir(w), "events", receipt_schema(sources)) for w in workers}
+    truth = bool(meta.get("truth_available", True))
+    t = Traces(
+        results=results,
+        spec=spec,
+        metadata=meta,
+        coordinator=coords[0],
+        workers=workers,
+        sources=sources,
+        sends=sends,
+        receipts=receipts,
+        truth_available=truth,
+        settings=settings or AnalysisSettings.from_spec(spec),
+    )
+    t.bounded = _bounded_sources(t)
+    t.cw_deltas = {
+        w: {s: cw_columns(lf.collect_schema().names(), s) for s in sources}
+        for w, lf in receipts.items()
     }
-    assert isinstance(sends, pl.DataFrame)
-    return Traces(spec, sends, receipts)  # type: ignore[arg-type]
+    return t
+
+
+def _bounded_sources(t: Traces) -> dict[str, bool]:
+    """A source is bounded if known to be, or if any reading in the data has earliest ≠ latest."""
+    out = {s: s in KNOWN_BOUNDED or _registry_bounded(s) for s in t.sources}
+    todo = [s for s in t.sources if not out[s]]
+    if not todo:
+        return out
+    for lf in [t.sends, *t.receipts.values()]:
+        names = set(lf.collect_schema().names())
+        exprs = []
+        for s in todo:
+            _, lo, hi, _ = source_columns(s)
+            if lo in names and hi in names:
+                exprs.append((pl.col(lo) != pl.col(hi)).any().alias(s))
+        if not exprs:
+            continue
+        row = lf.select(exprs).collect().row(0, named=True)
+        for s, v in row.items():
+            out[s] = out[s] or bool(v)
+    return out

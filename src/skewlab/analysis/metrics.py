@@ -1,4 +1,16 @@
-"""Metric formulas; each has one home here and one paragraph in docs/METHODOLOGY.md."""
+"""Metric formulas; each has one home here and one paragraph in docs/METHODOLOGY.md.
+
+Every metric is built as polars expressions (so a whole worker's metrics are computed in one
+lazy pass) plus a ``*_finish`` function that turns the raw counts into the reported dict, with
+Wilson 95% intervals on every rate. Truth-based parts are ``None`` when truth is unavailable —
+never 0.
+
+Column conventions inside the analysis frames:
+- receipts: ``truth_ns`` and the source columns of ``trace.source_columns``;
+- the coordinator's send columns joined onto receipts carry the prefix ``s_``
+  (``s_truth_ns``, ``s_<src>_estimate_ns``...), and ``s_present`` marks a matched send;
+- pair frames prefix worker a's columns ``a_`` and worker b's ``b_``.
+"""
 
 from __future__ import annotations
 
@@ -6,66 +18,499 @@ from typing import Any
 
 import polars as pl
 
+from skewlab.analysis.stats_util import dist_exprs, rate
 from skewlab.trace import source_columns
 
+UNSYNCHRONIZED, FREE_RUNNING, SYNCHRONIZED = 0, 1, 2
+STATUS_NAMES = {UNSYNCHRONIZED: "UNSYNCHRONIZED", FREE_RUNNING: "FREE_RUNNING",
+                SYNCHRONIZED: "SYNCHRONIZED"}  # fmt: skip
 
-def accounting(sends: pl.DataFrame, receipts: pl.DataFrame) -> dict[str, int]:
+NO_TRUTH = "no true time in these traces (truth_available false)"
+
+
+def _c(prefix: str, name: str) -> pl.Expr:
+    return pl.col(f"{prefix}{name}")
+
+
+def _cols(source: str, prefix: str = "") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    est, lo, hi, st = source_columns(source)
+    return _c(prefix, est), _c(prefix, lo), _c(prefix, hi), _c(prefix, st)
+
+
+def _sum(mask: pl.Expr) -> pl.Expr:
+    """Count of rows where mask is true (null counts as false)."""
+    return mask.fill_null(False).sum()
+
+
+def _int(v: Any) -> int:
+    return 0 if v is None else int(v)
+
+
+def _dist(raw: dict[str, Any] | None, scale: float = 1.0) -> dict[str, Any]:
+    """Finish a dist_exprs result: ints stay ints; ``scale`` (e.g. 0.5 for half-widths)."""
+    raw = raw or {}
+    out: dict[str, Any] = {"n": _int(raw.get("n"))}
+    for k in ("mean", "min", "p50", "p99", "max"):
+        v = raw.get(k)
+        out[f"{k}_ns"] = None if v is None else (float(v) * scale if scale != 1.0 or k == "mean"
+                                                  else int(v))  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounting
+
+
+def accounting(sends: pl.LazyFrame, receipts: pl.LazyFrame) -> dict[str, int]:
     """Events sent to, received by and lost on the way to one worker (exact set arithmetic)."""
-    sent_ids = sends.select("event_id")
-    got_ids = receipts.select("event_id").unique()
-    received = got_ids.join(sent_ids, on="event_id", how="semi").height
-    unknown = got_ids.join(sent_ids, on="event_id", how="anti").height
+    sent_ids = sends.select("event_id").unique()
+    rows = receipts.select(pl.len()).collect().item()
+    got = receipts.select("event_id").unique()
+    n_got = got.select(pl.len()).collect().item()
+    sent = sent_ids.select(pl.len()).collect().item()
+    received = got.join(sent_ids, on="event_id", how="semi").select(pl.len()).collect().item()
     return {
-        "sent": sent_ids.height,
+        "sent": sent,
         "received": received,
-        "lost": sent_ids.height - received,
-        "unknown_events": unknown,
+        "lost": sent - received,
+        "unknown_events": n_got - received,  # ids the coordinator never sent (must be 0)
+        "duplicate_rows": rows - n_got,  # receipt rows beyond the first per event (must be 0)
     }
 
 
-def _q(s: pl.Series, q: float) -> float | None:
-    v = s.quantile(q, interpolation="nearest") if s.len() else None
-    return None if v is None else float(v)
+# ---------------------------------------------------------------------------------------------
+# Readings: how often each source answered, by status
 
 
-def error_vs_truth(df: pl.DataFrame, source: str) -> dict[str, Any]:
-    """estimate − truth over the rows where the source answered (ns)."""
-    est = source_columns(source)[0]
-    err = df.filter(pl.col(est).is_not_null()).select((pl.col(est) - pl.col("truth_ns")).alias("e"))
-    e = err["e"]
-    n = e.len()
-    if n == 0:
-        return {"n": 0, "unanswered": df.height}
+def readings_exprs(source: str, p: str) -> dict[str, pl.Expr]:
+    est, _, _, st = _cols(source)
+    out = {f"{p}/rows": pl.len(), f"{p}/answered": est.count()}
+    for code, name in STATUS_NAMES.items():
+        out[f"{p}/by_status/{name}"] = _sum(st == code)
+    return out
+
+
+def readings_finish(raw: dict[str, Any]) -> dict[str, Any]:
+    rows, ans = _int(raw.get("rows")), _int(raw.get("answered"))
+    return {
+        "rows": rows,
+        "answered": ans,
+        "unanswered": rows - ans,
+        "by_status": {k: _int(v) for k, v in (raw.get("by_status") or {}).items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Error vs truth: e = estimate − truth
+
+
+def error_exprs(source: str, p: str) -> dict[str, pl.Expr]:
+    est = _cols(source)[0]
+    e = est - pl.col("truth_ns")
     a = e.abs()
-    return {
-        "n": n,
-        "unanswered": df.height - n,
-        "mean_ns": float(e.mean()),  # type: ignore[arg-type]
-        "mae_ns": float(a.mean()),  # type: ignore[arg-type]
-        "p99_abs_ns": _q(a, 0.99),
-        "max_abs_ns": int(a.max()),  # type: ignore[arg-type]
+    out = {
+        f"{p}/rows": pl.len(),
+        f"{p}/n": e.count(),
+        f"{p}/mean": e.mean(),
+        f"{p}/mae": a.mean(),
+        f"{p}/ms": (e.cast(pl.Float64) ** 2).mean(),
     }
+    out.update(dist_exprs(a, f"{p}/abs"))
+    return out
 
 
-def causality(sends: pl.DataFrame, receipts: pl.DataFrame, source: str) -> dict[str, Any]:
-    """Receipt stamp vs the coordinator's send stamp, same source on both sides.
-
-    A violation is receipt estimate < send estimate: the node's frames claim the event was
-    received before it was sent. Events where either side has no reading are 'undecidable'.
-    """
-    est = source_columns(source)[0]
-    j = receipts.select("event_id", pl.col(est).alias("r"), pl.col("truth_ns").alias("tr")).join(
-        sends.select("event_id", pl.col(est).alias("s"), pl.col("truth_ns").alias("ts")),
-        on="event_id",
-        how="inner",
+def error_finish(raw: dict[str, Any] | None, truth: bool) -> dict[str, Any]:
+    if not truth or raw is None:
+        return {"available": False, "reason": NO_TRUTH}
+    n = _int(raw["n"])
+    out: dict[str, Any] = {"available": True, "n": n, "unanswered": _int(raw["rows"]) - n}
+    if n == 0:
+        return out
+    a = raw["abs"]
+    out.update(
+        mean_ns=float(raw["mean"]),
+        mae_ns=float(raw["mae"]),
+        rmse_ns=float(raw["ms"]) ** 0.5,
+        p50_abs_ns=int(a["p50"]),
+        p99_abs_ns=int(a["p99"]),
+        max_abs_ns=int(a["max"]),
     )
-    decided = j.filter(pl.col("r").is_not_null() & pl.col("s").is_not_null())
-    violations = decided.filter(pl.col("r") < pl.col("s")).height
-    return {
-        "events": j.height,
-        "decided": decided.height,
-        "undecidable": j.height - decided.height,
-        "violations": violations,
-        "violation_rate": violations / decided.height if decided.height else None,
-        "truth_violations": j.filter(pl.col("tr") <= pl.col("ts")).height,
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bound quality: coverage, miss magnitude, half-width
+
+
+def bound_exprs(source: str, p: str, truth: bool) -> dict[str, pl.Expr]:
+    _, lo, hi, st = _cols(source)
+    has = lo.is_not_null() & hi.is_not_null()
+    out: dict[str, pl.Expr] = {f"{p}/n": _sum(has)}
+    out.update(dist_exprs(hi - lo, f"{p}/width"))
+    if truth:
+        t = pl.col("truth_ns")
+        covered = has & (lo <= t) & (t <= hi)
+        out[f"{p}/covered"] = _sum(covered)
+        out[f"{p}/below"] = _sum(has & (t < lo))  # truth before earliest: bound too late
+        out[f"{p}/above"] = _sum(has & (t > hi))  # truth after latest: bound too early
+        miss = pl.when(t < lo).then(lo - t).when(t > hi).then(t - hi)
+        out.update(dist_exprs(miss, f"{p}/miss"))
+        for code in (FREE_RUNNING, SYNCHRONIZED):
+            name = STATUS_NAMES[code]
+            out[f"{p}/status/{name}/n"] = _sum(has & (st == code))
+            out[f"{p}/status/{name}/covered"] = _sum(covered & (st == code))
+    return out
+
+
+def bound_finish(raw: dict[str, Any], truth: bool) -> dict[str, Any]:
+    n = _int(raw.get("n"))
+    out: dict[str, Any] = {
+        "n": n,
+        "half_width_ns": _dist(raw.get("width"), 0.5),  # ε = (latest − earliest) / 2
     }
+    if not truth:
+        out.update(available=False, reason=NO_TRUTH)
+        return out
+    out.update(
+        available=True,
+        coverage=rate(_int(raw["covered"]), n),
+        below=_int(raw["below"]),
+        above=_int(raw["above"]),
+        miss_ns=_dist(raw.get("miss")),
+        coverage_by_status={
+            k: rate(_int(v["covered"]), _int(v["n"])) for k, v in raw["status"].items()
+        },
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Causality: the worker's receipt reading vs the coordinator's send reading, same source
+
+
+def causality_exprs(source: str, p: str, bounded: bool, truth: bool) -> dict[str, pl.Expr]:
+    r, rlo, rhi, _ = _cols(source)
+    s, slo, shi, _ = _cols(source, "s_")
+    matched = pl.col("s_present").fill_null(False)
+    d = matched & r.is_not_null() & s.is_not_null()
+    out = {
+        f"{p}/events": _sum(matched),
+        f"{p}/decided": _sum(d),
+        f"{p}/violations": _sum(d & (r < s)),
+        f"{p}/ties": _sum(d & (r == s)),
+    }
+    if truth:
+        out[f"{p}/truth_violations"] = _sum(matched & (pl.col("truth_ns") <= pl.col("s_truth_ns")))
+    if bounded:
+        db = matched & rlo.is_not_null() & rhi.is_not_null() & slo.is_not_null()
+        db = db & shi.is_not_null()
+        out[f"{p}/b/decided"] = _sum(db)
+        out[f"{p}/b/provably_after"] = _sum(db & (shi < rlo))
+        out[f"{p}/b/violating"] = _sum(db & (rhi < slo))
+    return out
+
+
+def causality_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+    ev, dec, viol = _int(raw["events"]), _int(raw["decided"]), _int(raw["violations"])
+    out: dict[str, Any] = {
+        "events": ev,
+        "decided": dec,
+        "undecidable": ev - dec,
+        "violations": viol,
+        "ties": _int(raw["ties"]),
+        "violation_rate": rate(viol, dec),
+        "truth_violations": _int(raw["truth_violations"]) if truth else None,
+        "bounded": None,
+    }
+    if bounded:
+        b = raw["b"]
+        bd, after, bad = _int(b["decided"]), _int(b["provably_after"]), _int(b["violating"])
+        out["bounded"] = {
+            "decided": bd,
+            "undecidable": ev - bd,
+            "provably_after": after,
+            "ambiguous": bd - after - bad,
+            "violating": bad,
+            "provably_after_rate": rate(after, bd),
+            "ambiguous_rate": rate(bd - after - bad, bd),
+            "violating_rate": rate(bad, bd),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Tumbling windows (Flink): start = t − ((t − offset) mod size), window [start, start + size)
+
+
+def window_start(t: pl.Expr, size_ns: int, offset_ns: int) -> pl.Expr:
+    """Start of the tumbling window holding t (floor modulo, so correct for any sign)."""
+    return t - ((t - offset_ns) % size_ns)
+
+
+def window_exprs(source: str, p: str, size: int, off: int, bounded: bool,
+                 truth: bool) -> dict[str, pl.Expr]:  # fmt: skip
+    est, lo, hi, _ = _cols(source)
+    w_true = window_start(pl.col("truth_ns"), size, off)
+    w_est = window_start(est, size, off)
+    d = est.is_not_null()
+    out = {f"{p}/decided": _sum(d)}
+    if truth:
+        out[f"{p}/correct"] = _sum(d & (w_est == w_true))
+    if bounded:
+        db = lo.is_not_null() & hi.is_not_null()
+        w_lo, w_hi = window_start(lo, size, off), window_start(hi, size, off)
+        conf = db & (w_lo == w_hi)
+        out[f"{p}/b/decided"] = _sum(db)
+        out[f"{p}/b/confident"] = _sum(conf)
+        if truth:
+            out[f"{p}/b/confident_correct"] = _sum(conf & (w_lo == w_true))
+    return out
+
+
+def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+    dec = _int(raw["decided"])
+    out: dict[str, Any] = {"decided": dec, "correct": None, "wrong": None, "accuracy": None,
+                           "wrong_rate": None, "bounded": None}  # fmt: skip
+    if truth:
+        ok = _int(raw["correct"])
+        out.update(
+            correct=ok, wrong=dec - ok, accuracy=rate(ok, dec), wrong_rate=rate(dec - ok, dec)
+        )
+    if bounded:
+        b = raw["b"]
+        bd, conf = _int(b["decided"]), _int(b["confident"])
+        bo: dict[str, Any] = {
+            "decided": bd,
+            "confident": conf,
+            "ambiguous": bd - conf,  # the interval straddles a window boundary
+            "ambiguous_rate": rate(bd - conf, bd),
+            "confident_correct": None,
+            "confident_wrong": None,
+            "confident_wrong_rate": None,
+        }
+        if truth:
+            cc = _int(b["confident_correct"])
+            bo.update(confident_correct=cc, confident_wrong=conf - cc,
+                      confident_wrong_rate=rate(conf - cc, bd))  # fmt: skip
+        out["bounded"] = bo
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Commit-wait: wait until earliest > the event's latest, ≈ 2ε; re-evaluated readings at T+Δ
+
+
+def commit_wait_exprs(source: str, p: str, deltas_ms: list[int]) -> dict[str, pl.Expr]:
+    _, lo, hi, _ = _cols(source)
+    out = dist_exprs(hi - lo, f"{p}/wait")  # commit-wait at T+0 = latest − earliest = 2ε
+    for d in deltas_ms:
+        e_d = pl.col(f"{source}_cw{d}_earliest_ns")
+        has = hi.is_not_null() & e_d.is_not_null()
+        out[f"{p}/cw/{d}/n"] = _sum(has)
+        out[f"{p}/cw/{d}/done"] = _sum(has & (e_d > hi))
+        remaining = pl.when(has).then(pl.max_horizontal(hi - e_d + 1, pl.lit(0)))
+        out.update(dist_exprs(remaining, f"{p}/cw/{d}/remaining"))
+    return out
+
+
+def commit_wait_finish(raw: dict[str, Any], deltas_ms: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"wait_ns": _dist(raw.get("wait")), "reevaluated": {}}
+    n0 = out["wait_ns"]["n"]
+    # At T+0 no commit is complete: earliest ≤ latest for every reading of the same instant.
+    out["ambiguous_t0"] = rate(n0, n0)
+    for d in deltas_ms:
+        c = raw["cw"][str(d)]
+        n, done = _int(c["n"]), _int(c["done"])
+        out["reevaluated"][str(d)] = {
+            "delta_ms": d,
+            "n": n,
+            "done": rate(done, n),  # earliest at T+Δ already past the event's latest
+            "ambiguous": rate(n - done, n),
+            "remaining_ns": _dist(c.get("remaining")),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Ordering between two workers a and b (truth: the true receipt times)
+
+
+def ordering_exprs(source: str, p: str, bounded: bool, truth: bool) -> dict[str, pl.Expr]:
+    ea, loa, hia, _ = _cols(source, "a_")
+    eb, lob, hib, _ = _cols(source, "b_")
+    truth_sign = (pl.col("a_truth_ns") - pl.col("b_truth_ns")).sign()
+    has = ea.is_not_null() & eb.is_not_null()
+    claim = (ea - eb).sign()
+    out = {
+        f"{p}/compared": pl.len(),
+        f"{p}/point/with_readings": _sum(has),
+        f"{p}/point/claimed_ties": _sum(has & (claim == 0)),
+    }
+    if truth:
+        dec = has & (claim != 0)
+        out[f"{p}/point/truth_ties"] = _sum(dec & (truth_sign == 0))
+        out[f"{p}/point/correct"] = _sum(dec & (claim == truth_sign))
+        out[f"{p}/point/wrong"] = _sum(dec & (truth_sign != 0) & (claim == -truth_sign))
+    if bounded:
+        hb = loa.is_not_null() & hia.is_not_null() & lob.is_not_null() & hib.is_not_null()
+        a_first = hb & (hia < lob)
+        b_first = hb & (hib < loa)
+        out[f"{p}/bounded/with_bounds"] = _sum(hb)
+        out[f"{p}/bounded/provable"] = _sum(a_first | b_first)
+        if truth:
+            bclaim = pl.when(a_first).then(-1).when(b_first).then(1).otherwise(0)
+            prov = a_first | b_first
+            out[f"{p}/bounded/truth_ties"] = _sum(prov & (truth_sign == 0))
+            out[f"{p}/bounded/provable_correct"] = _sum(prov & (bclaim == truth_sign))
+            out[f"{p}/bounded/provable_wrong"] = _sum(prov & (bclaim == -truth_sign))
+    return out
+
+
+def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+    comp = _int(raw["compared"])
+    pt = raw["point"]
+    wr, ties = _int(pt["with_readings"]), _int(pt["claimed_ties"])
+    point: dict[str, Any] = {
+        "undecidable": comp - wr,  # a reading is missing on either side
+        "claimed_ties": ties,  # equal estimates: no order claimed
+        "decided": wr - ties,
+        "truth_ties": None,
+        "correct": None,
+        "wrong": None,
+        "accuracy": None,
+        "wrong_rate": None,
+    }
+    if truth:
+        ok, bad = _int(pt["correct"]), _int(pt["wrong"])
+        point.update(truth_ties=_int(pt["truth_ties"]), correct=ok, wrong=bad,
+                     accuracy=rate(ok, ok + bad), wrong_rate=rate(bad, ok + bad))  # fmt: skip
+    out: dict[str, Any] = {"compared": comp, "point": point, "bounded": None}
+    if bounded:
+        b = raw["bounded"]
+        wb, prov = _int(b["with_bounds"]), _int(b["provable"])
+        bo: dict[str, Any] = {
+            "undecidable": comp - wb,
+            "with_bounds": wb,
+            "provable": prov,
+            "ambiguous": wb - prov,  # intervals overlap (touching endpoints included)
+            "ambiguous_rate": rate(wb - prov, wb),
+            "truth_ties": None,
+            "provable_correct": None,
+            "provable_wrong": None,
+            "provable_wrong_rate": None,
+        }
+        if truth:
+            bad = _int(b["provable_wrong"])
+            bo.update(truth_ties=_int(b["truth_ties"]),
+                      provable_correct=_int(b["provable_correct"]), provable_wrong=bad,
+                      provable_wrong_rate=rate(bad, wb))  # fmt: skip
+        out["bounded"] = bo
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Window agreement across all N workers on the same event (events received by every worker)
+
+
+def agreement_exprs(source: str, p: str, workers: list[str], size: int, off: int,
+                    bounded: bool) -> dict[str, pl.Expr]:  # fmt: skip
+    def col(i: int, kind: int) -> pl.Expr:
+        return pl.col(f"w{i}_{source_columns(source)[kind]}")
+
+    n = len(workers)
+    w_est = [window_start(col(i, 0), size, off) for i in range(n)]
+    w_true = [window_start(pl.col(f"w{i}_truth_ns"), size, off) for i in range(n)]
+    has = pl.all_horizontal([col(i, 0).is_not_null() for i in range(n)])
+    agree = pl.all_horizontal([w == w_est[0] for w in w_est[1:]])
+    out = {
+        f"{p}/events": pl.len(),
+        f"{p}/decided": _sum(has),
+        f"{p}/agree": _sum(has & agree),
+        f"{p}/truth_agree": _sum(has & pl.all_horizontal([w == w_true[0] for w in w_true[1:]])),
+    }
+    if bounded:
+        hb = pl.all_horizontal([col(i, k).is_not_null() for i in range(n) for k in (1, 2)])
+        wl = [window_start(col(i, 1), size, off) for i in range(n)]
+        wh = [window_start(col(i, 2), size, off) for i in range(n)]
+        conf = pl.all_horizontal([a == b for a, b in zip(wl, wh, strict=True)])
+        same = pl.all_horizontal([w == wl[0] for w in wl[1:]])
+        out[f"{p}/b/decided"] = _sum(hb)
+        out[f"{p}/b/confident_agree"] = _sum(hb & conf & same)
+        out[f"{p}/b/confident_disagree"] = _sum(hb & conf & ~same)
+    return out
+
+
+def agreement_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+    dec, ag = _int(raw["decided"]), _int(raw["agree"])
+    out: dict[str, Any] = {
+        "events": _int(raw["events"]),
+        "decided": dec,
+        "agree": ag,
+        "disagree": dec - ag,
+        "agree_rate": rate(ag, dec),
+        # how often the workers' TRUE receipt times fall in one window (the ideal)
+        "truth_agree": rate(_int(raw["truth_agree"]), dec) if truth else None,
+        "bounded": None,
+    }
+    if bounded:
+        b = raw["b"]
+        bd, ca, cd = _int(b["decided"]), _int(b["confident_agree"]), _int(b["confident_disagree"])
+        out["bounded"] = {
+            "decided": bd,
+            "confident_agree": ca,
+            "confident_disagree": cd,
+            "ambiguous": bd - ca - cd,  # some worker's interval straddles a boundary
+            "ambiguous_rate": rate(bd - ca - cd, bd),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Coordination cost: ambiguous decisions need a coordination round; wrong ones need repair
+
+
+def coordination_cost(ordering_total: dict[str, Any], windows: dict[str, dict[str, Any]],
+                      bounded: bool, truth: bool) -> dict[str, Any]:  # fmt: skip
+    """Per decision kind: decisions, coordinate (no order/window claimed), repair (claimed and
+    contradicted by truth), for the source as designed (bounds if bounded) and, for bounded
+    sources, for its estimate used as a point."""
+
+    def kinds(mode: str) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        o = ordering_total
+        if mode == "bounded":
+            b = o["bounded"]
+            out["ordering"] = {"decisions": b["with_bounds"], "coordinate": b["ambiguous"],
+                               "repair": b["provable_wrong"]}  # fmt: skip
+        else:
+            pt = o["point"]
+            out["ordering"] = {"decisions": pt["decided"] + pt["claimed_ties"],
+                               "coordinate": pt["claimed_ties"], "repair": pt["wrong"]}  # fmt: skip
+        for size, w in windows.items():
+            if mode == "bounded":
+                b = w["bounded"]
+                out[f"window_{size}ms"] = {"decisions": b["decided"], "coordinate": b["ambiguous"],
+                                           "repair": b["confident_wrong"]}  # fmt: skip
+            else:
+                out[f"window_{size}ms"] = {"decisions": w["decided"], "coordinate": 0,
+                                           "repair": w["wrong"]}  # fmt: skip
+        tot = {
+            "decisions": sum(k["decisions"] for k in out.values()),
+            "coordinate": sum(k["coordinate"] for k in out.values()),
+            "repair": None if not truth else sum(k["repair"] for k in out.values()),
+        }
+        tot["actions"] = None if tot["repair"] is None else tot["coordinate"] + tot["repair"]
+        tot["difference"] = None if tot["repair"] is None else tot["coordinate"] - tot["repair"]
+        tot["coordinate_rate"] = rate(tot["coordinate"], tot["decisions"])
+        tot["repair_rate"] = (
+            None if tot["repair"] is None else rate(tot["repair"], tot["decisions"])
+        )
+        return {"by_kind": out, "total": tot}
+
+    res: dict[str, Any] = {
+        "mode": "bounded" if bounded else "point",
+        **kinds("bounded" if bounded else "point"),
+    }
+    if bounded:
+        res["estimate_as_point"] = kinds("point")
+    return res

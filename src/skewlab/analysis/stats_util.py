@@ -1,0 +1,82 @@
+"""Small statistics helpers shared by every metric: Wilson intervals, nearest-rank percentiles.
+
+One home for each formula (docs/METHODOLOGY.md, "Statistics").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import polars as pl
+
+Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson score interval for k successes in n trials; None when n == 0 (no information)."""
+    if n <= 0:
+        return None
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson: need 0 <= k <= n, got k={k} n={n}")
+    p = k / n
+    z2 = z * z
+    den = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def rate(k: int | None, n: int | None) -> dict[str, Any] | None:
+    """A rate with its Wilson 95% interval; None when unavailable (k or n unknown)."""
+    if k is None or n is None:
+        return None
+    ci = wilson(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else None, "ci95": list(ci) if ci else None}
+
+
+# Percentiles reported everywhere, as (numerator, denominator) so the rank is exact integer math.
+PERCENTILES: dict[str, tuple[int, int]] = {"p50": (1, 2), "p99": (99, 100)}
+
+
+def nearest_rank(x: pl.Expr, num: int, den: int) -> pl.Expr:
+    """Nearest-rank percentile q = num/den of the non-null values of x: sorted[ceil(q·n) − 1].
+
+    Null when x has no values. Integer arithmetic, so the rank never suffers float rounding.
+    """
+    n = x.count()
+    idx = ((n * num + den - 1) // den - 1).clip(lower_bound=0)
+    return x.drop_nulls().sort().slice(idx, 1).first()
+
+
+def dist_exprs(x: pl.Expr, prefix: str) -> dict[str, pl.Expr]:
+    """Summary of a distribution (ns): n, mean, min, p50, p99, max, keyed ``prefix/<stat>``."""
+    out = {
+        f"{prefix}/n": x.count(),
+        f"{prefix}/mean": x.mean(),
+        f"{prefix}/min": x.min(),
+        f"{prefix}/max": x.max(),
+    }
+    for name, (num, den) in PERCENTILES.items():
+        out[f"{prefix}/{name}"] = nearest_rank(x, num, den)
+    return out
+
+
+def unflatten(row: dict[str, Any]) -> dict[str, Any]:
+    """{"a/b/c": v} → {"a": {"b": {"c": v}}}."""
+    out: dict[str, Any] = {}
+    for key, v in row.items():
+        parts = key.split("/")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = v
+    return out
+
+
+def collect_row(lf: pl.LazyFrame, exprs: dict[str, pl.Expr]) -> dict[str, Any]:
+    """Evaluate many aggregations in one pass over ``lf``; returns the nested result."""
+    if not exprs:
+        return {}
+    df = lf.select([e.alias(k) for k, e in exprs.items()]).collect()
+    return unflatten(df.row(0, named=True))
