@@ -1,6 +1,12 @@
 """Emulated node clocks: a node reads true time only through its own oscillator.
 
-local(t) = t + offset0 + drift·(t − t0)   (all integer ns; drift in parts per billion)
+  raw(t)   = t + offset0 + drift·(t − t0) + wander(t) + Σ frequency jumps     (monotonic)
+  local(t) = raw(t) + Σ steps + strobe(t) + discipline(raw(t))                 (realtime)
+
+All integer ns; drift in parts per billion. ``raw`` is the node's *monotonic* reading: it never
+steps and is not slewed by a discipline (like Linux CLOCK_MONOTONIC_RAW). ``local`` is the
+node's system (realtime) clock. Their difference, the *gap* ``local − monotonic``, changes only
+when the realtime clock is stepped, strobed or slewed: sources use it to detect steps.
 
 Sign convention: ``offset_ns`` > 0 means the node's clock is *ahead* of true time. The NTP
 offset θ (reference − local) of such a node is therefore negative.
@@ -8,32 +14,191 @@ offset θ (reference − local) of such a node is therefore negative.
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from skewlab.timebase import HOST_CLOCK, TimeSource
+
+if TYPE_CHECKING:
+    from skewlab.clocks.discipline import Discipline
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClockFault:
+    """One scheduled fault of a node clock, at a true instant ``at_ns``.
+
+    - ``step``: the realtime clock jumps by ``delta_ns`` (monotonic unaffected).
+    - ``freq``: the oscillator frequency changes by ``delta_ppb`` from then on (both clocks).
+    - ``strobe``: for ``duration_ns`` the realtime clock alternates between its normal value
+      and normal + ``delta_ns`` every half ``period_ns`` (Jepsen's clock strobe).
+    """
+
+    kind: Literal["step", "freq", "strobe"]
+    at_ns: int  # true time the fault starts
+    delta_ns: int = 0  # step / strobe size, ns (positive: clock jumps ahead)
+    delta_ppb: int = 0  # frequency change, ppb (positive: clock runs faster)
+    period_ns: int = 0  # strobe period, ns
+    duration_ns: int = 0  # strobe duration, ns
+
+
+class Wander:
+    """Seeded random-walk frequency: on a grid of ``step_s`` the frequency takes a Gaussian
+    step of σ·√step_s ppb; the phase is its exact integral (piecewise linear). Deterministic
+    for a seed; the path is generated lazily in grid order so any query order gives the same
+    values."""
+
+    __slots__ = ("_freq", "_phase", "_rng", "_sd", "step_ns", "t0_ns")
+
+    def __init__(self, sigma_ppb_per_sqrt_s: float, seed: int, t0_ns: int, step_s: float = 1.0):
+        self.step_ns = max(1, round(step_s * NS_PER_S))
+        self.t0_ns = t0_ns
+        self._sd = sigma_ppb_per_sqrt_s * math.sqrt(step_s)
+        self._rng = random.Random(seed)
+        self._freq: list[float] = [0.0]  # ppb during grid cell k
+        self._phase: list[float] = [0.0]  # ns at the start of grid cell k
+
+    def _extend(self, k: int) -> None:
+        freq, phase, step, rng, sd = self._freq, self._phase, self.step_ns, self._rng, self._sd
+        while len(freq) <= k:
+            phase.append(phase[-1] + freq[-1] * step / NS_PER_S)
+            freq.append(freq[-1] + rng.gauss(0.0, sd))
+
+    def phase_ns(self, truth_ns: int) -> float:
+        """Accumulated phase (ns) of the wander at a true instant (0 before t0)."""
+        dt = truth_ns - self.t0_ns
+        if dt <= 0:
+            return 0.0
+        k = dt // self.step_ns
+        if k >= len(self._freq):
+            self._extend(k)
+        return self._phase[k] + self._freq[k] * (dt - k * self.step_ns) / NS_PER_S
+
+    def freq_ppb(self, truth_ns: int) -> float:
+        """Wander frequency (ppb) at a true instant."""
+        dt = truth_ns - self.t0_ns
+        if dt <= 0:
+            return 0.0
+        k = dt // self.step_ns
+        if k >= len(self._freq):
+            self._extend(k)
+        return self._freq[k]
 
 
 @dataclass(slots=True)
 class Oscillator:
-    """Deterministic mapping from true time to a node's local time."""
+    """Deterministic mapping from true time to a node's local (realtime) and monotonic time."""
 
     offset_ns: int = 0  # local − true at t0
     drift_ppb: int = 0  # parts per billion; +40 ppm = +40_000 ppb (local runs fast)
     t0_ns: int = 0  # true time at which offset_ns holds
+    wander_ppb: float = 0.0  # random-walk frequency wander, σ in ppb per √s (0: none)
+    seed: int = 0  # seed of the wander path
+    faults: tuple[ClockFault, ...] = ()  # scheduled steps / frequency jumps / strobes
+    discipline: Discipline | None = None  # optional servo slewing the realtime clock
+    _wander: Wander | None = field(default=None, init=False, repr=False)
+    _plain: bool = field(default=True, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.faults = tuple(sorted(self.faults, key=lambda f: f.at_ns))
+        if self.wander_ppb:
+            self._wander = Wander(self.wander_ppb, self.seed, self.t0_ns)
+        self._plain = self._wander is None and not self.faults and self.discipline is None
+
+    def attach(self, discipline: Discipline | None) -> None:
+        """Attach (or remove) a discipline servo after construction."""
+        self.discipline = discipline
+        self._plain = self._wander is None and not self.faults and discipline is None
+
+    def monotonic_at(self, truth_ns: int) -> int:
+        """The monotonic reading (never steps, never slewed) at a true instant."""
+        t = truth_ns
+        raw = t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
+        if self._plain:
+            return raw
+        if self._wander is not None:
+            raw += round(self._wander.phase_ns(t))
+        for f in self.faults:
+            if f.at_ns > t:
+                break
+            if f.kind == "freq":
+                raw += (t - f.at_ns) * f.delta_ppb // NS_PER_S
+        return raw
+
+    def gap_at(self, truth_ns: int) -> int:
+        """local − monotonic at a true instant: the sum of steps, strobe and discipline."""
+        if self._plain:
+            return 0
+        return self._gap(truth_ns, self.monotonic_at(truth_ns))
+
+    def gaps_at(self, truth_ns: int) -> tuple[int, int]:
+        """(gap, step gap) at a true instant: the gap is local − monotonic; the step gap is the
+        part of it not made by the discipline's slewing (steps and strobes only)."""
+        if self._plain:
+            return 0, 0
+        raw = self.monotonic_at(truth_ns)
+        g = self._gap(truth_ns, raw)
+        if self.discipline is None:
+            return g, g
+        return g, g - self.discipline.correction_at(raw)
+
+    def _gap(self, t: int, raw: int) -> int:
+        g = 0
+        for f in self.faults:
+            if f.at_ns > t:
+                break
+            if f.kind == "step":
+                g += f.delta_ns
+            elif f.kind == "strobe":
+                into = t - f.at_ns
+                if into < f.duration_ns and f.period_ns > 0 and (2 * into // f.period_ns) % 2:
+                    g += f.delta_ns
+        if self.discipline is not None:
+            g += self.discipline.correction_at(raw)
+        return g
 
     def local_at(self, truth_ns: int) -> int:
-        return truth_ns + self.offset_ns + (truth_ns - self.t0_ns) * self.drift_ppb // 1_000_000_000
+        """The node's realtime clock at a true instant."""
+        if self._plain:
+            t = truth_ns
+            return t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
+        raw = self.monotonic_at(truth_ns)
+        return raw + self._gap(truth_ns, raw)
+
+    def read_at(self, truth_ns: int) -> tuple[int, int]:
+        """(local, monotonic) at one true instant."""
+        raw = self.monotonic_at(truth_ns)
+        return (raw if self._plain else raw + self._gap(truth_ns, raw)), raw
 
     def error_at(self, truth_ns: int) -> int:
         """local − true at a true instant, ns."""
         return self.local_at(truth_ns) - truth_ns
 
 
+class Timekeeper(Protocol):
+    """What a NodeClock needs from an oscillator (emulated or replayed)."""
+
+    def local_at(self, truth_ns: int) -> int: ...
+
+    def monotonic_at(self, truth_ns: int) -> int: ...
+
+    def gap_at(self, truth_ns: int) -> int: ...
+
+    def gaps_at(self, truth_ns: int) -> tuple[int, int]: ...
+
+
 @dataclass(slots=True)
 class NodeClock:
-    """A node's view of time: one true-time read mapped through its oscillator."""
+    """A node's view of time: one true-time read mapped through its oscillator.
 
-    oscillator: Oscillator = field(default_factory=Oscillator)
+    Besides the realtime reading it exposes the monotonic reading and the gap
+    ``local − monotonic`` (what sources use to detect steps of the realtime clock).
+    """
+
+    oscillator: Timekeeper = field(default_factory=Oscillator)
     host: TimeSource = HOST_CLOCK
 
     def now(self) -> tuple[int, int]:
@@ -41,5 +206,24 @@ class NodeClock:
         t = self.host.now_ns()
         return t, self.oscillator.local_at(t)
 
+    def now3(self) -> tuple[int, int, int]:
+        """Return (truth_ns, local_ns, monotonic_ns) from one read of the host clock."""
+        t = self.host.now_ns()
+        osc = self.oscillator
+        return t, osc.local_at(t), osc.monotonic_at(t)
+
     def local_ns(self) -> int:
         return self.oscillator.local_at(self.host.now_ns())
+
+    def monotonic_ns(self) -> int:
+        """The node's monotonic reading: never steps (Linux CLOCK_MONOTONIC_RAW analogue)."""
+        return self.oscillator.monotonic_at(self.host.now_ns())
+
+    def gap_ns(self) -> int:
+        """local − monotonic now; constant unless the realtime clock is stepped or slewed."""
+        return self.oscillator.gap_at(self.host.now_ns())
+
+    def gaps_ns(self) -> tuple[int, int]:
+        """(gap, step gap) now. The step gap leaves out the discipline's own slewing, which a
+        real host can read back from its kernel (adjtimex); it changes only on steps."""
+        return self.oscillator.gaps_at(self.host.now_ns())

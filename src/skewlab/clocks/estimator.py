@@ -1,0 +1,202 @@
+"""skewlab's offset/frequency estimator: the math behind the ``skewlab`` source.
+
+Everything is on the node's monotonic timescale m (which never steps). Y(m) = true − m is
+the offset to estimate. NTP sample i gives y_i = θ_i + gap_i at m_i (its T4) with the hard
+guarantee |Y(m_i) − y_i| ≤ λ_i (root distance plus an in-exchange allowance).
+
+Model: around any anchor p, Y(m) = Y(p) + f·(m − p) + r(m), |r(m)| ≤ w(|m − p|), with the
+wander allowance w(Δ) = W·Δ^1.5 (Δ in s, W in ns/s^1.5: a random-walk frequency with
+σ ≈ W/5 ppb/√s stays inside it), and |f| ≤ F_max (ppb). The feasible set of (Y(p), f) is the
+convex polygon cut by every sample's two half-planes |a + f·d_i − y_i| ≤ λ_i + w(|d_i|)
+(d_i = m_i − p in s). The true (Y(p), f) lies inside, so the extremes of a + f·τ over the
+polygon, widened by w(τ), bound Y(p + τ): a bound that grows with the frequency uncertainty
+and the wander allowance, not with a worst-case drift.
+
+A weighted least-squares line (weights 1/λ², minimum-delay samples dominate, as in chrony's
+sourcestats) gives the point estimate and its standard errors; the estimate is clamped into
+the hard interval. Floats are used inside; bounds are rounded outward to integer ns.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from dataclasses import dataclass
+
+NS_PER_S = 1_000_000_000
+Vertex = tuple[float, float]  # (a: offset at the anchor in ns relative to y_ref, f: ppb)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One register entry on the monotonic timescale."""
+
+    m_ns: int  # monotonic T4
+    y_ns: int  # reference − monotonic at m, ns
+    lam_ns: int  # hard half-width of y, ns
+
+
+def wander_ns(w_ns_per_s15: float, d_s: float) -> float:
+    """The wander allowance w(Δ) = W·Δ^1.5 (ns) for a distance Δ (s) from the anchor."""
+    d = abs(d_s)
+    return w_ns_per_s15 * d * math.sqrt(d)
+
+
+def feasible_polygon(
+    samples: list[Sample], anchor_ns: int, y_ref: int, w: float, fmax_ppb: float
+) -> list[Vertex]:
+    """The polygon of (Y(anchor) − y_ref, f) consistent with every sample; [] if none is."""
+    big = 1e12  # ns: far wider than any offset relative to y_ref, small enough for exactness
+    poly: list[Vertex] = [(-big, -fmax_ppb), (big, -fmax_ppb), (big, fmax_ppb), (-big, fmax_ppb)]
+    # Tightest constraints first keeps intermediate polygons small.
+    for s in sorted(samples, key=lambda s: s.lam_ns):
+        d = (s.m_ns - anchor_ns) / NS_PER_S
+        e = s.lam_ns + wander_ns(w, d)
+        y = s.y_ns - y_ref
+        poly = _clip(poly, d, y + e, 1.0)  # a + f·d ≤ y + e
+        if not poly:
+            return []
+        poly = _clip(poly, d, -(y - e), -1.0)  # −(a + f·d) ≤ −(y − e)
+        if not poly:
+            return []
+    return poly
+
+
+def _clip(poly: list[Vertex], d: float, c: float, sign: float) -> list[Vertex]:
+    """Keep the part of a convex polygon where sign·(a + f·d) ≤ c (Sutherland–Hodgman)."""
+    out: list[Vertex] = []
+    n = len(poly)
+    for i in range(n):
+        p = poly[i]
+        q = poly[(i + 1) % n]
+        vp = sign * (p[0] + p[1] * d) - c
+        vq = sign * (q[0] + q[1] * d) - c
+        if vp <= 0:
+            out.append(p)
+        if (vp < 0 < vq) or (vq < 0 < vp):
+            t = vp / (vp - vq)
+            out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+    return out
+
+
+def envelope(poly: list[Vertex], upper: bool) -> tuple[list[float], list[Vertex]]:
+    """Upper (or lower) envelope of the lines a + f·τ over the polygon's vertices, τ ≥ 0 s.
+
+    Returns breakpoints (s) and the line on each piece: piece k holds for τ ≥ taus[k]."""
+    sgn = 1.0 if upper else -1.0
+    pts = [(sgn * a, sgn * f) for a, f in poly]  # the lower case is the upper case of −lines
+    cur = max(pts, key=lambda v: (v[0], v[1]))
+    taus = [0.0]
+    lines = [cur]
+    tau = 0.0
+    while True:
+        best: tuple[float, Vertex] | None = None
+        for v in pts:
+            if v[1] > cur[1]:
+                t = (cur[0] - v[0]) / (v[1] - cur[1])
+                if t < tau:
+                    t = tau
+                if best is None or t < best[0] or (t == best[0] and v[1] > best[1][1]):
+                    best = (t, v)
+        if best is None:
+            break
+        tau, cur = best
+        taus.append(tau)
+        lines.append(cur)
+    return taus, [(sgn * a, sgn * f) for a, f in lines]
+
+
+def weighted_fit(
+    samples: list[Sample], anchor_ns: int, y_ref: int
+) -> tuple[float, float, float, float]:
+    """Weighted least squares y = a + f·d (weights 1/λ²): (a ns, f ppb, σ_a ns, σ_f ppb).
+
+    With fewer than 3 samples the standard errors are reported as nan (not estimable)."""
+    sw = swd = swdd = swy = swdy = 0.0
+    for s in samples:
+        wgt = 1.0 / (float(s.lam_ns) ** 2 + 1.0)
+        d = (s.m_ns - anchor_ns) / NS_PER_S
+        y = float(s.y_ns - y_ref)
+        sw += wgt
+        swd += wgt * d
+        swdd += wgt * d * d
+        swy += wgt * y
+        swdy += wgt * d * y
+    det = sw * swdd - swd * swd
+    if len(samples) < 2 or det <= 0.0:
+        return swy / sw, 0.0, math.nan, math.nan
+    f = (sw * swdy - swd * swy) / det
+    a = (swy - f * swd) / sw
+    if len(samples) < 3:
+        return a, f, math.nan, math.nan
+    ss = 0.0
+    for s in samples:
+        wgt = 1.0 / (float(s.lam_ns) ** 2 + 1.0)
+        d = (s.m_ns - anchor_ns) / NS_PER_S
+        r = float(s.y_ns - y_ref) - a - f * d
+        ss += wgt * r * r
+    s2 = ss / (len(samples) - 2)
+    return a, f, math.sqrt(s2 * swdd / det), math.sqrt(s2 * sw / det)
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """What a read needs, precomputed at sample time (anchor = the latest sample)."""
+
+    anchor_ns: int  # monotonic instant of the latest sample
+    y_ref: int  # reference − monotonic of the latest sample (origin of a), ns
+    hi_taus: list[float]  # upper envelope breakpoints, s
+    hi_lines: list[Vertex]
+    lo_taus: list[float]  # lower envelope breakpoints, s
+    lo_lines: list[Vertex]
+    fit_a: float  # regression offset at the anchor, ns relative to y_ref
+    fit_f: float  # regression frequency, ppb
+    fit_sa: float  # standard error of fit_a, ns (nan if not estimable)
+    fit_sf: float  # standard error of fit_f, ppb (nan if not estimable)
+    w: float  # wander allowance W, ns/s^1.5
+
+    def bounds_at(self, mono_ns: int) -> tuple[int, int, int]:
+        """(earliest, estimate, latest) of true time at a monotonic reading ≥ the anchor."""
+        tau = (mono_ns - self.anchor_ns) / NS_PER_S
+        if tau < 0.0:
+            tau = 0.0
+        k = bisect_right(self.hi_taus, tau) - 1
+        a, f = self.hi_lines[k]
+        ww = self.w * tau * math.sqrt(tau)
+        hi = a + f * tau + ww
+        k = bisect_right(self.lo_taus, tau) - 1
+        a, f = self.lo_lines[k]
+        lo = a + f * tau - ww
+        est = self.fit_a + self.fit_f * tau
+        est = lo if est < lo else (hi if est > hi else est)
+        base = mono_ns + self.y_ref
+        return base + math.floor(lo) - 1, base + round(est), base + math.ceil(hi) + 1
+
+
+def build_model(samples: list[Sample], w: float, fmax_ppb: float) -> Model | None:
+    """The forward model anchored at the latest sample; None if the samples are inconsistent."""
+    last = samples[-1]
+    poly = feasible_polygon(samples, last.m_ns, last.y_ns, w, fmax_ppb)
+    if not poly:
+        return None
+    ht, hl = envelope(poly, True)
+    lt, ll = envelope(poly, False)
+    a, f, sa, sf = weighted_fit(samples, last.m_ns, last.y_ns)
+    return Model(last.m_ns, last.y_ns, ht, hl, lt, ll, a, f, sa, sf, w)
+
+
+def interval_at(
+    samples: list[Sample], mono_ns: int, w: float, fmax_ppb: float
+) -> tuple[int, int, int] | None:
+    """(earliest, estimate, latest) of true time at any monotonic instant, using every given
+    sample, before and after it (retrospective refinement). None if inconsistent."""
+    y_ref = min(samples, key=lambda s: abs(s.m_ns - mono_ns)).y_ns
+    poly = feasible_polygon(samples, mono_ns, y_ref, w, fmax_ppb)
+    if not poly:
+        return None
+    lo = min(v[0] for v in poly)
+    hi = max(v[0] for v in poly)
+    a, _f, _sa, _sf = weighted_fit(samples, mono_ns, y_ref)
+    est = min(max(a, lo), hi)
+    base = mono_ns + y_ref
+    return base + math.floor(lo) - 1, base + round(est), base + math.ceil(hi) + 1

@@ -1,0 +1,1 @@
+"""Virtual-time execution of the node clocks, NTP exchanges and sources (hours in seconds)."""
