@@ -56,6 +56,13 @@ class WorkloadSpec(_Model):
     pattern: str = "slow,fast,fast,fast,fast,medium"  # named cycle; see CYCLE_DELAYS_MS
     interval_ms: float | None = Field(None, gt=0)  # fixed interval; overrides pattern
     payload_bytes: int = Field(0, ge=0, le=1400)
+    # Schedule kind; None = "interval" when interval_ms is set, else "cycle" (see node/patterns).
+    mode: Literal["cycle", "interval", "duration", "poisson", "bursts"] | None = None
+    duration_s: float | None = Field(None, gt=0, le=30 * 86400)  # "duration": spread events evenly
+    rate_per_s: float | None = Field(None, gt=0, le=10_000_000)  # "poisson": mean event rate
+    burst_size: int = Field(10, ge=1, le=1_000_000)  # "bursts": events per burst
+    burst_spacing_ms: float = Field(0.0, ge=0)  # "bursts": delay between events of one burst
+    burst_gap_ms: float | None = Field(None, gt=0)  # "bursts": delay after a burst's last event
 
     @field_validator("pattern")
     @classmethod
@@ -68,6 +75,39 @@ class WorkloadSpec(_Model):
                 f"{', '.join(CYCLE_DELAYS_MS)}"
             )
         return ",".join(parts)
+
+    @model_validator(mode="after")
+    def _mode_fields_ok(self) -> WorkloadSpec:
+        need = {"interval": "interval_ms", "duration": "duration_s", "poisson": "rate_per_s",
+                "bursts": "burst_gap_ms"}  # fmt: skip
+        if self.mode in need and getattr(self, need[self.mode]) is None:
+            raise ValueError(f"mode {self.mode!r} needs workload.{need[self.mode]}")
+        return self
+
+    @property
+    def effective_mode(self) -> str:
+        """The schedule kind in force (``mode``, or the one implied by ``interval_ms``)."""
+        if self.mode is not None:
+            return self.mode
+        return "interval" if self.interval_ms is not None else "cycle"
+
+
+class CommitWaitSpec(_Model):
+    """Commit-wait re-evaluation of receipts at T+Δ (node/runtime.py, docs/TRACES.md)."""
+
+    delays_s: list[float] = Field(default_factory=lambda: [30.0, 60.0])  # Δ values, seconds
+    # Short runs scale every Δ by one factor so the longest is at most this fraction of the
+    # expected run duration (0 disables scaling).
+    max_fraction: float = Field(0.25, ge=0, le=10)
+
+    @field_validator("delays_s")
+    @classmethod
+    def _delays_ok(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 for d in v):
+            raise ValueError("commit-wait delays must be > 0 s")
+        if len(set(v)) != len(v) or len(v) > 8:
+            raise ValueError("commit-wait delays must be distinct (at most 8)")
+        return sorted(v)
 
 
 class NtpSpec(_Model):
@@ -86,6 +126,11 @@ class RunSpec(_Model):
     warmup_s: float = Field(2.0, ge=0, le=3600)
     drain_s: float = Field(0.5, ge=0, le=60)
     ready_timeout_s: float = Field(20.0, gt=0, le=3600)
+    batch_rows: int = Field(8192, ge=1, le=1_000_000)  # trace rows per Parquet part file
+    # Shared key for HMAC-SHA256 on event packets (UTF-8); None = unauthenticated packets.
+    hmac_key: str | None = Field(None, min_length=1)
+    idle_exit_s: float = Field(5.0, gt=0, le=3600)  # worker exits when control is lost and no
+    # event arrived for this long
 
 
 def _default_nodes() -> list[NodeSpec]:
@@ -107,6 +152,7 @@ class ExperimentSpec(_Model):
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     ntp: NtpSpec = Field(default_factory=NtpSpec)
     run: RunSpec = Field(default_factory=RunSpec)
+    commit_wait: CommitWaitSpec = Field(default_factory=CommitWaitSpec)
 
     @field_validator("name")
     @classmethod

@@ -5,6 +5,10 @@ results/<experiment-id>/
   metadata.json        versions, host, timing, exit status of every node
   traces/<node>/events-NNNNNN.parquet   receipts (workers) or sends (coordinator), in batches
   traces/<node>/ntp-NNNNNN.parquet      the node's NTP samples
+  traces/<node>/cw<Δms>-NNNNNN.parquet  a worker's commit-wait re-evaluations at T+Δ
+  traces/<node>/counts.json             the node's final counts (written at its exit)
+  logs/<node>.log                       the node process's output
+  csv/<node>/<table>.csv                `skewlab export --csv` (default place)
   traces/_links/<from>~<to>.parquet     the link emulator's per-datagram trace of one path
   stats.json           the analysis (rerun with `skewlab analyze`)
   figures/*.png        300 DPI figures
@@ -66,6 +70,14 @@ class ResultsDir:
 
     def node_dir(self, node: str) -> Path:
         return self.root / "traces" / node
+
+    def node_counts_path(self, node: str) -> Path:
+        """A node's final counts, written by the node itself (survives a lost launcher)."""
+        return self.node_dir(node) / "counts.json"
+
+    @property
+    def csv_dir(self) -> Path:
+        return self.root / "csv"
 
     def nodes_with_traces(self) -> list[str]:
         d = self.root / "traces"

@@ -1,20 +1,28 @@
 """On-disk history: versioned Parquet schemas, batch writers and loaders (docs/TRACES.md).
 
-A node writes its trace as numbered Parquet part files, each written whole and renamed into
-place, so a crash loses at most the batch in memory and never leaves a half-written file.
+A node writes its trace as numbered Parquet part files, each written whole to a hidden name and
+renamed into place, so a crash loses at most the batch still in memory and never leaves a
+half-written file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-TRACE_VERSION = 1
+from skewlab.net.wire import NO_VALUE
+
+# 1: walking skeleton. 2: receipts carry the coordinator's send readings from the wire
+# (send_<source>_*), commit-wait parts, counts.json.
+TRACE_VERSION = 2
 _META = {b"skewlab.trace_version": str(TRACE_VERSION).encode()}
+COMPRESSION = "lz4"  # cheapest of pyarrow's codecs to write; the receive loop pays for flushes
 
 
 def source_columns(source: str) -> tuple[str, str, str, str]:
@@ -25,6 +33,30 @@ def source_columns(source: str) -> tuple[str, str, str, str]:
         f"{source}_latest_ns",
         f"{source}_status",
     )
+
+
+def send_source_columns(source: str) -> tuple[str, str, str, str]:
+    """Receipt columns holding the coordinator's send reading of ``source`` (from the wire).
+
+    Order is the wire's: status, estimate, earliest, latest.
+    """
+    e, lo, hi, st = source_columns(f"send_{source}")
+    return st, e, lo, hi
+
+
+def commit_wait_columns(source: str, delay_ms: int) -> tuple[str, str, str]:
+    """Columns of one source's receipt reading re-evaluated at T+Δ: earliest, latest, status."""
+    p = f"{source}_cw{delay_ms}"
+    return f"{p}_earliest_ns", f"{p}_latest_ns", f"{p}_status"
+
+
+def commit_wait_age_column(delay_ms: int) -> str:
+    """Local time elapsed between the receipt and its T+Δ re-evaluation, ns (≥ Δ)."""
+    return f"cw{delay_ms}_age_ns"
+
+
+# Commit-wait status values besides the Status enum (0..2):
+CW_NO_REFINEMENT = -1  # the source has no retrospective refinement (no reading_at): no values
 
 
 def _source_fields(sources: Sequence[str]) -> list[pa.Field]:
@@ -40,8 +72,21 @@ def _source_fields(sources: Sequence[str]) -> list[pa.Field]:
     return out
 
 
+def _send_source_fields(sources: Sequence[str]) -> list[pa.Field]:
+    out: list[pa.Field] = []
+    for s in sources:
+        st, e, lo, hi = send_source_columns(s)
+        out += [
+            pa.field(st, pa.int8()),
+            pa.field(e, pa.int64()),
+            pa.field(lo, pa.int64()),
+            pa.field(hi, pa.int64()),
+        ]
+    return out
+
+
 def receipt_schema(sources: Sequence[str]) -> pa.Schema:
-    """One row per unique event received by a worker."""
+    """One row per unique event received by a worker, in arrival order."""
     return pa.schema(
         [
             pa.field("event_id", pa.uint64(), nullable=False),
@@ -50,9 +95,15 @@ def receipt_schema(sources: Sequence[str]) -> pa.Schema:
             pa.field("local_ns", pa.int64(), nullable=False),  # worker's clock at receipt
             pa.field("send_local_ns", pa.int64(), nullable=False),  # coordinator's clock, from wire
             *_source_fields(sources),
+            *_send_source_fields(sources),  # coordinator's send readings, from the wire
         ],
         metadata=_META,
     )
+
+
+def wire_sentinel_columns(sources: Sequence[str]) -> list[str]:
+    """Receipt columns copied from the wire, where NO_VALUE means null."""
+    return [c for s in sources for c in send_source_columns(s)[1:]]
 
 
 def send_schema(sources: Sequence[str]) -> pa.Schema:
@@ -73,6 +124,26 @@ def send_schema(sources: Sequence[str]) -> pa.Schema:
     )
 
 
+def commit_wait_prefix(delay_ms: int) -> str:
+    """Part-file prefix of a worker's re-evaluations at T+Δ (``cw<Δ ms>-NNNNNN.parquet``)."""
+    return f"cw{delay_ms}"
+
+
+def commit_wait_schema(sources: Sequence[str], delay_ms: int) -> pa.Schema:
+    """One row per receipt re-evaluated at T+Δ: event_id, the age of the re-evaluation and
+    every listed source's refined [earliest, latest] and status (null values when none)."""
+    fields = [
+        pa.field("event_id", pa.uint64(), nullable=False),
+        pa.field(commit_wait_age_column(delay_ms), pa.int64(), nullable=False),
+    ]
+    for s in sources:
+        lo, hi, st = commit_wait_columns(s, delay_ms)
+        fields += [pa.field(lo, pa.int64()), pa.field(hi, pa.int64()), pa.field(st, pa.int8())]
+    meta = dict(_META)
+    meta[b"skewlab.commit_wait_delay_ms"] = str(delay_ms).encode()
+    return pa.schema(fields, metadata=meta)
+
+
 NTP_SCHEMA = pa.schema(
     [
         pa.field("server", pa.string()),
@@ -91,49 +162,80 @@ NTP_SCHEMA = pa.schema(
 
 
 class PartWriter:
-    """Buffers rows column-wise and writes numbered Parquet parts of ``batch_rows`` rows."""
+    """Buffers row tuples and writes numbered Parquet parts of ``batch_rows`` rows.
 
-    def __init__(self, directory: Path, prefix: str, schema: pa.Schema, batch_rows: int = 8192):
+    Rows are kept as tuples (one cheap append in the hot path) and turned into columns only at
+    flush. Columns named in ``sentinel_columns`` hold ``wire.NO_VALUE`` for "no value" and are
+    written as null.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        prefix: str,
+        schema: pa.Schema,
+        batch_rows: int = 8192,
+        sentinel_columns: Iterable[str] = (),
+    ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.schema = schema
         self.batch_rows = batch_rows
         self.names = schema.names
-        self._cols: list[list] = [[] for _ in self.names]
+        self._struct = pa.struct(list(schema))
+        self._sentinel = [schema.get_field_index(c) for c in sentinel_columns]
+        self._rows: list[tuple] = []
         self._part = 0
         self.rows_written = 0
+        self.parts_written = 0
 
     @property
     def pending(self) -> int:
-        return len(self._cols[0])
+        return len(self._rows)
 
     def append(self, row: Sequence[object]) -> None:
-        for col, v in zip(self._cols, row, strict=True):
-            col.append(v)
-        if len(self._cols[0]) >= self.batch_rows:
+        """Buffer one row (values in schema order); writes a part when the batch is full."""
+        rows = self._rows
+        rows.append(row if type(row) is tuple else tuple(row))
+        if len(rows) >= self.batch_rows:
             self.flush()
 
+    def take(self) -> list[tuple]:
+        """Remove and return the buffered rows (for a caller that writes them elsewhere)."""
+        rows, self._rows = self._rows, []
+        return rows
+
+    def to_table(self, rows: list[tuple]) -> pa.Table:
+        """Rows → a table of this writer's schema, NO_VALUE sentinels → null."""
+        arr = pa.array(rows, type=self._struct)
+        cols = arr.flatten()
+        for i in self._sentinel:
+            c = cols[i]
+            is_none = pc.equal(c, NO_VALUE)
+            if pc.any(is_none).as_py():
+                cols[i] = pc.if_else(is_none, pa.scalar(None, c.type), c)
+        return pa.Table.from_arrays(cols, schema=self.schema)
+
     def flush(self) -> None:
-        n = len(self._cols[0])
-        if n == 0:
+        """Write the buffered rows as the next part file (whole file, then rename)."""
+        rows = self.take()
+        if not rows:
             return
-        table = pa.Table.from_arrays(
-            [pa.array(c, type=f.type) for c, f in zip(self._cols, self.schema, strict=True)],
-            schema=self.schema,
-        )
+        table = self.to_table(rows)
         path = self.dir / f"{self.prefix}-{self._part:06d}.parquet"
         tmp = path.with_name("." + path.name + ".tmp")
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, compression=COMPRESSION)
         os.replace(tmp, path)
         self._part += 1
-        self.rows_written += n
-        self._cols = [[] for _ in self.names]
+        self.parts_written += 1
+        self.rows_written += len(rows)
 
     close = flush
 
 
 def part_files(directory: Path, prefix: str) -> list[Path]:
+    """The complete part files of one trace, in write order (temporaries are hidden)."""
     return sorted(directory.glob(f"{prefix}-*.parquet"))
 
 
@@ -146,3 +248,33 @@ def read_parts(directory: Path, prefix: str, schema: pa.Schema | None = None) ->
         return schema.empty_table()
     tables = [pq.read_table(f) for f in files]
     return pa.concat_tables(tables, promote_options="default")
+
+
+_CW_PART = re.compile(r"^cw(\d+)-\d{6}\.parquet$")
+
+
+def commit_wait_delays_ms(directory: Path) -> list[int]:
+    """The Δ values (ms) for which a worker wrote commit-wait parts, ascending ([] if none)."""
+    if not directory.is_dir():
+        return []
+    found = {int(m.group(1)) for p in directory.iterdir() if (m := _CW_PART.match(p.name))}
+    return sorted(found)
+
+
+def load_receipts(directory: Path, sources: Sequence[str]) -> pa.Table:
+    """A worker's receipts with its commit-wait re-evaluations beside them (joined by event_id).
+
+    Receipts whose re-evaluation at some Δ was never done (the run stopped before T+Δ, or the
+    part was lost in a crash) have null columns for that Δ. Rows stay in arrival order.
+    """
+    events = read_parts(directory, "events", receipt_schema(sources))
+    delays = commit_wait_delays_ms(directory)
+    if not delays:
+        return events
+    names = list(events.column_names)
+    table = events.append_column("__order", pa.array(range(events.num_rows), pa.int64()))
+    for d in delays:
+        cw = read_parts(directory, commit_wait_prefix(d))
+        names += [c for c in cw.column_names if c != "event_id"]
+        table = table.join(cw, "event_id", join_type="left outer")
+    return table.sort_by("__order").select(names)

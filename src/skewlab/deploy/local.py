@@ -21,6 +21,7 @@ from typing import Any
 
 from skewlab import __version__
 from skewlab.node.control import ControlServer, Message
+from skewlab.node.patterns import expected_duration_ns
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
 
@@ -57,6 +58,7 @@ class LocalLauncher:
         self.control: ControlServer | None = None
         self.results: ResultsDir | None = None
         self.meta: dict[str, Any] = {}
+        self.net: Any = None  # skewlab.net.link.Network: the link relays of this run, if any
 
     # -- process management -------------------------------------------------------------------
     def _spawn(self, role: str, name: str, extra: list[str]) -> Proc:
@@ -137,9 +139,41 @@ class LocalLauncher:
             if el > 0 and sent > 1:
                 rate = sent / el
                 eta = (total - sent) / rate
-                self.progress(f"sent {sent}/{total} events  {rate:,.0f}/s  ETA {eta:.1f} s")
+                behind = m.body.get("behind_ms")
+                late = f"  behind {behind:.2f} ms" if behind is not None else ""
+                self.progress(f"sent {sent}/{total} events  {rate:,.0f}/s  ETA {eta:.1f} s{late}")
             else:
                 self.progress(f"sent {sent}/{total} events")
+
+    def _pause(self, seconds: float) -> None:
+        """Wait while still handling node messages and noticing dead nodes."""
+        assert self.control is not None
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._check_alive(set(self.procs))
+            try:
+                self._handle(self.control.messages.get(timeout=min(0.1, left)))
+            except queue.Empty:
+                pass
+
+    def accounting(self) -> dict[str, dict[str, int | None]]:
+        """Per worker, from the nodes' own final counts: sent (by the coordinator to that
+        worker), received (distinct events), duplicated, rejected, lost = sent − received."""
+        coord = self.procs.get(self.spec.coordinator.name)
+        sent_to = ((coord.done or {}).get("counts") or {}).get("sent_to", {}) if coord else {}
+        out: dict[str, dict[str, int | None]] = {}
+        for w in self.spec.workers:
+            p = self.procs.get(w.name)
+            c = ((p.done or {}).get("counts") or {}) if p else {}
+            sent, received = sent_to.get(w.name), c.get("received")
+            out[w.name] = {
+                "sent": sent,
+                "received": received,
+                "duplicated": c.get("duplicates"),
+                "rejected": c.get("rejected"),
+                "lost": sent - received if sent is not None and received is not None else None,
+            }
+        return out
 
     def _stop_all(self) -> None:
         """Stop every process started here, by PID: ask, then SIGTERM, then SIGKILL."""
@@ -164,6 +198,12 @@ class LocalLauncher:
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> RunOutcome:
         spec = self.spec
+        from skewlab.clocks.external import SourceUnavailable, require_available
+
+        try:  # fail fast on an absent host clock service, before any folder or process exists
+            require_available(spec)
+        except SourceUnavailable as e:
+            raise LaunchError(str(e)) from None
         self.results = ResultsDir.create(self.out_dir, new_experiment_id(spec.name))
         res = self.results
         res.spec_path.write_text(spec.to_json())
@@ -196,8 +236,11 @@ class LocalLauncher:
             raise
         finally:
             self._stop_all()
+            if self.net is not None:
+                self.net.close()  # stops the relays, writes traces/_links/
             self.control.close()
             meta["duration_s"] = round(time.monotonic() - started, 3)
+            meta["accounting"] = self.accounting()
             meta["nodes"] = {
                 n: {"role": p.role, "pid": p.popen.pid, "exit_code": p.popen.returncode,
                     "counts": (p.done or {}).get("counts")}
@@ -213,28 +256,36 @@ class LocalLauncher:
         ntp_port = self._wait_for(ready, {"ntp-server"}, 15, "the NTP server")["ntp-server"]
         ntp_arg = f"{spec.run.host}:{ntp_port.body['port']}"
         self.progress(f"NTP server ready on {ntp_arg}")
+        from skewlab.net.link import Network
+
+        self.net = net = Network.start(spec, res)  # via(src, dst, addr): relay or addr itself
 
         workers = {w.name for w in spec.workers}
         for w in spec.workers:
-            self._spawn("worker", w.name, ["--ntp", ntp_arg])
+            self._spawn("worker", w.name, ["--ntp", net.via(w.name, "ntp-server", ntp_arg)])
         wait_s = spec.run.warmup_s + spec.run.ready_timeout_s + 10
         ready_msgs = self._wait_for(ready, workers, wait_s, "worker readiness")
-        waddrs = [f"{n}={spec.run.host}:{m.body['port']}" for n, m in sorted(ready_msgs.items())]
+        coord = spec.coordinator.name
+        waddrs = []
+        for n, m in sorted(ready_msgs.items()):
+            direct = f"{spec.run.host}:{m.body['port']}"
+            waddrs.append(f"{n}={net.via(coord, n, direct)}")
         self.progress(f"workers ready: {', '.join(waddrs)}")
 
-        coord = spec.coordinator.name
-        extra = ["--ntp", ntp_arg]
+        extra = ["--ntp", net.via(coord, "ntp-server", ntp_arg)]
         for wa in waddrs:
             extra += ["--worker", wa]
         self._spawn("coordinator", coord, extra)
         self._wait_for(ready, {coord}, wait_s, "coordinator readiness")
         assert self.control is not None
         self.control.send(coord, "start")
-        from skewlab.node.patterns import expected_duration_ns
 
         expect_s = expected_duration_ns(spec.workload, spec.seed) / 1e9
         self._wait_for(lambda m: m.type == "done", {coord}, expect_s * 2 + 30, "the coordinator")
-        time.sleep(spec.run.drain_s)
+        # Drain: late packets, and the workers' last commit-wait re-evaluations (T+Δ).
+        cw_ms = max((max(m.body.get("commit_wait_ms") or [0]) for m in ready_msgs.values()),
+                    default=0)  # fmt: skip
+        self._pause(max(spec.run.drain_s, cw_ms / 1000 + 0.25 if cw_ms else 0.0))
         for w in workers:
             self.control.send(w, "stop")
         self._wait_for(lambda m: m.type == "done", workers, 30, "workers to finish")

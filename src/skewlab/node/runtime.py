@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
-from collections import Counter
-from dataclasses import dataclass
+from array import array
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from skewlab.clocks.base import Reading
 from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
 from skewlab.net import wire
 from skewlab.node.control import ControlLink
-from skewlab.node.patterns import delays_ns
+from skewlab.node.patterns import Pacer, commit_wait_delays_ms, delays_ns, expected_duration_ns
 from skewlab.node.sync import NtpPoller
 from skewlab.ntp.client import NtpClient
 from skewlab.ntp.server import NtpServer
 from skewlab.spec import ExperimentSpec
-from skewlab.store import ResultsDir
-from skewlab.trace import NTP_SCHEMA, PartWriter, receipt_schema, send_schema
+from skewlab.store import ResultsDir, write_json_atomic
+from skewlab.trace import (
+    CW_NO_REFINEMENT,
+    NTP_SCHEMA,
+    PartWriter,
+    commit_wait_prefix,
+    commit_wait_schema,
+    receipt_schema,
+    send_schema,
+    wire_sentinel_columns,
+)
 
 PROGRESS_EVERY_S = 0.5
+END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP may drop one)
+MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided beyond this)
+STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 
 
 class NodeFailure(Exception):
@@ -40,9 +57,11 @@ class NodeContext:
     results: ResultsDir
     t0_ns: int
     ntp_addr: tuple[str, int] | None = None
+    signalled: threading.Event = field(default_factory=threading.Event)  # SIGINT/SIGTERM seen
 
     def install_signals(self) -> None:
         def _stop(signum: int, _frame: object) -> None:
+            self.signalled.set()
             self.link.stop_event.set()
 
         signal.signal(signal.SIGTERM, _stop)
@@ -57,6 +76,26 @@ class NodeContext:
         )
         return NodeClock(osc)
 
+    def report_done(self, counts: dict[str, Any]) -> None:
+        """Final counts: to the node's own counts.json (always) and to the launcher (if there)."""
+        write_json_atomic(self.results.node_counts_path(self.name), counts)
+        self.link.send("done", counts=counts)
+        print(f"{self.name}: done {counts}", flush=True)
+
+
+def wire_codec(spec: ExperimentSpec) -> wire.WireCodec:
+    """The experiment's event codec: its source set and optional HMAC key."""
+    key = spec.run.hmac_key.encode() if spec.run.hmac_key else None
+    return wire.WireCodec(spec.sources, key)
+
+
+def effective_commit_wait_ms(spec: ExperimentSpec) -> list[int]:
+    """The experiment's commit-wait Δ values (ms), scaled to its scheduled duration."""
+    cw = spec.commit_wait
+    return commit_wait_delays_ms(
+        cw.delays_s, cw.max_fraction, expected_duration_ns(spec.workload, spec.seed)
+    )
+
 
 def bind_udp(host: str, port: int, what: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
@@ -66,6 +105,7 @@ def bind_udp(host: str, port: int, what: str) -> socket.socket:
         sock.close()
         raise NodeFailure(f"cannot bind {what} to {host}:{port}: {e.strerror}") from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     return sock
 
 
@@ -121,7 +161,7 @@ def _warmup(ctx: NodeContext, clock: NodeClock, state: SyncState, sources: list)
                     "status": r.status.name,
                     "offset_ns": None if r.estimate_ns is None else r.estimate_ns - local,
                     "half_width_ns": None
-                    if r.latest_ns is None
+                    if r.latest_ns is None or r.earliest_ns is None
                     else (r.latest_ns - r.earliest_ns) // 2,
                 }
             ctx.link.send("warmup", elapsed_s=round(now - start, 2), sources=prog)
@@ -129,61 +169,327 @@ def _warmup(ctx: NodeContext, clock: NodeClock, state: SyncState, sources: list)
         time.sleep(0.05)
 
 
+def percentile(sorted_values: Sequence[int], q: int) -> int | None:
+    """Nearest-rank percentile (integer q in 1..100) of an ascending sequence; None if empty."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    rank = max(1, -(-q * n // 100))  # ceil(q·n/100), exact in integers
+    return int(sorted_values[rank - 1])
+
+
+def _summary(samples: array, prefix: str) -> dict[str, int | None]:
+    s = sorted(samples)
+    return {
+        f"{prefix}_samples": len(s),
+        f"{prefix}_median_ns": percentile(s, 50),
+        f"{prefix}_p99_ns": percentile(s, 99),
+        f"{prefix}_max_ns": int(s[-1]) if s else None,
+    }
+
+
+# -- commit-wait re-evaluation ------------------------------------------------------------------
+
+
+class CommitWaitEvaluator:
+    """Re-evaluates each receipt's bounded readings at T+Δ, in a background thread.
+
+    The receive loop only appends ``(event_id, local_ns)``; the thread evaluates a receipt once
+    the node's local clock has passed receipt + Δ, asking each source for its retrospective
+    reading of the receipt instant (``reading_at(past_local_ns)``, which may use NTP samples
+    taken after it). A source without ``reading_at`` gets status ``CW_NO_REFINEMENT`` and no
+    values: nothing is invented. Each row also records the actual age of the evaluation (≥ Δ).
+    One part-file series per Δ (``cw<Δ>-NNNNNN.parquet``).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        delays_ms: Sequence[int],
+        local_now: Callable[[], int],
+        directory: Any,
+        batch_rows: int = 8192,
+        poll_s: float | None = None,
+    ) -> None:
+        self.sources = [s for s in sources if _wants_commit_wait(s)]
+        self.names = [s.name for s in self.sources]
+        self.delays_ms = list(delays_ms) if self.sources else []
+        self.local_now = local_now
+        self._refine = [getattr(s, "reading_at", None) for s in self.sources]
+        self._queues: list[deque[tuple[int, int]]] = [deque() for _ in self.delays_ms]
+        self._writers = [
+            PartWriter(directory, commit_wait_prefix(d), commit_wait_schema(self.names, d),
+                       batch_rows)
+            for d in self.delays_ms
+        ]  # fmt: skip
+        shortest = min(self.delays_ms) if self.delays_ms else 1000
+        self.poll_s = poll_s if poll_s is not None else min(0.05, shortest / 1000 / 10)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="commit-wait", daemon=True)
+        self.evaluated = [0] * len(self.delays_ms)
+        self.errors = 0
+        self.first_error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.delays_ms)
+
+    def push(self, event_id: int, local_ns: int) -> None:
+        """Queue one receipt (called from the receive loop: two deque appends)."""
+        for q in self._queues:
+            q.append((event_id, local_ns))
+
+    def start(self) -> CommitWaitEvaluator:
+        if self.active:
+            self._thread.start()
+        return self
+
+    def _evaluate(self, k: int, event_id: int, local_ns: int, now_local: int) -> tuple:
+        row: list[int | None] = [event_id, now_local - local_ns]
+        for fn in self._refine:
+            if fn is None:
+                row += (None, None, CW_NO_REFINEMENT)
+                continue
+            try:
+                r: Reading = fn(local_ns)
+            except Exception as e:  # a broken source must not lose the trace; count it
+                self.errors += 1
+                if self.first_error is None:
+                    self.first_error = f"{type(e).__name__}: {e}"
+                row += (None, None, None)
+                continue
+            row += (r.earliest_ns, r.latest_ns, int(r.status))
+        return tuple(row)
+
+    def run_due(self) -> int:
+        """Evaluate every queued receipt whose T+Δ has passed; return how many were done."""
+        done = 0
+        for k, d in enumerate(self.delays_ms):
+            q = self._queues[k]
+            w = self._writers[k]
+            delta = d * 1_000_000
+            now_local = self.local_now()
+            while q and q[0][1] + delta <= now_local:
+                eid, local = q.popleft()
+                w.append(self._evaluate(k, eid, local, now_local))
+                done += 1
+                self.evaluated[k] += 1
+                if done & 255 == 0:
+                    now_local = self.local_now()
+        return done
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.run_due()
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the thread, evaluate what is due, flush; receipts not yet due are counted."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.active:
+            self.run_due()
+        for w in self._writers:
+            w.flush()
+        return {
+            "commit_wait_ms": self.delays_ms,
+            "commit_wait_sources": self.names,
+            "commit_wait_evaluated": dict(zip(map(str, self.delays_ms), self.evaluated,
+                                              strict=True)),
+            "commit_wait_not_due_at_stop": {str(d): len(q) for d, q in
+                                            zip(self.delays_ms, self._queues, strict=True)},
+            "commit_wait_errors": self.errors,
+            "commit_wait_first_error": self.first_error,
+        }  # fmt: skip
+
+
+def _wants_commit_wait(source: Any) -> bool:
+    """Bounded sources and any source with retrospective refinement are re-evaluated."""
+    return bool(getattr(source, "bounded", False)) or hasattr(source, "reading_at")
+
+
+# -- worker ---------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """The worker's receive loop and its exact counts (kept apart from process setup so tests
+    can drive it over a socket pair)."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        codec: wire.WireCodec,
+        clock: NodeClock,
+        sources: Sequence[Any],
+        writer: PartWriter,
+        total_events: int,
+        stop: threading.Event,
+        control_lost: Callable[[], bool] = lambda: False,
+        signalled: threading.Event | None = None,
+        idle_exit_s: float = 5.0,
+        on_receipt: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.codec = codec
+        self.clock = clock
+        self.sources = list(sources)
+        self.writer = writer
+        self.total = total_events
+        self.stop = stop
+        self.control_lost = control_lost
+        self.signalled = signalled or threading.Event()
+        self.idle_exit_ns = int(idle_exit_s * 1e9)
+        self.on_receipt = on_receipt
+        self.seen = bytearray((total_events >> 3) + 1)  # one bit per event id: dedupe
+        self.received = 0
+        self.duplicates = 0
+        self.reordered = 0  # arrived with a sequence number below one already seen
+        self.end_markers = 0
+        self.coordinator_sent: int | None = None  # from the end-of-stream marker
+        self.rejected: Counter[str] = Counter()
+        self.costs = array("q")  # receive → row buffered, ns (strided sample)
+        self.cost_stride = max(1, total_events // MAX_COST_SAMPLES)
+        self.exit_reason = ""
+
+    def run(self) -> None:
+        """Receive until stopped (stop/signal), or until control is lost and events stopped."""
+        sock = self.sock
+        recv = sock.recv
+        bufsize = self.codec.head_len + 1500 + wire.MAC_LEN + 1  # +1: oversize is detectable
+        now_ns = time.time_ns
+        mono = time.monotonic_ns
+        local_at = self.clock.oscillator.local_at
+        decode = self.codec.decode_fields
+        werr = wire.WireError
+        kind_event = wire.KIND_EVENT
+        append = self.writer.append
+        readers = [s.read for s in self.sources]
+        seen = self.seen
+        total = self.total
+        rejected = self.rejected
+        costs = self.costs
+        stride = self.cost_stride
+        push = self.on_receipt
+        stop = self.stop
+        received = dup = reordered = 0
+        max_seq = -1
+        last_rx = mono()
+        drain_until = 0
+        sock.settimeout(0.1)
+        try:
+            while True:
+                if stop.is_set() and not drain_until:
+                    if not self.control_lost() or self.signalled.is_set():
+                        # asked to stop: read what is already queued, without waiting
+                        drain_until = mono() + int(STOP_DRAIN_S * 1e9)
+                        sock.settimeout(0.0)
+                    elif mono() - last_rx > self.idle_exit_ns:
+                        self.exit_reason = "control lost and no events"
+                        break
+                try:
+                    data = recv(bufsize)
+                except (TimeoutError, BlockingIOError):
+                    if drain_until:
+                        self.exit_reason = "signal" if self.signalled.is_set() else "stop"
+                        break
+                    continue
+                truth = now_ns()
+                local = local_at(truth)
+                if drain_until and mono() > drain_until:
+                    self.exit_reason = "stop (drain time limit)"
+                    break
+                try:
+                    v = decode(data)
+                except werr as e:
+                    rejected[e.reason] += 1
+                    continue
+                last_rx = mono()
+                if v[2] != kind_event:
+                    self.end_markers += 1
+                    self.coordinator_sent = v[6]
+                    continue
+                eid = v[6]
+                if eid >= total:
+                    rejected["unknown_event"] += 1
+                    continue
+                byte = seen[eid >> 3]
+                bit = 1 << (eid & 7)
+                if byte & bit:
+                    dup += 1
+                    continue
+                seen[eid >> 3] = byte | bit
+                seq = v[7]
+                if seq < max_seq:
+                    reordered += 1
+                else:
+                    max_seq = seq
+                row = (eid, seq, truth, local, v[8])
+                for read in readers:
+                    r = read(local)
+                    row += (r.estimate_ns, r.earliest_ns, r.latest_ns, r.status)
+                append(row + v[10:])
+                if push is not None:
+                    push(eid, local)
+                received += 1
+                if received % stride == 0:
+                    costs.append(now_ns() - truth)
+        finally:
+            self.received, self.duplicates, self.reordered = received, dup, reordered
+
+    def counts(self) -> dict[str, Any]:
+        """Exact counts of this worker (``lost`` needs the coordinator's end marker)."""
+        sent = self.coordinator_sent
+        out: dict[str, Any] = {
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "reordered": self.reordered,
+            "rejected": sum(self.rejected.values()),
+            **{f"rejected_{k}": v for k, v in sorted(self.rejected.items())},
+            "end_markers": self.end_markers,
+            "coordinator_sent": sent,
+            "lost": None if sent is None else sent - self.received,
+            "exit_reason": self.exit_reason,
+        }
+        out.update(_summary(self.costs, "cost"))
+        return out
+
+
 def run_worker(ctx: NodeContext) -> int:
     spec = ctx.spec
     node = spec.node(ctx.name)
     clock = ctx.node_clock()
-    osc = clock.oscillator
     sock = bind_udp(spec.run.host, node.port, f"worker {ctx.name}")
     state, poller = _start_sync(ctx, clock)
     sources = make_sources(spec.sources, state, spec.source_params)
-    writer = PartWriter(ctx.results.node_dir(ctx.name), "events", receipt_schema(spec.sources))
-    counts: Counter[str] = Counter()
+    node_dir = ctx.results.node_dir(ctx.name)
+    writer = PartWriter(node_dir, "events", receipt_schema(spec.sources), spec.run.batch_rows,
+                        wire_sentinel_columns(spec.sources))  # fmt: skip
+    cw = CommitWaitEvaluator(sources, effective_commit_wait_ms(spec), clock.local_ns, node_dir,
+                             spec.run.batch_rows)  # fmt: skip
+    rx = Receiver(
+        sock, wire_codec(spec), clock, sources, writer, spec.workload.events,
+        ctx.link.stop_event, lambda: ctx.link.lost, ctx.signalled, spec.run.idle_exit_s,
+        cw.push if cw.active else None,
+    )  # fmt: skip
+    cw_counts: dict[str, Any] = {}
     try:
         _warmup(ctx, clock, state, sources)
-        ctx.link.send("ready", port=sock.getsockname()[1])
-        seen: set[int] = set()
-        sock.settimeout(0.1)
-        stop = ctx.link.stop_event
-        recv = sock.recvfrom
-        now_ns = time.time_ns
-        local_at = osc.local_at
-        decode = wire.decode
-        append = writer.append
-        while True:
-            try:
-                data, _addr = recv(65535)
-            except TimeoutError:
-                if stop.is_set():
-                    break
-                continue
-            truth = now_ns()
-            local = local_at(truth)
-            try:
-                pkt = decode(data)
-            except wire.WireError as e:
-                counts[f"rejected_{e.reason}"] += 1
-                counts["rejected"] += 1
-                continue
-            if pkt.kind == wire.KIND_END:
-                counts["end_markers"] += 1
-                continue
-            if pkt.event_id in seen:
-                counts["duplicates"] += 1
-                continue
-            seen.add(pkt.event_id)
-            row: list[int | None] = [pkt.event_id, pkt.seq, truth, local, pkt.local_send_ns]
-            for s in sources:
-                r = s.read(local)
-                row += (r.estimate_ns, r.earliest_ns, r.latest_ns, int(r.status))
-            append(row)
-            counts["received"] += 1
+        cw.start()
+        ctx.link.send("ready", port=sock.getsockname()[1], commit_wait_ms=cw.delays_ms)
+        rx.run()
     finally:
         poller.stop()
         writer.flush()
+        cw_counts = cw.stop()
         sock.close()
-    ctx.link.send("done", counts=dict(counts), rows=writer.rows_written, ntp_samples=poller.samples)
+    counts = rx.counts()
+    counts.update(cw_counts, rows=writer.rows_written, parts=writer.parts_written,
+                  ntp_samples=poller.samples)  # fmt: skip
+    ctx.report_done(counts)
     return 0
+
+
+# -- coordinator ----------------------------------------------------------------------------------
 
 
 def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> int:
@@ -193,61 +499,116 @@ def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> in
     sock = bind_udp(spec.run.host, node.port, "the coordinator")
     state, poller = _start_sync(ctx, clock)
     sources = make_sources(spec.sources, state, spec.source_params)
-    writer = PartWriter(ctx.results.node_dir(ctx.name), "events", send_schema(spec.sources))
-    addrs = [(h, p) for _, h, p in workers]
-    counts: Counter[str] = Counter()
+    writer = PartWriter(ctx.results.node_dir(ctx.name), "events", send_schema(spec.sources),
+                        spec.run.batch_rows)  # fmt: skip
+    counts: dict[str, Any] = {}
     try:
         _warmup(ctx, clock, state, sources)
         ctx.link.send("ready", port=sock.getsockname()[1])
         ctx.link.start_event.wait()
-        stop = ctx.link.stop_event
-        total = spec.workload.events
-        payload = spec.workload.payload_bytes
-        mono = time.monotonic_ns
-        t_next = mono()
-        started = t_next
-        next_report = started
-        for i, delay in enumerate(delays_ns(spec.workload, spec.seed)):
-            if stop.is_set():
-                break
-            remaining = t_next - mono()
-            if remaining > 2_000_000:
-                time.sleep((remaining - 1_000_000) / 1e9)
-            while mono() < t_next:
-                pass
-            truth, local = clock.now()
-            sent_at = mono()
-            data = wire.encode(wire.EventPacket(i, i, local, wire.KIND_EVENT, payload))
-            ok = failed = 0
-            for a in addrs:
-                try:
-                    sock.sendto(data, a)
-                    ok += 1
-                except OSError:
-                    failed += 1
-            row: list[int | None] = [i, i, truth, local, delay, sent_at - t_next, ok, failed]
-            for s in sources:
-                r = s.read(local)
-                row += (r.estimate_ns, r.earliest_ns, r.latest_ns, int(r.status))
-            writer.append(row)
-            counts["sent"] += 1
-            counts["send_failures"] += failed
-            t_next += delay
-            if sent_at >= next_report:
-                elapsed = (sent_at - started) / 1e9
-                ctx.link.send("progress", sent=i + 1, total=total, elapsed_s=round(elapsed, 2))
-                next_report = sent_at + int(PROGRESS_EVERY_S * 1e9)
-        end = wire.encode(
-            wire.EventPacket(counts["sent"], counts["sent"], clock.local_ns(), wire.KIND_END)
-        )
-        for a in addrs:
-            try:
-                sock.sendto(end, a)
-            except OSError:
-                pass
+        counts = broadcast(ctx, sock, clock, sources, writer, workers)
     finally:
         poller.stop()
         writer.flush()
         sock.close()
-    ctx.link.send("done", counts=dict(counts), rows=writer.rows_written, ntp_samples=poller.samples)
+    counts.update(rows=writer.rows_written, parts=writer.parts_written, ntp_samples=poller.samples)
+    ctx.report_done(counts)
     return 0
+
+
+def broadcast(
+    ctx: NodeContext,
+    sock: socket.socket,
+    clock: NodeClock,
+    sources: Sequence[Any],
+    writer: PartWriter,
+    workers: list[tuple[str, str, int]],
+) -> dict[str, Any]:
+    """Pace the schedule, stamping each event with every source from one clock read."""
+    spec = ctx.spec
+    stop = ctx.link.stop_event
+    codec = wire_codec(spec)
+    encode = codec.encode_flat
+    kind_event = wire.KIND_EVENT
+    none_flat = (0, wire.NO_VALUE, wire.NO_VALUE, wire.NO_VALUE)
+    total = spec.workload.events
+    payload = spec.workload.payload_bytes
+    names = [w[0] for w in workers]
+    addrs = [(h, p) for _, h, p in workers]
+    nw = len(addrs)
+    sent_to = [0] * nw
+    failed_to = [0] * nw
+    errors: Counter[str] = Counter()
+    readers = [s.read for s in sources]
+    append = writer.append
+    now = clock.now
+    send = sock.sendto
+    pacer = Pacer()
+    mono = pacer.clock
+    lateness = array("q")
+    stride = max(1, total // MAX_COST_SAMPLES)
+    report_every = int(PROGRESS_EVERY_S * 1e9)
+    sent = 0
+    prev_delay = 0
+    due = started = mono()
+    next_report = started + report_every
+    for i, delay in enumerate(delays_ns(spec.workload, spec.seed)):
+        if stop.is_set():
+            break
+        actual = pacer.wait_until(due, prev_delay)
+        truth, local = now()
+        flat: tuple = ()
+        own: tuple = ()
+        for read in readers:
+            r = read(local)
+            e = r.estimate_ns
+            if e is None:
+                flat += none_flat
+                own += (None, None, None, r.status)
+            else:
+                flat += (r.status, e, r.earliest_ns, r.latest_ns)
+                own += (e, r.earliest_ns, r.latest_ns, r.status)
+        data = encode(kind_event, i, i, local, flat, payload)
+        ok = 0
+        for j in range(nw):
+            try:
+                send(data, addrs[j])
+                sent_to[j] += 1
+                ok += 1
+            except OSError as err:
+                failed_to[j] += 1
+                errors[type(err).__name__] += 1
+        late = actual - due
+        append((i, i, truth, local, delay, late, ok, nw - ok, *own))
+        if i % stride == 0:
+            lateness.append(late)
+        sent += 1
+        prev_delay = delay
+        due += delay
+        if actual >= next_report:
+            ctx.link.send(
+                "progress", sent=sent, total=total, elapsed_s=round((actual - started) / 1e9, 3),
+                behind_ms=round(late / 1e6, 3),
+            )  # fmt: skip
+            next_report = actual + report_every
+    elapsed = mono() - started
+    # End of stream, carrying the number of events sent, a few times (UDP may drop one).
+    local = clock.local_ns()
+    end = encode(wire.KIND_END, sent, sent, local, none_flat * len(readers), payload)
+    for _ in range(END_MARKER_COPIES):
+        for a in addrs:
+            try:
+                send(end, a)
+            except OSError:
+                pass
+    counts: dict[str, Any] = {
+        "sent": sent,
+        "sent_to": dict(zip(names, sent_to, strict=True)),
+        "send_failures": dict(zip(names, failed_to, strict=True)),
+        "send_errors": dict(errors),
+        "elapsed_s": round(elapsed / 1e9, 6),
+        "achieved_rate_per_s": round(sent / (elapsed / 1e9), 3) if elapsed > 0 else None,
+        "wakeups": pacer.sleeps,
+    }
+    counts.update(_summary(lateness, "pacing_error"))
+    return counts
