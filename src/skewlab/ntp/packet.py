@@ -4,6 +4,12 @@ NTP timestamps are 64-bit: 32 bits of seconds since 1900-01-01 (modulo 2**32, th
 32 bits of fraction. A fraction unit is 2**-32 s ≈ 0.233 ns, finer than 1 ns, so rounding each
 way makes the ns → NTP → ns round trip exact. Decoding picks the era that puts the timestamp
 nearest a pivot (by default the current host time), so 2036 does not break it.
+
+Layout of the 48-byte header (RFC 5905 §7.3), network byte order:
+  LI(2) VN(3) Mode(3) | Stratum(8) | Poll(8, signed log2 s) | Precision(8, signed log2 s)
+  Root Delay (32, short 16.16 s) | Root Dispersion (32, short 16.16 s) | Reference ID (32)
+  Reference, Origin, Receive, Transmit timestamps (64 each)
+Anything after byte 48 (extension fields, MAC) is ignored; it must be 32-bit aligned.
 """
 
 from __future__ import annotations
@@ -18,9 +24,27 @@ _ERA_S = 1 << 32
 HEADER_LEN = 48
 _HEADER = struct.Struct("!BBbbII4sQQQQ")
 
+MODE_SYMMETRIC_ACTIVE = 1
+MODE_SYMMETRIC_PASSIVE = 2
 MODE_CLIENT = 3
 MODE_SERVER = 4
-LEAP_UNSYNC = 3
+MODE_BROADCAST = 5
+
+LEAP_NONE = 0
+LEAP_ADD_SECOND = 1
+LEAP_DEL_SECOND = 2
+LEAP_UNSYNC = 3  # "alarm": the server's clock is not synchronized
+
+STRATUM_KOD = 0  # a stratum-0 reply is a kiss-o'-death; the reference id holds the code
+STRATUM_UNSYNC = 16  # RFC 5905: 16 means unsynchronized; 17..255 are reserved
+
+KOD_RATE = "RATE"  # rate exceeded: back off (poll less often)
+KOD_DENY = "DENY"  # access denied: stop querying this server
+KOD_RSTR = "RSTR"  # access restricted: stop querying this server
+KOD_CODES = (KOD_RATE, KOD_DENY, KOD_RSTR)
+
+# Every reason NtpPacket.decode can reject a datagram with.
+DECODE_REASONS = frozenset({"truncated", "bad_length", "bad_version", "bad_mode"})
 
 
 class NtpDecodeError(ValueError):
@@ -32,7 +56,7 @@ class NtpDecodeError(ValueError):
 
 
 def ns_to_ntp64(unix_ns: int) -> int:
-    """Unix-epoch nanoseconds → raw 64-bit NTP timestamp (era folded away)."""
+    """Unix-epoch nanoseconds → raw 64-bit NTP timestamp (era folded away), rounded."""
     total_ns = unix_ns + NTP_UNIX_DELTA_S * NS_PER_S
     secs, rem = divmod(total_ns, NS_PER_S)
     frac = ((rem << 32) + NS_PER_S // 2) // NS_PER_S
@@ -43,7 +67,10 @@ def ns_to_ntp64(unix_ns: int) -> int:
 
 
 def ntp64_to_ns(raw: int, pivot_unix_ns: int | None = None) -> int:
-    """Raw 64-bit NTP timestamp → Unix-epoch ns, choosing the era nearest ``pivot_unix_ns``."""
+    """Raw 64-bit NTP timestamp → Unix-epoch ns, choosing the era nearest ``pivot_unix_ns``.
+
+    Exact inverse of :func:`ns_to_ntp64` for any instant within 68 years of the pivot.
+    """
     if pivot_unix_ns is None:
         pivot_unix_ns = time.time_ns()
     secs = raw >> 32
@@ -51,12 +78,10 @@ def ntp64_to_ns(raw: int, pivot_unix_ns: int | None = None) -> int:
     frac_ns = (frac * NS_PER_S + (1 << 31)) >> 32
     pivot_ntp_s = pivot_unix_ns // NS_PER_S + NTP_UNIX_DELTA_S
     era = pivot_ntp_s // _ERA_S
-    best = None
-    for e in (era - 1, era, era + 1):
-        cand_s = e * _ERA_S + secs
-        if best is None or abs(cand_s - pivot_ntp_s) < abs(best - pivot_ntp_s):
-            best = cand_s
-    assert best is not None
+    best = min(
+        (e * _ERA_S + secs for e in (era - 1, era, era + 1)),
+        key=lambda cand: abs(cand - pivot_ntp_s),
+    )
     return (best - NTP_UNIX_DELTA_S) * NS_PER_S + frac_ns
 
 
@@ -73,45 +98,58 @@ def ns_to_short(ns: int) -> int:
     return min(v, 0xFFFF_FFFF)
 
 
+def precision_ns(precision: int) -> int:
+    """2**precision seconds in ns, rounded up (precision is a signed log2)."""
+    if precision >= 0:
+        return NS_PER_S << min(precision, 64)
+    return -((-NS_PER_S) >> -precision)  # ceil: never understate a resolution
+
+
 @dataclass(frozen=True, slots=True)
 class NtpPacket:
     """The 48-byte NTP header. Timestamps are kept raw (64-bit) to allow exact origin checks."""
 
-    leap: int = 0
-    version: int = 4
+    leap: int = LEAP_NONE  # 0..3, LEAP_UNSYNC = server not synchronized
+    version: int = 4  # 3 or 4
     mode: int = MODE_CLIENT
-    stratum: int = 0
-    poll: int = 0
-    precision: int = 0
-    root_delay: int = 0  # short format
-    root_dispersion: int = 0  # short format
-    ref_id: bytes = b"\0\0\0\0"
-    ref_ts: int = 0
-    origin_ts: int = 0
-    receive_ts: int = 0
-    transmit_ts: int = 0
+    stratum: int = 0  # 0 = kiss-o'-death, 1 = primary, 16 = unsynchronized
+    poll: int = 0  # log2 seconds, signed
+    precision: int = 0  # log2 seconds, signed (e.g. -20 ≈ 1 µs)
+    root_delay: int = 0  # short format (16.16 s), round trip to the primary reference
+    root_dispersion: int = 0  # short format (16.16 s), error bound to the primary reference
+    ref_id: bytes = b"\0\0\0\0"  # 4 bytes; ASCII code at stratum 0/1, address above
+    ref_ts: int = 0  # raw NTP timestamp: when the server's clock was last set
+    origin_ts: int = 0  # raw: the request's transmit timestamp, echoed
+    receive_ts: int = 0  # raw: T2, server receive
+    transmit_ts: int = 0  # raw: T3 (in a reply) or the client's T1 field (in a request)
 
     def encode(self) -> bytes:
+        """The 48 header bytes (values are masked to their field widths)."""
         first = ((self.leap & 3) << 6) | ((self.version & 7) << 3) | (self.mode & 7)
         return _HEADER.pack(
             first,
             self.stratum & 0xFF,
-            self.poll,
-            self.precision,
+            _signed8(self.poll),
+            _signed8(self.precision),
             self.root_delay & 0xFFFF_FFFF,
             self.root_dispersion & 0xFFFF_FFFF,
-            self.ref_id[:4].ljust(4, b"\0"),
-            self.ref_ts,
-            self.origin_ts,
-            self.receive_ts,
-            self.transmit_ts,
+            bytes(self.ref_id[:4]).ljust(4, b"\0"),
+            self.ref_ts & 0xFFFF_FFFF_FFFF_FFFF,
+            self.origin_ts & 0xFFFF_FFFF_FFFF_FFFF,
+            self.receive_ts & 0xFFFF_FFFF_FFFF_FFFF,
+            self.transmit_ts & 0xFFFF_FFFF_FFFF_FFFF,
         )
 
     @classmethod
     def decode(cls, data: bytes) -> NtpPacket:
-        """Decode a header; extension fields and MACs after byte 48 are ignored."""
+        """Decode a header; raises NtpDecodeError with a reason in DECODE_REASONS.
+
+        Extension fields and MACs after byte 48 are ignored, but must keep 32-bit alignment.
+        """
         if len(data) < HEADER_LEN:
             raise NtpDecodeError("truncated", f"{len(data)} bytes < {HEADER_LEN}")
+        if (len(data) - HEADER_LEN) % 4:
+            raise NtpDecodeError("bad_length", f"{len(data)} bytes is not 32-bit aligned")
         (first, stratum, poll, precision, rdelay, rdisp, ref_id, ref_ts, org, rec, xmt) = (
             _HEADER.unpack_from(data)
         )
@@ -119,7 +157,7 @@ class NtpPacket:
         if version not in (3, 4):
             raise NtpDecodeError("bad_version", str(version))
         mode = first & 7
-        if mode == 0 or mode == 7:
+        if mode == 0 or mode > MODE_BROADCAST:  # 0 reserved, 6 control, 7 private
             raise NtpDecodeError("bad_mode", str(mode))
         return cls(
             leap=first >> 6,
@@ -148,13 +186,18 @@ class NtpPacket:
     @property
     def kiss_code(self) -> str | None:
         """The kiss-o'-death code (e.g. 'RATE', 'DENY', 'RSTR') of a stratum-0 reply."""
-        if self.stratum != 0:
+        if self.stratum != STRATUM_KOD:
             return None
         return self.ref_id.decode("ascii", "replace").rstrip("\0")
 
+    @property
+    def ref_id_text(self) -> str:
+        """The reference id for display: ASCII at stratum 0/1, dotted quad above."""
+        if self.stratum <= 1:
+            return self.ref_id.decode("ascii", "replace").rstrip("\0")
+        return ".".join(str(b) for b in self.ref_id)
 
-def precision_ns(precision: int) -> int:
-    """2**precision seconds in ns (precision is a signed log2)."""
-    if precision >= 0:
-        return NS_PER_S << precision
-    return NS_PER_S >> -precision
+
+def _signed8(v: int) -> int:
+    """Wrap an int into the signed 8-bit range of the poll/precision fields."""
+    return ((v + 128) & 0xFF) - 128
