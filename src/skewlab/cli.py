@@ -154,6 +154,11 @@ def summary_table(stats: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+from skewlab.ntp.cli import ntp_query, ntp_server  # noqa: E402
+
+cli.add_command(ntp_server)
+cli.add_command(ntp_query)
+
 def main() -> None:
     cli()
 
