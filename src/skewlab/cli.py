@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from skewlab import __version__
+from skewlab.net.profiles import NetworkSpec, profile_names
 from skewlab.spec import ExperimentSpec, SpecError
 
 
@@ -78,10 +79,15 @@ def _load_spec(config: Path | None) -> ExperimentSpec:
     show_default=True,
     help="Base folder; the run goes to OUT/<experiment-id>/.",
 )
+@click.option(
+    "--network",
+    type=click.Choice(profile_names()),
+    help="Network profile for every path (docs/NETWORK.md); per-link settings of the file stay.",
+)
 @click.option("--no-figures", is_flag=True, help="Skip figures (stats.json only).")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress.")
 def run(config: Path | None, events: int | None, seed: int | None, out: Path,
-        no_figures: bool, quiet: bool) -> None:  # fmt: skip
+        no_figures: bool, quiet: bool, network: str | None = None) -> None:  # fmt: skip
     """Run an emulated experiment on this host and analyse it.
 
     With no arguments: an embedded NTP server, one coordinator and two workers (B: +3 ms,
@@ -91,6 +97,7 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
     """
     from skewlab.analysis import analyze
     from skewlab.deploy.local import LaunchError, LocalLauncher
+    from skewlab.net.link import format_summary as format_link_summary
 
     try:
         spec = _load_spec(config)
@@ -98,6 +105,8 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
             spec.workload.events = events
         if seed is not None:
             spec.seed = seed
+        if network is not None:
+            spec.network = NetworkSpec(profile=network, links=spec.network.links)
     except SpecError as e:
         fail(str(e), 2)
     progress = Progress(not quiet)
@@ -113,6 +122,8 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
     progress.end()
     stats = analyze(outcome.results, make_figures=not no_figures)
     click.echo(summary_table(stats))
+    if stats.get("network"):
+        click.echo("\n" + format_link_summary(stats["network"]))
     click.echo(f"\nresults: {outcome.results.root}")
 
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skewlab.net.profiles import NetworkSpec
+
 CYCLE_DELAYS_MS: dict[str, float] = {
     "fast": 10.0,
     "medium": 50.0,
@@ -152,6 +154,7 @@ class ExperimentSpec(_Model):
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     ntp: NtpSpec = Field(default_factory=NtpSpec)
     run: RunSpec = Field(default_factory=RunSpec)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)  # link emulation (net/)
     commit_wait: CommitWaitSpec = Field(default_factory=CommitWaitSpec)
 
     @field_validator("name")
@@ -185,6 +188,16 @@ class ExperimentSpec(_Model):
             raise ValueError(f"exactly one node must have role 'coordinator' (found {len(coords)})")
         if len(self.workers) < 2:
             raise ValueError("at least two workers are needed (ordering compares workers)")
+        return self
+
+    @model_validator(mode="after")
+    def _network_ok(self) -> ExperimentSpec:
+        from skewlab.net.profiles import experiment_paths
+
+        names = [n.name for n in self.nodes]
+        self.network.check_paths(
+            experiment_paths(self.coordinator.name, [w.name for w in self.workers], names)
+        )
         return self
 
     @property
