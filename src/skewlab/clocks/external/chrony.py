@@ -46,6 +46,14 @@ class Tracking:
     update_interval_s: float
     leap_status: str  # Normal, Insert second, Delete second, Not synchronised
     taken_ns: int  # host system time just before chronyc was started (ns)
+    ref_time_ns: int = 0  # ref_time exactly, parsed from its decimal text (ns since epoch)
+
+
+def decimal_s_to_ns(text: str) -> int:
+    """Seconds written in decimal (``1795864589.408744974``) to exact integer ns."""
+    whole, _, frac = text.strip().partition(".")
+    sign = -1 if whole.startswith("-") else 1
+    return int(whole) * 1_000_000_000 + sign * int((frac + "000000000")[:9])
 
 
 def parse_tracking(line: str, taken_ns: int) -> Tracking:
@@ -70,6 +78,7 @@ def parse_tracking(line: str, taken_ns: int) -> Tracking:
             update_interval_s=float(f[12]),
             leap_status=f[13],
             taken_ns=taken_ns,
+            ref_time_ns=decimal_s_to_ns(f[3]),
         )
     except ValueError as e:
         raise ChronyError(f"unparsable tracking report: {e}") from None
@@ -120,7 +129,7 @@ def chrony_reading(tr: Tracking, t_ns: int, max_clock_error_ppm: float, stale_af
     rate = (tr.skew_ppm + abs(tr.residual_freq_ppm) + max_clock_error_ppm) * PPM
     half = math.ceil((tr.root_delay_s / 2 + tr.root_dispersion_s) * 1e9 + elapsed_ns * rate)
     est = t_ns + round(tr.system_time_s * 1e9)
-    ref_ns = round(tr.ref_time_s * 1e9)
+    ref_ns = tr.ref_time_ns
     status = Status.SYNCHRONIZED if t_ns - ref_ns <= stale_after_ns else Status.FREE_RUNNING
     return Reading(est, est - half, est + half, status, ref_ns)
 
