@@ -331,3 +331,9 @@ def make_sources(
             raise ValueError(f"unknown clock source {n!r}; known: {', '.join(SOURCES)}") from None
         out.append(factory(state, **dict(params.get(n, {}))))
     return out
+
+
+# Sources backed by real host services (ChronoTick, chrony, ClockBound): read the host clock.
+from skewlab.clocks.external import EXTERNAL_SOURCES  # noqa: E402
+
+SOURCES.update(EXTERNAL_SOURCES)
