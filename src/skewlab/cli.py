@@ -170,6 +170,10 @@ from skewlab.ntp.cli import ntp_query, ntp_server  # noqa: E402
 cli.add_command(ntp_server)
 cli.add_command(ntp_query)
 
+from skewlab.export import export  # noqa: E402
+
+cli.add_command(export)
+
 def main() -> None:
     cli()
 

@@ -1,0 +1,77 @@
+"""``skewlab export``: a results folder's Parquet traces as CSV, for people who want CSV.
+
+One CSV per node and trace (``<out>/<node>/<trace>.csv``). A worker's ``events.csv`` carries
+its commit-wait columns beside the receipts, as ``trace.load_receipts`` joins them. Nulls are
+empty fields; integers stay exact integers.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+import pyarrow.csv as pacsv
+
+from skewlab.store import ResultsDir
+from skewlab.trace import load_receipts, read_parts
+
+_PART = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-\d{6}\.parquet$")
+_CW = re.compile(r"^cw\d+$")
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"skewlab: error: {msg}", err=True)
+    sys.exit(2)
+
+
+def export_csv(res: ResultsDir, out: Path) -> list[Path]:
+    """Write every trace of ``res`` as CSV under ``out``; return the files written."""
+    from skewlab.spec import ExperimentSpec
+
+    spec = ExperimentSpec.model_validate_json(res.spec_path.read_text())
+    workers = {w.name for w in spec.workers}
+    written: list[Path] = []
+    for node in res.nodes_with_traces():
+        d = res.node_dir(node)
+        prefixes = sorted({m.group("prefix") for p in d.iterdir() if (m := _PART.match(p.name))})
+        for prefix in prefixes:
+            if node in workers and _CW.match(prefix):
+                continue  # joined into events.csv
+            if node in workers and prefix == "events":
+                table = load_receipts(d, spec.sources)
+            else:
+                table = read_parts(d, prefix)
+            target = out / node / f"{prefix}.csv"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pacsv.write_csv(table, target)
+            written.append(target)
+    return written
+
+
+@click.command()
+@click.argument("results_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--csv", "as_csv", is_flag=True, help="Write CSV (the only format so far).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder. Default: RESULTS_DIR/csv.",
+)
+def export(results_dir: Path, as_csv: bool, out: Path | None) -> None:
+    """Export a results folder's traces (one file per node and trace) for other tools."""
+    res = ResultsDir(results_dir)
+    if not as_csv:
+        _fail("choose an export format: --csv")
+    if not res.spec_path.is_file():
+        _fail(f"{results_dir} is not a skewlab results folder (no spec.json)")
+    target = out if out is not None else res.csv_dir
+    try:
+        files = export_csv(res, target)
+    except OSError as e:
+        _fail(f"cannot write to {target}: {e.strerror or e}")
+    if not files:
+        _fail(f"{results_dir} has no traces to export")
+    for f in files:
+        click.echo(str(f))

@@ -1,0 +1,191 @@
+"""The worker's receive loop over real loopback sockets, and the commit-wait evaluator."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+from skewlab.clocks.base import Reading, Status
+from skewlab.clocks.oscillator import NodeClock, Oscillator
+from skewlab.clocks.sources import make_sources
+from skewlab.clocks.sync import SyncState
+from skewlab.net import wire
+from skewlab.node.runtime import CommitWaitEvaluator, Receiver
+from skewlab.trace import (
+    CW_NO_REFINEMENT,
+    PartWriter,
+    load_receipts,
+    read_parts,
+    receipt_schema,
+    wire_sentinel_columns,
+)
+
+SOURCES = ["system", "ntp"]
+KEY = b"test key"
+
+
+def _setup(tmp_path: Path, total: int, **kw):
+    rx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx_sock.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    codec = wire.WireCodec(SOURCES, KEY)
+    clock = NodeClock(Oscillator(offset_ns=5_000_000, drift_ppb=0, t0_ns=time.time_ns()))
+    sources = make_sources(SOURCES, SyncState())  # ntp: no sample, so no value
+    writer = PartWriter(tmp_path, "events", receipt_schema(SOURCES), 5,
+                        wire_sentinel_columns(SOURCES))  # fmt: skip
+    stop = threading.Event()
+    rx = Receiver(rx_sock, codec, clock, sources, writer, total, stop, **kw)
+    return rx, rx_sock, tx, codec, writer, stop
+
+
+def _event(codec: wire.WireCodec, eid: int, kind: int = wire.KIND_EVENT) -> bytes:
+    readings = ((1, 10 * eid, 10 * eid, 10 * eid), (0, None, None, None))
+    return codec.encode(wire.EventPacket(eid, eid, 10 * eid, kind, 8, readings))
+
+
+def test_dedupe_reorder_rejects_and_accounting(tmp_path: Path) -> None:
+    rx, rx_sock, tx, codec, writer, stop = _setup(tmp_path, total=100)
+    t = threading.Thread(target=rx.run)
+    t.start()
+    addr = rx_sock.getsockname()
+    order = [*range(10), 3, 12, 11, 12]  # 3 and 12 duplicated, 11 after 12: reordered
+    for eid in order:
+        tx.sendto(_event(codec, eid), addr)
+    bad = {
+        "truncated": b"SKLB",
+        "bad_magic": b"XXXX" + _event(codec, 1)[4:],
+        "bad_sources": _event(wire.WireCodec(["system", "truetime"], KEY), 1),
+        "unauthenticated": _event(wire.WireCodec(SOURCES), 1),
+        "bad_mac": _event(wire.WireCodec(SOURCES, b"wrong key"), 1),
+        "unknown_event": _event(codec, 100),  # ids run 0..total-1
+    }
+    for data in bad.values():
+        tx.sendto(data, addr)
+    end = _event(codec, 13, wire.KIND_END)  # the coordinator sent ids 0..12
+    tx.sendto(end, addr)
+    tx.sendto(end, addr)
+    time.sleep(0.3)
+    stop.set()
+    t.join(timeout=5)
+    assert not t.is_alive()
+    writer.flush()
+    c = rx.counts()
+    distinct = set(order)
+    assert c["received"] == len(distinct)
+    assert c["duplicates"] == len(order) - len(distinct)
+    assert c["reordered"] == 1
+    for reason in bad:
+        assert c[f"rejected_{reason}"] == 1, reason
+    assert c["rejected"] == len(bad)
+    assert c["end_markers"] == 2 and c["coordinator_sent"] == 13
+    assert c["lost"] == 13 - len(distinct)  # id 10 never arrived
+    assert c["exit_reason"] == "stop"
+    assert c["cost_samples"] == len(distinct) and c["cost_median_ns"] > 0
+    table = read_parts(tmp_path, "events")
+    ids = table.column("event_id").to_pylist()
+    assert sorted(ids) == sorted(distinct)
+    rows = {r["event_id"]: r for r in table.to_pylist()}
+    r = rows[7]
+    assert r["send_local_ns"] == 70 and r["send_system_estimate_ns"] == 70
+    assert r["send_ntp_estimate_ns"] is None and r["send_ntp_status"] == 0
+    assert r["ntp_estimate_ns"] is None and r["ntp_status"] == int(Status.UNSYNCHRONIZED)
+    # one clock read per packet: system equals the local reading, 5 ms ahead of truth
+    assert r["system_estimate_ns"] == r["local_ns"]
+    assert r["local_ns"] - r["truth_ns"] == 5_000_000
+    rx_sock.close()
+    tx.close()
+
+
+def test_lost_control_exits_only_after_events_stop(tmp_path: Path) -> None:
+    lost = threading.Event()
+    rx, rx_sock, tx, codec, writer, stop = _setup(
+        tmp_path, total=1000, control_lost=lost.is_set, idle_exit_s=0.4
+    )
+    t = threading.Thread(target=rx.run)
+    t.start()
+    lost.set()
+    stop.set()  # what the control link does when its connection drops
+    addr = rx_sock.getsockname()
+    for eid in range(12):  # events still flow for ~0.6 s: the worker keeps receiving
+        tx.sendto(_event(codec, eid), addr)
+        time.sleep(0.05)
+        assert t.is_alive()
+    silent_from = time.monotonic()
+    t.join(timeout=5)
+    assert not t.is_alive()
+    assert time.monotonic() - silent_from >= 0.3
+    writer.flush()
+    c = rx.counts()
+    assert c["received"] == 12 and c["exit_reason"] == "control lost and no events"
+    assert read_parts(tmp_path, "events").num_rows == 12
+    rx_sock.close()
+    tx.close()
+
+
+class _Refining:
+    """A bounded source whose retrospective answer is ±(1000 − 100·k) around the instant."""
+
+    name = "refining"
+    bounded = True
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def read(self, local_ns: int) -> Reading:
+        return Reading(local_ns, local_ns - 1000, local_ns + 1000, Status.SYNCHRONIZED)
+
+    def reading_at(self, past_local_ns: int) -> Reading:
+        self.calls.append(past_local_ns)
+        return Reading(past_local_ns, past_local_ns - 100, past_local_ns + 100, Status.SYNCHRONIZED)
+
+
+class _BoundedPlain:
+    name = "plain"
+    bounded = True
+
+    def read(self, local_ns: int) -> Reading:
+        return Reading(local_ns, local_ns - 5, local_ns + 5, Status.FREE_RUNNING)
+
+
+class _Point:
+    name = "point"
+    bounded = False
+
+    def read(self, local_ns: int) -> Reading:
+        return Reading.point(local_ns, Status.FREE_RUNNING)
+
+
+def test_commit_wait_evaluates_at_t_plus_delta(tmp_path: Path) -> None:
+    now = [0]
+    ref = _Refining()
+    cw = CommitWaitEvaluator([_Point(), ref, _BoundedPlain()], [10, 20], lambda: now[0], tmp_path)
+    assert cw.names == ["refining", "plain"]  # the point source has nothing to re-evaluate
+    ms = 1_000_000
+    for eid, local in enumerate([0, 3 * ms, 6 * ms]):
+        cw.push(eid, local)
+    now[0] = 9 * ms
+    assert cw.run_due() == 0  # nothing is due before T+Δ
+    now[0] = 13 * ms
+    assert cw.run_due() == 2  # receipts at 0 and 3 ms are due at Δ = 10 ms
+    now[0] = 25 * ms
+    assert cw.run_due() == 1 + 2  # the last one at Δ = 10 ms; the first two at 20 ms
+    summary = cw.stop()  # the receipt at 6 ms is not due at 20 ms until 26 ms
+    assert summary["commit_wait_evaluated"] == {"10": 3, "20": 2}
+    assert summary["commit_wait_not_due_at_stop"] == {"10": 0, "20": 1}
+    assert ref.calls.count(0) == 2 and ref.calls.count(6 * ms) == 1
+    # joined beside receipts by event id (receipts written by a plain writer here)
+    w = PartWriter(tmp_path, "events", receipt_schema([]), 10)
+    for eid, local in enumerate([0, 3 * ms, 6 * ms]):
+        w.append((eid, eid, local, local, local))
+    w.flush()
+    rows = load_receipts(tmp_path, []).to_pylist()
+    assert rows[0]["refining_cw10_earliest_ns"] == -100
+    assert rows[0]["cw10_age_ns"] == 13 * ms  # evaluated when the clock read 13 ms
+    assert rows[1]["refining_cw20_latest_ns"] == 3 * ms + 100
+    assert rows[1]["cw20_age_ns"] == 22 * ms
+    assert rows[2]["refining_cw10_status"] == int(Status.SYNCHRONIZED)
+    assert rows[2]["refining_cw20_status"] is None  # never evaluated: null, not invented
+    assert rows[0]["plain_cw10_status"] == CW_NO_REFINEMENT
+    assert rows[0]["plain_cw10_earliest_ns"] is None

@@ -1,0 +1,145 @@
+"""Trace writing and loading: batches, nulls from the wire, commit-wait join, CSV export."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from skewlab.clocks.base import Status
+from skewlab.net.wire import NO_VALUE
+from skewlab.trace import (
+    CW_NO_REFINEMENT,
+    TRACE_VERSION,
+    PartWriter,
+    commit_wait_delays_ms,
+    commit_wait_prefix,
+    commit_wait_schema,
+    load_receipts,
+    part_files,
+    read_parts,
+    receipt_schema,
+    wire_sentinel_columns,
+)
+
+SOURCES = ["system", "ntp"]
+
+
+def _receipt(eid: int, ntp_value: int | None) -> tuple:
+    """A receipt row: ids, times, own readings (system, ntp), send readings from the wire."""
+    ntp_own = (ntp_value, ntp_value, ntp_value, Status.SYNCHRONIZED if ntp_value else 0)
+    wire_ntp = (2, 900 + eid, 900 + eid, 900 + eid) if ntp_value else (0, *[NO_VALUE] * 3)
+    return (eid, eid, 1000 + eid, 1100 + eid, 950 + eid,
+            1100 + eid, 1100 + eid, 1100 + eid, Status.FREE_RUNNING, *ntp_own,
+            1, 940 + eid, 940 + eid, 940 + eid, *wire_ntp)  # fmt: skip
+
+
+def _writer(d: Path, batch: int = 4) -> PartWriter:
+    return PartWriter(d, "events", receipt_schema(SOURCES), batch, wire_sentinel_columns(SOURCES))
+
+
+def test_batches_are_whole_files_and_nulls_survive(tmp_path: Path) -> None:
+    w = _writer(tmp_path)
+    for i in range(10):
+        w.append(_receipt(i, None if i % 3 == 0 else 5000 + i))
+    # two full batches written, two rows pending in memory
+    assert len(part_files(tmp_path, "events")) == 2 and w.pending == 2
+    assert not list(tmp_path.glob(".*tmp"))
+    w.flush()
+    assert w.rows_written == 10 and w.parts_written == 3
+    t = read_parts(tmp_path, "events")
+    assert t.num_rows == 10
+    assert t.schema.metadata[b"skewlab.trace_version"] == str(TRACE_VERSION).encode()
+    rows = t.to_pylist()
+    for r in rows:
+        i = r["event_id"]
+        has = i % 3 != 0
+        assert (r["ntp_estimate_ns"] is not None) == has
+        # the wire's "no value" sentinel became null; real values are untouched
+        assert (r["send_ntp_estimate_ns"] is not None) == has
+        if has:
+            assert r["send_ntp_latest_ns"] == 900 + i and r["send_ntp_status"] == 2
+        else:
+            assert r["send_ntp_status"] == 0
+        assert r["system_status"] == int(Status.FREE_RUNNING)
+        assert r["send_system_estimate_ns"] == 940 + i
+
+
+def test_crash_leaves_only_complete_parts(tmp_path: Path) -> None:
+    """A stale temporary (a write cut short) is invisible to readers."""
+    w = _writer(tmp_path)
+    for i in range(4):
+        w.append(_receipt(i, 1))
+    (tmp_path / ".events-000001.parquet.tmp").write_bytes(b"PAR1 half a file")
+    assert read_parts(tmp_path, "events").num_rows == 4
+
+
+def test_commit_wait_columns_join_beside_receipts(tmp_path: Path) -> None:
+    w = _writer(tmp_path, batch=100)
+    for i in range(6):
+        w.append(_receipt(i, 10_000 + i))
+    w.flush()
+    cw_sources = ["ntp", "system"]
+    for d in (250, 500):
+        cw = PartWriter(tmp_path, commit_wait_prefix(d), commit_wait_schema(cw_sources, d), 2)
+        # receipts 0..3 re-evaluated (out of arrival order); 4, 5 never were (run stopped)
+        for i in (1, 0, 3, 2):
+            cw.append((i, d * 1_000_000 + 7, 10_000 + i - d, 10_000 + i + d, 2,
+                       None, None, CW_NO_REFINEMENT))  # fmt: skip
+        cw.flush()
+    assert commit_wait_delays_ms(tmp_path) == [250, 500]
+    t = load_receipts(tmp_path, SOURCES)
+    assert t.column("event_id").to_pylist() == list(range(6))  # arrival order kept
+    rows = t.to_pylist()
+    for r in rows[:4]:
+        i = r["event_id"]
+        assert r["ntp_cw250_earliest_ns"] == 10_000 + i - 250
+        assert r["ntp_cw500_latest_ns"] == 10_000 + i + 500
+        assert r["cw500_age_ns"] == 500_000_007
+        assert r["system_cw250_status"] == CW_NO_REFINEMENT and r["system_cw250_latest_ns"] is None
+    for r in rows[4:]:
+        assert r["ntp_cw250_earliest_ns"] is None and r["ntp_cw250_status"] is None
+    schema = pq.read_schema(part_files(tmp_path, "cw500")[0])
+    assert schema.metadata[b"skewlab.commit_wait_delay_ms"] == b"500"
+
+
+def test_load_receipts_without_commit_wait(tmp_path: Path) -> None:
+    assert load_receipts(tmp_path / "none", SOURCES).num_rows == 0
+    w = _writer(tmp_path)
+    w.append(_receipt(1, 3))
+    w.flush()
+    assert load_receipts(tmp_path, SOURCES).num_rows == 1
+
+
+def test_export_csv(tmp_path: Path) -> None:
+    from skewlab.export import export
+    from skewlab.spec import ExperimentSpec
+    from skewlab.store import ResultsDir
+
+    res = ResultsDir(tmp_path / "exp")
+    res.root.mkdir()
+    res.spec_path.write_text(ExperimentSpec(sources=SOURCES).to_json())
+    w = _writer(res.node_dir("B"))
+    for i in range(5):
+        w.append(_receipt(i, None if i == 2 else 7))
+    w.flush()
+    out = tmp_path / "csvout"
+    r = CliRunner().invoke(export, [str(res.root), "--csv", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    with open(out / "B" / "events.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(x["event_id"]) for x in rows] == list(range(5))
+    assert rows[2]["ntp_estimate_ns"] == "" and rows[1]["ntp_estimate_ns"] == "7"
+    assert rows[2]["send_ntp_estimate_ns"] == ""
+
+
+@pytest.mark.parametrize("args", [["--csv"], []])
+def test_export_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
+    from skewlab.export import export
+
+    r = CliRunner().invoke(export, [str(tmp_path), *args])
+    assert r.exit_code == 2
+    assert r.output.strip().startswith("skewlab: error:") or "Error" in r.output
