@@ -21,11 +21,26 @@ from skewlab.trace import source_columns
 
 MAX_POINTS = 20_000  # per worker and source, plotted points
 DPI = 300
-FIGURES = ("summary_dashboard", "causality_violations", "ordering_consensus", "window_assignment",
-           "coordination_cost", "commit_wait", "bound_coverage", "error_vs_truth")  # fmt: skip
+FIGURES = (
+    "summary_dashboard",
+    "causality_violations",
+    "ordering_consensus",
+    "window_assignment",
+    "coordination_cost",
+    "commit_wait",
+    "bound_coverage",
+    "error_vs_truth",
+)
 
-plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "svg.fonttype": "none",
-                     "svg.hashsalt": "skewlab", "figure.dpi": 100})  # fmt: skip
+plt.rcParams.update(
+    {
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "svg.fonttype": "none",
+        "svg.hashsalt": "skewlab",
+        "figure.dpi": 100,
+    }
+)
 
 
 def _save(fig: Figure, out_dir: Path, name: str) -> list[str]:
@@ -48,8 +63,15 @@ def _note(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
-def _pct_bars(ax: Any, labels: list[str], rates: list[dict[str, Any] | None], color: str,
-              offset: float = 0.0, width: float = 0.8, label: str | None = None) -> None:  # fmt: skip
+def _pct_bars(
+    ax: Any,
+    labels: list[str],
+    rates: list[dict[str, Any] | None],
+    color: str,
+    offset: float = 0.0,
+    width: float = 0.8,
+    label: str | None = None,
+) -> None:
     """Horizontal bars of rates (%) with Wilson 95% error bars; missing rates are skipped."""
     y = np.arange(len(labels)) + offset
     for yi, r in zip(y, rates, strict=True):
@@ -58,8 +80,9 @@ def _pct_bars(ax: Any, labels: list[str], rates: list[dict[str, Any] | None], co
         lo, hi = r["ci95"]
         v = 100 * r["rate"]
         ax.barh(yi, v, height=width, color=color, label=label)
-        ax.errorbar(v, yi, xerr=[[v - 100 * lo], [100 * hi - v]], fmt="none", ecolor="k",
-                    capsize=2, lw=0.8)  # fmt: skip
+        ax.errorbar(
+            v, yi, xerr=[[v - 100 * lo], [100 * hi - v]], fmt="none", ecolor="k", capsize=2, lw=0.8
+        )
         ax.text(min(100 * hi + 1, 101), yi, f"{r['k']}/{r['n']}", va="center", fontsize=7)
         label = None
     ax.set_yticks(np.arange(len(labels)), labels)
@@ -96,19 +119,34 @@ def ordering_consensus(stats: dict[str, Any]) -> Figure:
     if not tot:
         _note(ax, "fewer than two workers: no pairs to order")
         return fig
-    cats = [("correct", "tab:green"), ("wrong", "tab:red"), ("ambiguous", "tab:orange"),
-            ("tie / truth tie", "tab:gray"), ("undecidable", "lightgray")]  # fmt: skip
+    cats = [
+        ("correct", "tab:green"),
+        ("wrong", "tab:red"),
+        ("ambiguous", "tab:orange"),
+        ("tie / truth tie", "tab:gray"),
+        ("undecidable", "lightgray"),
+    ]
     labels = []
     for i, (s, o) in enumerate(tot.items()):
         if o["bounded"]:
             b = o["bounded"]
-            vals = [b["provable_correct"], b["provable_wrong"], b["ambiguous"], b["truth_ties"],
-                    b["undecidable"]]  # fmt: skip
+            vals = [
+                b["provable_correct"],
+                b["provable_wrong"],
+                b["ambiguous"],
+                b["truth_ties"],
+                b["undecidable"],
+            ]
             labels.append(f"{s} (bounds)")
         else:
             p = o["point"]
-            vals = [p["correct"], p["wrong"], 0, (p["truth_ties"] or 0) + p["claimed_ties"],
-                    p["undecidable"]]  # fmt: skip
+            vals = [
+                p["correct"],
+                p["wrong"],
+                0,
+                (p["truth_ties"] or 0) + p["claimed_ties"],
+                p["undecidable"],
+            ]
             if p["correct"] is None:  # no truth: only decided vs not
                 vals = [None, None, 0, p["claimed_ties"], p["undecidable"]]
             labels.append(f"{s} (estimates)")
@@ -116,8 +154,12 @@ def ordering_consensus(stats: dict[str, Any]) -> Figure:
         left = 0.0
         if vals[0] is None:  # no truth: decided (unjudged) as one bar
             dec = o["bounded"]["provable"] if o["bounded"] else o["point"]["decided"]
-            ax.barh(i, 100 * dec / n, color="tab:blue", label="decided (truth unavailable)"
-                    if i == 0 else None)  # fmt: skip
+            ax.barh(
+                i,
+                100 * dec / n,
+                color="tab:blue",
+                label="decided (truth unavailable)" if i == 0 else None,
+            )
             left = 100 * dec / n
             vals[0] = vals[1] = 0
         for (cat, color), v in zip(cats, vals, strict=True):
@@ -142,17 +184,28 @@ def window_assignment(stats: dict[str, Any]) -> Figure:
     for s, sm in summ.items():
         wr = [sm["window_wrong_rate"].get(str(z)) for z in sizes]
         if all(r is not None for r in wr):
-            ax.plot(sizes, [100 * r["rate"] if r["rate"] is not None else np.nan for r in wr],
-                    "o-", label=f"{s}: wrong")  # fmt: skip
+            ax.plot(
+                sizes,
+                [100 * r["rate"] if r["rate"] is not None else np.nan for r in wr],
+                "o-",
+                label=f"{s}: wrong",
+            )
             plotted = True
         ar = [sm["window_ambiguous_rate"].get(str(z)) for z in sizes]
         if sm["kind"] == "bounded" and all(r is not None for r in ar):
-            ax.plot(sizes, [100 * r["rate"] if r["rate"] is not None else np.nan for r in ar],
-                    "s--", label=f"{s}: ambiguous (straddles)")  # fmt: skip
+            ax.plot(
+                sizes,
+                [100 * r["rate"] if r["rate"] is not None else np.nan for r in ar],
+                "s--",
+                label=f"{s}: ambiguous (straddles)",
+            )
             plotted = True
     if not plotted:
-        _note(ax, "true time unavailable: window accuracy cannot be judged\n"
-                  "(see the report for agreement between workers)")  # fmt: skip
+        _note(
+            ax,
+            "true time unavailable: window accuracy cannot be judged\n"
+            "(see the report for agreement between workers)",
+        )
     else:
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(z) for z in sizes])
@@ -171,14 +224,24 @@ def coordination_cost(stats: dict[str, Any]) -> Figure:
     names = list(cc)
     x = np.arange(len(names))
     coord = [1000 * (c["total"]["coordinate_rate"] or {}).get("rate", 0) or 0 for c in cc.values()]
-    rep = [None if c["total"]["repair_rate"] is None else 1000 * (c["total"]["repair_rate"]["rate"]
-           or 0) for c in cc.values()]  # fmt: skip
+    rep = [
+        None
+        if c["total"]["repair_rate"] is None
+        else 1000 * (c["total"]["repair_rate"]["rate"] or 0)
+        for c in cc.values()
+    ]
     ax.bar(x - 0.2, coord, 0.4, color="tab:orange", label="coordinate (ambiguous / tie)")
     if all(r is not None for r in rep):
         ax.bar(x + 0.2, rep, 0.4, color="tab:red", label="repair (decided wrong)")
     else:
-        ax.text(0.5, 0.95, "repairs need true time: unavailable", transform=ax.transAxes,
-                ha="center", va="top")  # fmt: skip
+        ax.text(
+            0.5,
+            0.95,
+            "repairs need true time: unavailable",
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+        )
     ax.set_xticks(x, names)
     ax.set_ylabel("actions per 1000 decisions")
     ax.set_xlabel("clock source (ordering + every window size)")
@@ -230,8 +293,12 @@ def bound_coverage(stats: dict[str, Any]) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.45 * max(1, len(rows))))
     if not rows:
         any_b = any(k == "bounded" for k in stats["source_kinds"].values())
-        _note(ax, "true time unavailable: coverage cannot be measured" if any_b
-              else "no bounded source in this run")  # fmt: skip
+        _note(
+            ax,
+            "true time unavailable: coverage cannot be measured"
+            if any_b
+            else "no bounded source in this run",
+        )
     else:
         _pct_bars(ax, rows, rates, "tab:blue")
         ax.axvline(100, color="k", lw=0.6, ls="--")
@@ -243,21 +310,29 @@ def bound_coverage(stats: dict[str, Any]) -> Figure:
 def error_vs_truth(t: Traces, stats: dict[str, Any]) -> Figure:
     """Each worker's receipt error (estimate − truth) over the run, per source."""
     sources = t.sources
-    fig, axes = plt.subplots(len(sources), 1, figsize=(7, 1.2 + 2.0 * len(sources)),
-                             sharex=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(sources), 1, figsize=(7, 1.2 + 2.0 * len(sources)), sharex=True, squeeze=False
+    )
     if not stats["truth_available"]:
         for ax in axes[:, 0]:
             _note(ax, "true time unavailable in these traces")
         return fig
-    samples = {w: _sample(lf, ["truth_ns", *(source_columns(s)[0] for s in sources)])
-               for w, lf in t.receipts.items()}  # fmt: skip
+    samples = {
+        w: _sample(lf, ["truth_ns", *(source_columns(s)[0] for s in sources)])
+        for w, lf in t.receipts.items()
+    }
     t0 = min((d["truth_ns"].min() for d in samples.values() if d.height), default=0) or 0
     for ax, src in zip(axes[:, 0], sources, strict=True):
         est = source_columns(src)[0]
         for w, d in sorted(samples.items()):
             d = d.filter(pl.col(est).is_not_null())
-            ax.plot((d["truth_ns"] - t0) / 1e9, (d[est] - d["truth_ns"]) / 1e6, ".", ms=2,
-                    label=f"worker {w}")  # fmt: skip
+            ax.plot(
+                (d["truth_ns"] - t0) / 1e9,
+                (d[est] - d["truth_ns"]) / 1e6,
+                ".",
+                ms=2,
+                label=f"worker {w}",
+            )
         ax.axhline(0, color="k", lw=0.6)
         ax.set_ylabel(f"{src}\nerror (ms)")
         ax.grid(alpha=0.3)
@@ -291,8 +366,10 @@ def summary_dashboard(stats: dict[str, Any]) -> Figure:
             _pct_bars(ax, names, rates, "tab:blue")
             ax.set_xlabel("% (95% Wilson interval)")
         ax.set_title(title)
-    fig.suptitle(f"skewlab summary — {stats['experiment_id']}"
-                 + ("" if stats["truth_available"] else " (no true time)"))  # fmt: skip
+    fig.suptitle(
+        f"skewlab summary — {stats['experiment_id']}"
+        + ("" if stats["truth_available"] else " (no true time)")
+    )
     return fig
 
 

@@ -16,7 +16,13 @@ from typing import Any
 import polars as pl
 
 from skewlab.store import ResultsDir
-from skewlab.trace import part_files, receipt_schema, send_schema, source_columns
+from skewlab.trace import (
+    commit_wait_delays_ms,
+    part_files,
+    receipt_schema,
+    send_schema,
+    source_columns,
+)
 
 NS_PER_MS = 1_000_000
 
@@ -58,8 +64,12 @@ class Traces:
     truth_available: bool
     settings: AnalysisSettings
     bounded: dict[str, bool] = field(default_factory=dict)  # source → returns intervals
+    # worker → commit-wait re-evaluation parts (cw<Δ>-NNNNNN.parquet), one frame per Δ
+    cw_frames: dict[str, list[pl.LazyFrame]] = field(default_factory=dict)
     # worker → source → re-evaluation delays Δ (ms) found as <src>_cw<Δ>_earliest_ns columns
     cw_deltas: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # worker → every column name available after joining the commit-wait frames
+    columns: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _scan(directory: Path, prefix: str, empty_schema: Any) -> pl.LazyFrame:
@@ -111,10 +121,17 @@ def load(results: ResultsDir, settings: AnalysisSettings | None = None) -> Trace
         settings=settings or AnalysisSettings.from_spec(spec),
     )
     t.bounded = _bounded_sources(t)
-    t.cw_deltas = {
-        w: {s: cw_columns(lf.collect_schema().names(), s) for s in sources}
-        for w, lf in receipts.items()
-    }
+    for w, lf in receipts.items():
+        names = list(lf.collect_schema().names())
+        frames = []
+        for d in commit_wait_delays_ms(results.node_dir(w)):
+            f = pl.scan_parquet([str(x) for x in part_files(results.node_dir(w), f"cw{d}")])
+            cols = [c for c in f.collect_schema().names() if c not in names or c == "event_id"]
+            frames.append(f.select(cols).unique(subset="event_id", keep="first"))
+            names += [c for c in cols if c != "event_id"]
+        t.cw_frames[w] = frames
+        t.columns[w] = set(names)
+        t.cw_deltas[w] = {s: cw_columns(names, s) for s in sources}
     return t
 
 

@@ -22,8 +22,11 @@ from skewlab.analysis.stats_util import dist_exprs, rate
 from skewlab.trace import source_columns
 
 UNSYNCHRONIZED, FREE_RUNNING, SYNCHRONIZED = 0, 1, 2
-STATUS_NAMES = {UNSYNCHRONIZED: "UNSYNCHRONIZED", FREE_RUNNING: "FREE_RUNNING",
-                SYNCHRONIZED: "SYNCHRONIZED"}  # fmt: skip
+STATUS_NAMES = {
+    UNSYNCHRONIZED: "UNSYNCHRONIZED",
+    FREE_RUNNING: "FREE_RUNNING",
+    SYNCHRONIZED: "SYNCHRONIZED",
+}
 
 NO_TRUTH = "no true time in these traces (truth_available false)"
 
@@ -52,8 +55,9 @@ def _dist(raw: dict[str, Any] | None, scale: float = 1.0) -> dict[str, Any]:
     out: dict[str, Any] = {"n": _int(raw.get("n"))}
     for k in ("mean", "min", "p50", "p99", "max"):
         v = raw.get(k)
-        out[f"{k}_ns"] = None if v is None else (float(v) * scale if scale != 1.0 or k == "mean"
-                                                  else int(v))  # fmt: skip
+        out[f"{k}_ns"] = (
+            None if v is None else (float(v) * scale if scale != 1.0 or k == "mean" else int(v))
+        )
     return out
 
 
@@ -247,8 +251,9 @@ def window_start(t: pl.Expr, size_ns: int, offset_ns: int) -> pl.Expr:
     return t - ((t - offset_ns) % size_ns)
 
 
-def window_exprs(source: str, p: str, size: int, off: int, bounded: bool,
-                 truth: bool) -> dict[str, pl.Expr]:  # fmt: skip
+def window_exprs(
+    source: str, p: str, size: int, off: int, bounded: bool, truth: bool
+) -> dict[str, pl.Expr]:
     est, lo, hi, _ = _cols(source)
     w_true = window_start(pl.col("truth_ns"), size, off)
     w_est = window_start(est, size, off)
@@ -269,8 +274,14 @@ def window_exprs(source: str, p: str, size: int, off: int, bounded: bool,
 
 def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
     dec = _int(raw["decided"])
-    out: dict[str, Any] = {"decided": dec, "correct": None, "wrong": None, "accuracy": None,
-                           "wrong_rate": None, "bounded": None}  # fmt: skip
+    out: dict[str, Any] = {
+        "decided": dec,
+        "correct": None,
+        "wrong": None,
+        "accuracy": None,
+        "wrong_rate": None,
+        "bounded": None,
+    }
     if truth:
         ok = _int(raw["correct"])
         out.update(
@@ -290,8 +301,11 @@ def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, 
         }
         if truth:
             cc = _int(b["confident_correct"])
-            bo.update(confident_correct=cc, confident_wrong=conf - cc,
-                      confident_wrong_rate=rate(conf - cc, bd))  # fmt: skip
+            bo.update(
+                confident_correct=cc,
+                confident_wrong=conf - cc,
+                confident_wrong_rate=rate(conf - cc, bd),
+            )
         out["bounded"] = bo
     return out
 
@@ -300,34 +314,71 @@ def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, 
 # Commit-wait: wait until earliest > the event's latest, ≈ 2ε; re-evaluated readings at T+Δ
 
 
-def commit_wait_exprs(source: str, p: str, deltas_ms: list[int]) -> dict[str, pl.Expr]:
+def commit_wait_exprs(
+    source: str,
+    p: str,
+    deltas_ms: list[int],
+    sizes: tuple[int, ...],
+    off: int,
+    truth: bool,
+    names: set[str],
+) -> dict[str, pl.Expr]:
+    """Commit-wait at T+0 (= latest − earliest = 2ε) and the receipt's retrospective interval
+    re-evaluated at T+Δ (columns ``<source>_cw<Δ>_earliest_ns`` / ``_latest_ns`` / ``_status``)."""
     _, lo, hi, _ = _cols(source)
-    out = dist_exprs(hi - lo, f"{p}/wait")  # commit-wait at T+0 = latest − earliest = 2ε
+    out = dist_exprs(hi - lo, f"{p}/wait")
+    t = pl.col("truth_ns")
     for d in deltas_ms:
-        e_d = pl.col(f"{source}_cw{d}_earliest_ns")
-        has = hi.is_not_null() & e_d.is_not_null()
-        out[f"{p}/cw/{d}/n"] = _sum(has)
-        out[f"{p}/cw/{d}/done"] = _sum(has & (e_d > hi))
-        remaining = pl.when(has).then(pl.max_horizontal(hi - e_d + 1, pl.lit(0)))
-        out.update(dist_exprs(remaining, f"{p}/cw/{d}/remaining"))
+        q = f"{p}/cw/{d}"
+        lo_d = pl.col(f"{source}_cw{d}_earliest_ns")
+        hi_d = pl.col(f"{source}_cw{d}_latest_ns")
+        st = f"{source}_cw{d}_status"
+        has = lo_d.is_not_null() & hi_d.is_not_null() & lo.is_not_null() & hi.is_not_null()
+        out[f"{q}/n"] = _sum(has)
+        out[f"{q}/no_refinement"] = _sum(pl.col(st) == -1) if st in names else pl.lit(None)
+        out.update(dist_exprs(pl.when(has).then(hi_d - lo_d), f"{q}/wait"))
+        out[f"{q}/narrower"] = _sum(has & (hi_d - lo_d < hi - lo))
+        if truth:
+            out[f"{q}/covered"] = _sum(has & (lo_d <= t) & (t <= hi_d))
+        for size in sizes:
+            z = f"{q}/win/{size // 1_000_000}"
+            amb0 = window_start(lo, size, off) != window_start(hi, size, off)
+            amb_d = window_start(lo_d, size, off) != window_start(hi_d, size, off)
+            out[f"{z}/ambiguous_t0"] = _sum(has & amb0)
+            out[f"{z}/ambiguous"] = _sum(has & amb_d)
+            out[f"{z}/resolved"] = _sum(has & amb0 & ~amb_d)
+            if truth:
+                wt = window_start(t, size, off)
+                out[f"{z}/confident_wrong"] = _sum(
+                    has & ~amb_d & (window_start(lo_d, size, off) != wt)
+                )
     return out
 
 
-def commit_wait_finish(raw: dict[str, Any], deltas_ms: list[int]) -> dict[str, Any]:
+def commit_wait_finish(raw: dict[str, Any], deltas_ms: list[int], truth: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"wait_ns": _dist(raw.get("wait")), "reevaluated": {}}
-    n0 = out["wait_ns"]["n"]
-    # At T+0 no commit is complete: earliest ≤ latest for every reading of the same instant.
-    out["ambiguous_t0"] = rate(n0, n0)
     for d in deltas_ms:
         c = raw["cw"][str(d)]
-        n, done = _int(c["n"]), _int(c["done"])
-        out["reevaluated"][str(d)] = {
+        n = _int(c["n"])
+        nr = c.get("no_refinement")
+        r: dict[str, Any] = {
             "delta_ms": d,
-            "n": n,
-            "done": rate(done, n),  # earliest at T+Δ already past the event's latest
-            "ambiguous": rate(n - done, n),
-            "remaining_ns": _dist(c.get("remaining")),
+            "n": n,  # receipts with both the T+0 and the T+Δ interval
+            "no_refinement": None if nr is None else int(nr),
+            "wait_ns": _dist(c.get("wait")),  # commit-wait had the T+Δ interval been known
+            "narrower": rate(_int(c["narrower"]), n),
+            "coverage": rate(_int(c["covered"]), n) if truth else None,
+            "windows": {},
         }
+        for z, wz in (c.get("win") or {}).items():
+            a0, ad = _int(wz["ambiguous_t0"]), _int(wz["ambiguous"])
+            r["windows"][z] = {
+                "ambiguous_t0": rate(a0, n),
+                "ambiguous": rate(ad, n),
+                "resolved": _int(wz["resolved"]),
+                "confident_wrong": _int(wz["confident_wrong"]) if truth else None,
+            }
+        out["reevaluated"][str(d)] = r
     return out
 
 
@@ -382,8 +433,13 @@ def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str
     }
     if truth:
         ok, bad = _int(pt["correct"]), _int(pt["wrong"])
-        point.update(truth_ties=_int(pt["truth_ties"]), correct=ok, wrong=bad,
-                     accuracy=rate(ok, ok + bad), wrong_rate=rate(bad, ok + bad))  # fmt: skip
+        point.update(
+            truth_ties=_int(pt["truth_ties"]),
+            correct=ok,
+            wrong=bad,
+            accuracy=rate(ok, ok + bad),
+            wrong_rate=rate(bad, ok + bad),
+        )
     out: dict[str, Any] = {"compared": comp, "point": point, "bounded": None}
     if bounded:
         b = raw["bounded"]
@@ -401,9 +457,12 @@ def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str
         }
         if truth:
             bad = _int(b["provable_wrong"])
-            bo.update(truth_ties=_int(b["truth_ties"]),
-                      provable_correct=_int(b["provable_correct"]), provable_wrong=bad,
-                      provable_wrong_rate=rate(bad, wb))  # fmt: skip
+            bo.update(
+                truth_ties=_int(b["truth_ties"]),
+                provable_correct=_int(b["provable_correct"]),
+                provable_wrong=bad,
+                provable_wrong_rate=rate(bad, wb),
+            )
         out["bounded"] = bo
     return out
 
@@ -412,8 +471,9 @@ def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str
 # Window agreement across all N workers on the same event (events received by every worker)
 
 
-def agreement_exprs(source: str, p: str, workers: list[str], size: int, off: int,
-                    bounded: bool) -> dict[str, pl.Expr]:  # fmt: skip
+def agreement_exprs(
+    source: str, p: str, workers: list[str], size: int, off: int, bounded: bool
+) -> dict[str, pl.Expr]:
     def col(i: int, kind: int) -> pl.Expr:
         return pl.col(f"w{i}_{source_columns(source)[kind]}")
 
@@ -469,8 +529,9 @@ def agreement_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[st
 # Coordination cost: ambiguous decisions need a coordination round; wrong ones need repair
 
 
-def coordination_cost(ordering_total: dict[str, Any], windows: dict[str, dict[str, Any]],
-                      bounded: bool, truth: bool) -> dict[str, Any]:  # fmt: skip
+def coordination_cost(
+    ordering_total: dict[str, Any], windows: dict[str, dict[str, Any]], bounded: bool, truth: bool
+) -> dict[str, Any]:
     """Per decision kind: decisions, coordinate (no order/window claimed), repair (claimed and
     contradicted by truth), for the source as designed (bounds if bounded) and, for bounded
     sources, for its estimate used as a point."""
@@ -480,20 +541,32 @@ def coordination_cost(ordering_total: dict[str, Any], windows: dict[str, dict[st
         o = ordering_total
         if mode == "bounded":
             b = o["bounded"]
-            out["ordering"] = {"decisions": b["with_bounds"], "coordinate": b["ambiguous"],
-                               "repair": b["provable_wrong"]}  # fmt: skip
+            out["ordering"] = {
+                "decisions": b["with_bounds"],
+                "coordinate": b["ambiguous"],
+                "repair": b["provable_wrong"],
+            }
         else:
             pt = o["point"]
-            out["ordering"] = {"decisions": pt["decided"] + pt["claimed_ties"],
-                               "coordinate": pt["claimed_ties"], "repair": pt["wrong"]}  # fmt: skip
+            out["ordering"] = {
+                "decisions": pt["decided"] + pt["claimed_ties"],
+                "coordinate": pt["claimed_ties"],
+                "repair": pt["wrong"],
+            }
         for size, w in windows.items():
             if mode == "bounded":
                 b = w["bounded"]
-                out[f"window_{size}ms"] = {"decisions": b["decided"], "coordinate": b["ambiguous"],
-                                           "repair": b["confident_wrong"]}  # fmt: skip
+                out[f"window_{size}ms"] = {
+                    "decisions": b["decided"],
+                    "coordinate": b["ambiguous"],
+                    "repair": b["confident_wrong"],
+                }
             else:
-                out[f"window_{size}ms"] = {"decisions": w["decided"], "coordinate": 0,
-                                           "repair": w["wrong"]}  # fmt: skip
+                out[f"window_{size}ms"] = {
+                    "decisions": w["decided"],
+                    "coordinate": 0,
+                    "repair": w["wrong"],
+                }
         tot = {
             "decisions": sum(k["decisions"] for k in out.values()),
             "coordinate": sum(k["coordinate"] for k in out.values()),

@@ -61,16 +61,17 @@ def _frames(stats: dict[str, Any]) -> list[Block]:
     b: list[Block] = [H("Frames and availability")]
     b.append(
         P(
-            "Causality compares the worker's receipt reading with the coordinator's send reading of "
-            "the same source, each node in its own frame. Ordering compares two workers' readings of "
-            "the same event. Window assignment uses the worker's own reading of its receipt. Truth "
+            "Causality compares the worker's receipt reading with the coordinator's send reading "
+            "of the same source, each node in its own frame. Ordering compares two workers' "
+            "readings of the same event. Window assignment uses the worker's own reading of its receipt. Truth "
             "is the host clock shared by every emulated node."
         )
     )
     if not stats["truth_available"]:
         b.append(
             P(
-                "**True time is unavailable in these traces** (imported or recorded on real clocks). "
+                "**True time is unavailable in these traces** (imported or recorded on real "
+                "clocks). "
                 "Every truth-based metric — error vs truth, bound coverage, causality truth check, "
                 "correct/wrong ordering and window decisions, repairs — is reported as unavailable "
                 "(n/a), never as 0. Frame-internal metrics (violations in the nodes' frames, "
@@ -87,7 +88,8 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
     out.append(
         P(
             f"Sources: {', '.join(f'{s} ({k})' for s, k in stats['source_kinds'].items())}. "
-            f"Coordinator {stats['coordinator']['name']} sent {stats['coordinator']['sent']} events "
+            f"Coordinator {stats['coordinator']['name']} sent {stats['coordinator']['sent']} "
+            "events "
             f"to {len(stats['workers'])} workers. Configuration key `{stats['config_key']}`, seed "
             f"{p.get('seed', NA)}. Stats schema version {stats['stats_version']}; rates carry 95% "
             "Wilson intervals as [low, high] (k/n). Definitions: docs/METHODOLOGY.md."
@@ -98,11 +100,23 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
         out.append(Fig("figures/summary_dashboard.png", "Headline rates per source."))
 
     out.append(H("Accounting"))
-    out.append(Table(["worker", "sent", "received", "lost", "unknown", "duplicates"], [
-        [w, str(a["sent"]), str(a["received"]), str(a["lost"]), str(a["unknown_events"]),
-         str(a["duplicate_rows"])]
-        for w, ws in stats["workers"].items() for a in [ws["accounting"]]
-    ]))  # fmt: skip
+    out.append(
+        Table(
+            ["worker", "sent", "received", "lost", "unknown", "duplicates"],
+            [
+                [
+                    w,
+                    str(a["sent"]),
+                    str(a["received"]),
+                    str(a["lost"]),
+                    str(a["unknown_events"]),
+                    str(a["duplicate_rows"]),
+                ]
+                for w, ws in stats["workers"].items()
+                for a in [ws["accounting"]]
+            ],
+        )
+    )
 
     out.append(H("Readings vs truth"))
     rows = []
@@ -111,9 +125,21 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
             e, bq = ss["error_vs_truth"], ss["bound_quality"]
             cov = pct(bq["coverage"]) if bq and bq.get("available") else NA
             hw = ms(bq["half_width_ns"]["p50_ns"]) if bq else NA
-            rows.append([w, s, ss["kind"], str(ss["readings"]["unanswered"]),
-                         ms(e.get("mean_ns")), ms(e.get("mae_ns")), ms(e.get("rmse_ns")),
-                         ms(e.get("p99_abs_ns")), ms(e.get("max_abs_ns")), hw, cov])  # fmt: skip
+            rows.append(
+                [
+                    w,
+                    s,
+                    ss["kind"],
+                    str(ss["readings"]["unanswered"]),
+                    ms(e.get("mean_ns")),
+                    ms(e.get("mae_ns")),
+                    ms(e.get("rmse_ns")),
+                    ms(e.get("p99_abs_ns")),
+                    ms(e.get("max_abs_ns")),
+                    hw,
+                    cov,
+                ]
+            )
     out.append(
         Table(
             [
@@ -141,11 +167,20 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
         for s, ss in ws["sources"].items():
             c = ss["causality"]
             bd = c["bounded"]
-            rows.append([w, s, str(c["decided"]), str(c["undecidable"]), pct(c["violation_rate"]),
-                         str(c["ties"]), cnt(c["truth_violations"]),
-                         pct(bd["provably_after_rate"]) if bd else NA,
-                         pct(bd["ambiguous_rate"]) if bd else NA,
-                         pct(bd["violating_rate"]) if bd else NA])  # fmt: skip
+            rows.append(
+                [
+                    w,
+                    s,
+                    str(c["decided"]),
+                    str(c["undecidable"]),
+                    pct(c["violation_rate"]),
+                    str(c["ties"]),
+                    cnt(c["truth_violations"]),
+                    pct(bd["provably_after_rate"]) if bd else NA,
+                    pct(bd["ambiguous_rate"]) if bd else NA,
+                    pct(bd["violating_rate"]) if bd else NA,
+                ]
+            )
     out.append(
         Table(
             [
@@ -170,11 +205,20 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
     for pair, pr in stats["ordering"]["pairs"].items():
         for s, o in pr["sources"].items():
             pt, bd = o["point"], o["bounded"]
-            rows.append([pair, s, str(o["compared"]), str(pt["decided"]), cnt(pt["correct"]),
-                         cnt(pt["wrong"]), str(pt["claimed_ties"]),
-                         cnt(bd["provable_correct"]) if bd else NA,
-                         cnt(bd["provable_wrong"]) if bd else NA,
-                         str(bd["ambiguous"]) if bd else NA])  # fmt: skip
+            rows.append(
+                [
+                    pair,
+                    s,
+                    str(o["compared"]),
+                    str(pt["decided"]),
+                    cnt(pt["correct"]),
+                    cnt(pt["wrong"]),
+                    str(pt["claimed_ties"]),
+                    cnt(bd["provable_correct"]) if bd else NA,
+                    cnt(bd["provable_wrong"]) if bd else NA,
+                    str(bd["ambiguous"]) if bd else NA,
+                ]
+            )
     out.append(
         Table(
             [
@@ -195,18 +239,29 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
     out.append(Fig("figures/ordering_consensus.png", "How receipt order is decided."))
 
     out.append(H("Tumbling windows"))
-    out.append(P(f"Window sizes {stats['settings']['window_sizes_ms']} ms, offset "
-                 f"{stats['settings']['window_offset_ms']} ms; start = t − ((t − offset) mod "
-                 "size), windows [start, start + size)."))  # fmt: skip
+    out.append(
+        P(
+            f"Window sizes {stats['settings']['window_sizes_ms']} ms, offset "
+            f"{stats['settings']['window_offset_ms']} ms; start = t − ((t − offset) mod "
+            "size), windows [start, start + size)."
+        )
+    )
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
             for z, wz in ss["windows"].items():
                 bd = wz["bounded"]
-                rows.append([w, s, z, pct(wz["accuracy"]),
-                             cnt(bd["confident_correct"]) if bd else NA,
-                             cnt(bd["confident_wrong"]) if bd else NA,
-                             pct(bd["ambiguous_rate"]) if bd else NA])  # fmt: skip
+                rows.append(
+                    [
+                        w,
+                        s,
+                        z,
+                        pct(wz["accuracy"]),
+                        cnt(bd["confident_correct"]) if bd else NA,
+                        cnt(bd["confident_wrong"]) if bd else NA,
+                        pct(bd["ambiguous_rate"]) if bd else NA,
+                    ]
+                )
     out.append(
         Table(
             [
@@ -225,11 +280,23 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
     for s, per in stats["window_agreement"].items():
         for z, a in per.items():
             bd = a["bounded"]
-            rows.append([s, z, str(a["events"]), pct(a["agree_rate"]), pct(a["truth_agree"]),
-                         pct(bd["ambiguous_rate"]) if bd else NA,
-                         str(bd["confident_disagree"]) if bd else NA])  # fmt: skip
-    out.append(P("Agreement: events received by every worker; do all workers put the event in "
-                 "the same window?"))  # fmt: skip
+            rows.append(
+                [
+                    s,
+                    z,
+                    str(a["events"]),
+                    pct(a["agree_rate"]),
+                    pct(a["truth_agree"]),
+                    pct(bd["ambiguous_rate"]) if bd else NA,
+                    str(bd["confident_disagree"]) if bd else NA,
+                ]
+            )
+    out.append(
+        P(
+            "Agreement: events received by every worker; do all workers put the event in "
+            "the same window?"
+        )
+    )
     out.append(
         Table(
             [
@@ -263,9 +330,17 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
         )
         if "estimate_as_point" in c:
             e = c["estimate_as_point"]["total"]
-            rows.append([f"{s} (estimate as point)", "point", str(e["decisions"]),
-                         str(e["coordinate"]), cnt(e["repair"]), cnt(e["actions"]),
-                         cnt(e["difference"])])  # fmt: skip
+            rows.append(
+                [
+                    f"{s} (estimate as point)",
+                    "point",
+                    str(e["decisions"]),
+                    str(e["coordinate"]),
+                    cnt(e["repair"]),
+                    cnt(e["actions"]),
+                    cnt(e["difference"]),
+                ]
+            )
     out.append(
         Table(
             ["source", "mode", "decisions", "coordinate", "repair", "total", "coordinate − repair"],
@@ -282,7 +357,10 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
             if cw is None:
                 continue
             wt = cw["wait_ns"]
-            re = "; ".join(f"T+{d} ms: done {pct(r['done'])}" for d, r in cw["reevaluated"].items())
+            re = "; ".join(
+                f"T+{d} ms: p50 2ε {ms(r['wait_ns']['p50_ns'])} ms, narrower {pct(r['narrower'])}"
+                for d, r in cw["reevaluated"].items()
+            )
             rows.append(
                 [
                     w,
@@ -296,8 +374,12 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
                 ]
             )
     if rows:
-        out.append(Table(["worker", "source", "n", "mean ms", "p50 ms", "p99 ms", "max ms",
-                          "re-evaluation"], rows))  # fmt: skip
+        out.append(
+            Table(
+                ["worker", "source", "n", "mean ms", "p50 ms", "p99 ms", "max ms", "re-evaluation"],
+                rows,
+            )
+        )
     else:
         out.append(P("No bounded source in this run: commit-wait does not apply."))
     out.append(Fig("figures/commit_wait.png", "Commit-wait distribution."))
@@ -362,16 +444,19 @@ def to_html(bl: list[Block], results: ResultsDir) -> str:
         elif isinstance(b, P):
             parts.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Table):
-            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
-                         + "</tr>")  # fmt: skip
+            parts.append(
+                "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.header) + "</tr>"
+            )
             for r in b.rows:
                 parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>")
             parts.append("</table>")
         elif isinstance(b, Fig):
             data = base64.b64encode((results.root / b.path).read_bytes()).decode()
-            parts.append(f'<figure><img alt="{html.escape(b.caption)}" '
-                         f'src="data:image/png;base64,{data}"><figcaption>'
-                         f"{html.escape(b.caption)}</figcaption></figure>")  # fmt: skip
+            parts.append(
+                f'<figure><img alt="{html.escape(b.caption)}" '
+                f'src="data:image/png;base64,{data}"><figcaption>'
+                f"{html.escape(b.caption)}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)
 

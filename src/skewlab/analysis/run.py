@@ -18,8 +18,9 @@ from skewlab.trace import source_columns
 STATS_VERSION = 2
 
 
-def analyze(results: ResultsDir, make_figures: bool = True,
-            settings: AnalysisSettings | None = None) -> dict[str, Any]:  # fmt: skip
+def analyze(
+    results: ResultsDir, make_figures: bool = True, settings: AnalysisSettings | None = None
+) -> dict[str, Any]:
     """Compute every metric from the stored traces; write stats.json (+ figures and reports)."""
     t = load(results, settings)
     stats = compute(t)
@@ -61,8 +62,11 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def _send_side(t: Traces) -> pl.LazyFrame:
-    cols = [pl.col("event_id"), pl.col("truth_ns").alias("s_truth_ns"),
-            pl.lit(True).alias("s_present")]  # fmt: skip
+    cols = [
+        pl.col("event_id"),
+        pl.col("truth_ns").alias("s_truth_ns"),
+        pl.lit(True).alias("s_present"),
+    ]
     for s in t.sources:
         cols += [pl.col(c).alias(f"s_{c}") for c in source_columns(s)]
     return t.sends.select(cols).unique(subset="event_id", keep="first")
@@ -72,6 +76,8 @@ def _worker(t: Traces, w: str, truth: bool, sends: pl.LazyFrame) -> dict[str, An
     """Every per-worker metric of every source, in one lazy pass over the receipts."""
     rec = t.receipts[w]
     joined = rec.join(sends, on="event_id", how="left")
+    for cw in t.cw_frames.get(w, []):
+        joined = joined.join(cw, on="event_id", how="left")
     exprs: dict[str, pl.Expr] = {}
     off = t.settings.window_offset_ns
     for s in t.sources:
@@ -82,7 +88,17 @@ def _worker(t: Traces, w: str, truth: bool, sends: pl.LazyFrame) -> dict[str, An
         exprs.update(m.causality_exprs(s, f"{s}/causality", b, truth))
         if b:
             exprs.update(m.bound_exprs(s, f"{s}/bound", truth))
-            exprs.update(m.commit_wait_exprs(s, f"{s}/cw", t.cw_deltas[w][s]))
+            exprs.update(
+                m.commit_wait_exprs(
+                    s,
+                    f"{s}/cw",
+                    t.cw_deltas[w][s],
+                    t.settings.window_sizes_ns,
+                    off,
+                    truth,
+                    t.columns[w],
+                )
+            )
         for size in t.settings.window_sizes_ns:
             exprs.update(m.window_exprs(s, f"{s}/win/{size // NS_PER_MS}", size, off, b, truth))
     raw = collect_row(joined, exprs)
@@ -96,7 +112,7 @@ def _worker(t: Traces, w: str, truth: bool, sends: pl.LazyFrame) -> dict[str, An
             "bound_quality": m.bound_finish(r["bound"], truth) if b else None,
             "causality": m.causality_finish(r["causality"], b, truth),
             "windows": {k: m.window_finish(v, b, truth) for k, v in r["win"].items()},
-            "commit_wait": m.commit_wait_finish(r["cw"], t.cw_deltas[w][s]) if b else None,
+            "commit_wait": m.commit_wait_finish(r["cw"], t.cw_deltas[w][s], truth) if b else None,
         }
     return out
 
@@ -142,8 +158,11 @@ def _ordering(t: Traces, truth: bool, sent: int) -> dict[str, Any]:
             "events_missing": sent - raw[t.sources[0]]["compared"] if t.sources else None,
             "sources": {s: m.ordering_finish(raw[s], t.bounded[s], truth) for s in t.sources},
         }
-    total = {s: m.ordering_finish(raw_total[s], t.bounded[s], truth)
-             for s in t.sources} if raw_total else {}  # fmt: skip
+    total = (
+        {s: m.ordering_finish(raw_total[s], t.bounded[s], truth) for s in t.sources}
+        if raw_total
+        else {}
+    )
     return {"pairs": pairs, "total": total}
 
 
@@ -299,9 +318,14 @@ def compute(t: Traces) -> dict[str, Any]:
             win_tot[k] = _sum_finished(ws)
         o = stats["ordering"]["total"].get(s)
         if o is None:  # a single worker: no pairs to order
-            o = {"point": {"decided": 0, "claimed_ties": 0, "wrong": 0 if truth else None},
-                 "bounded": {"with_bounds": 0, "ambiguous": 0,
-                             "provable_wrong": 0 if truth else None}}  # fmt: skip
+            o = {
+                "point": {"decided": 0, "claimed_ties": 0, "wrong": 0 if truth else None},
+                "bounded": {
+                    "with_bounds": 0,
+                    "ambiguous": 0,
+                    "provable_wrong": 0 if truth else None,
+                },
+            }
         stats["coordination_cost"][s] = m.coordination_cost(o, win_tot, t.bounded[s], truth)
     stats["summary"] = _summary(t, stats)
     return stats
