@@ -170,6 +170,12 @@ from skewlab.ntp.cli import ntp_query, ntp_server  # noqa: E402
 cli.add_command(ntp_server)
 cli.add_command(ntp_query)
 
+from skewlab.clockd import clockd  # noqa: E402
+from skewlab.sources_cli import sources  # noqa: E402
+
+cli.add_command(clockd)
+cli.add_command(sources)
+
 from skewlab.export import export  # noqa: E402
 
 cli.add_command(export)

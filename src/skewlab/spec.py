@@ -178,6 +178,20 @@ class ExperimentSpec(_Model):
             raise ValueError("sources are listed more than once")
         return v
 
+    @field_validator("source_params")
+    @classmethod
+    def _optional_ok(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # source_params.<name>.optional = true: run even when that source's service is absent
+        for name, p in v.items():
+            if "optional" in p and not isinstance(p["optional"], bool):
+                raise ValueError(f"{name}.optional must be true or false")
+        return v
+
+    @property
+    def optional_sources(self) -> list[str]:
+        """Configured sources marked ``optional``: the run goes on without their service."""
+        return [s for s in self.sources if self.source_params.get(s, {}).get("optional") is True]
+
     @model_validator(mode="after")
     def _roles_ok(self) -> ExperimentSpec:
         names = [n.name for n in self.nodes]
