@@ -183,6 +183,7 @@ class LinkHub:
         self._tx = threading.Thread(target=self._send_loop, name="link-tx", daemon=True)
         self._started = False
         self._stopped = False
+        self._last_rx_mono = 0  # monotonic ns of the latest datagram received
 
     # -- setup ---------------------------------------------------------------------------------
     def add_link(self, path: str, spec: ResolvedLink, target: tuple[str, int]) -> tuple[str, int]:
@@ -253,6 +254,7 @@ class LinkHub:
 
     def _submit(self, link: Link, d: int, data: bytes, t_in: int, m_in: int,
                 out: socket.socket, dest: Any) -> None:  # fmt: skip
+        self._last_rx_mono = m_in
         seq = link.seq[d]
         link.seq[d] = seq + 1
         decisions = link.models[d].decide(len(data), m_in)
@@ -305,12 +307,16 @@ class LinkHub:
         with self._cond:
             return len(self._heap)
 
-    def drain(self, timeout_s: float) -> bool:
-        """Wait until nothing is queued (or timeout); True if drained."""
+    def drain(self, timeout_s: float, quiet_s: float = 0.05) -> bool:
+        """Wait until nothing is queued and nothing arrived for ``quiet_s``; True if drained."""
         deadline = time.monotonic() + timeout_s
-        while self.pending() and time.monotonic() < deadline:
+        start = time.monotonic_ns()
+        while time.monotonic() < deadline:
+            idle = (time.monotonic_ns() - max(self._last_rx_mono, start)) / 1e9 >= quiet_s
+            if idle and self.pending() == 0:
+                return True
             time.sleep(0.005)
-        return self.pending() == 0
+        return False
 
     def stop(self) -> None:
         """Stop both threads and close every socket; datagrams still queued stay ``unsent``."""
