@@ -14,7 +14,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -110,7 +109,7 @@ def test_third_party_client_reads_clockd(tmp_path: Path, clockbound_python: str)
         ours = ClockBoundShmSource(None, path=str(seg)).read(time.time_ns())
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
+        _out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert got["status"] == 1 and got["generation"] % 2 == 0
     assert got["bound"] == WANT_BOUND_NS  # |0.5 ms| + 3 · 0.1 ms, published by clockd
@@ -128,11 +127,7 @@ def test_third_party_client_reads_clockd(tmp_path: Path, clockbound_python: str)
 
 
 def test_clockd_rejects_point_sources(tmp_path: Path) -> None:
-    r = subprocess.run(skewlab_cmd("clockd", "--path", str(tmp_path / "s"), "--source", "ntp"),
-                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    cmd = skewlab_cmd("clockd", "--path", str(tmp_path / "s"), "--source", "ntp")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 2
     assert r.stderr.startswith("skewlab: error:") and "no bound" in r.stderr
-
-
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
