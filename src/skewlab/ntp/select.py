@@ -83,11 +83,11 @@ def majority_segments(intervals: list[tuple[int, int]]) -> tuple[int, list[tuple
 
 
 def combine(samples: Iterable[NtpSample]) -> int:
-    """θ of several samples weighted by 1/λ, rounded to the nearest ns."""
+    """θ of several samples weighted by 1/λ (λ floored at 1 ns), rounded to the nearest ns."""
     num = Fraction(0)
     den = Fraction(0)
     for s in samples:
-        w = Fraction(1, s.root_distance_ns)
+        w = Fraction(1, max(s.root_distance_ns, 1))
         num += w * s.offset_ns
         den += w
     if den == 0:

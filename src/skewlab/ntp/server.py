@@ -101,6 +101,8 @@ class NtpServer:
         except OSError:
             self.sock.close()
             raise
+        # Room for bursts from many clients while a held item is being served.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
