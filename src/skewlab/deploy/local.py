@@ -288,7 +288,9 @@ class LocalLauncher:
         self._pause(max(spec.run.drain_s, cw_ms / 1000 + 0.25 if cw_ms else 0.0))
         for w in workers:
             self.control.send(w, "stop")
-        self._wait_for(lambda m: m.type == "done", workers, 30, "workers to finish")
+        # a worker stopped early (e.g. by a signal) has already reported: don't wait for it
+        pending = {w for w in workers if self.procs[w].done is None}
+        self._wait_for(lambda m: m.type == "done", pending, 30, "workers to finish")
         self.control.send("ntp-server", "stop")
         self._wait_for(lambda m: m.type == "done", {"ntp-server"}, 10, "the NTP server")
         for p in self.procs.values():

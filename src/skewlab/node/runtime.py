@@ -128,7 +128,7 @@ def run_ntp_server(ctx: NodeContext) -> int:
 
 def _start_sync(ctx: NodeContext, clock: NodeClock) -> tuple[SyncState, NtpPoller]:
     assert ctx.ntp_addr is not None
-    state = SyncState()
+    state = SyncState(clock=clock)  # sources map local readings to monotonic time through it
     client = NtpClient(
         ctx.ntp_addr[0], ctx.ntp_addr[1], clock=clock, timeout_s=ctx.spec.ntp.timeout_s
     )
