@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +169,11 @@ def _family(host: str) -> int:
 class LinkHub:
     """Runs links: ``add_link`` returns the relay address that stands in for a target."""
 
-    def __init__(self, host: str = "127.0.0.1", seed: int = 1) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", seed: int = 1, thread_init: Callable[[], None] | None = None
+    ) -> None:
         self.host = host
+        self._thread_init = thread_init  # run first in both threads (e.g. enter a namespace)
         self.seed = seed
         self.links: dict[str, Link] = {}
         self.counters: dict[str, int] = {"recv_errors": 0, "send_errors": 0}
@@ -232,6 +236,8 @@ class LinkHub:
         return up
 
     def _receive_loop(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
         now_ns, mono_ns = time.time_ns, time.monotonic_ns
         while not self._stopping.is_set():
             for key, _ in self._sel.select(0.1):
@@ -272,6 +278,8 @@ class LinkHub:
 
     # -- send: sleep until the head of the heap is due ------------------------------------------
     def _send_loop(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
         self.timer_slack_set = _set_timer_slack_ns(1)
         now_ns, mono_ns = time.time_ns, time.monotonic_ns
         heap, cond = self._heap, self._cond
