@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Status(IntEnum):
@@ -15,12 +14,13 @@ class Status(IntEnum):
     SYNCHRONIZED = 2  # recent sync; bound valid
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """A source's answer at one local instant, in integer nanoseconds of true-time scale.
 
     Point sources have earliest == latest == estimate. When the source has no answer
-    (UNSYNCHRONIZED) all three are None: a value is never invented.
+    (UNSYNCHRONIZED) all three are None: a value is never invented. An immutable named tuple
+    (not a frozen dataclass) because it is built on every read in the worker's hot path and a
+    tuple is about 3x cheaper to construct.
     """
 
     estimate_ns: int | None

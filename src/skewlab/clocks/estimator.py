@@ -24,6 +24,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 NS_PER_S = 1_000_000_000
+_bisect = bisect_right
 Vertex = tuple[float, float]  # (a: offset at the anchor in ns relative to y_ref, f: ppb)
 
 
@@ -156,21 +157,21 @@ class Model:
     w: float  # wander allowance W, ns/s^1.5
 
     def bounds_at(self, mono_ns: int) -> tuple[int, int, int]:
-        """(earliest, estimate, latest) of true time at a monotonic reading ≥ the anchor."""
+        """(earliest, estimate, latest) of true time at a monotonic reading ≥ the anchor.
+
+        Bounds are rounded outward by at least 1 ns (int() truncation, then ∓2)."""
         tau = (mono_ns - self.anchor_ns) / NS_PER_S
         if tau < 0.0:
             tau = 0.0
-        k = bisect_right(self.hi_taus, tau) - 1
-        a, f = self.hi_lines[k]
-        ww = self.w * tau * math.sqrt(tau)
+        a, f = self.hi_lines[_bisect(self.hi_taus, tau) - 1]
+        ww = self.w * tau**1.5
         hi = a + f * tau + ww
-        k = bisect_right(self.lo_taus, tau) - 1
-        a, f = self.lo_lines[k]
+        a, f = self.lo_lines[_bisect(self.lo_taus, tau) - 1]
         lo = a + f * tau - ww
         est = self.fit_a + self.fit_f * tau
         est = lo if est < lo else (hi if est > hi else est)
         base = mono_ns + self.y_ref
-        return base + math.floor(lo) - 1, base + round(est), base + math.ceil(hi) + 1
+        return base + int(lo) - 2, base + int(est), base + int(hi) + 2
 
 
 def build_model(samples: list[Sample], w: float, fmax_ppb: float) -> Model | None:

@@ -100,24 +100,26 @@ class Oscillator:
     faults: tuple[ClockFault, ...] = ()  # scheduled steps / frequency jumps / strobes
     discipline: Discipline | None = None  # optional servo slewing the realtime clock
     _wander: Wander | None = field(default=None, init=False, repr=False)
-    _plain: bool = field(default=True, init=False, repr=False)
+    plain: bool = field(default=True, init=False)  # True: no wander, faults nor discipline
+    gapless: bool = field(default=True, init=False)  # True: no steps/strobes/discipline: gap 0
 
     def __post_init__(self) -> None:
         self.faults = tuple(sorted(self.faults, key=lambda f: f.at_ns))
         if self.wander_ppb:
             self._wander = Wander(self.wander_ppb, self.seed, self.t0_ns)
-        self._plain = self._wander is None and not self.faults and self.discipline is None
+        self.attach(self.discipline)
 
     def attach(self, discipline: Discipline | None) -> None:
         """Attach (or remove) a discipline servo after construction."""
         self.discipline = discipline
-        self._plain = self._wander is None and not self.faults and discipline is None
+        self.plain = self._wander is None and not self.faults and discipline is None
+        self.gapless = discipline is None and all(f.kind == "freq" for f in self.faults)
 
     def monotonic_at(self, truth_ns: int) -> int:
         """The monotonic reading (never steps, never slewed) at a true instant."""
         t = truth_ns
         raw = t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
-        if self._plain:
+        if self.plain:
             return raw
         if self._wander is not None:
             raw += round(self._wander.phase_ns(t))
@@ -130,14 +132,14 @@ class Oscillator:
 
     def gap_at(self, truth_ns: int) -> int:
         """local − monotonic at a true instant: the sum of steps, strobe and discipline."""
-        if self._plain:
+        if self.plain:
             return 0
         return self._gap(truth_ns, self.monotonic_at(truth_ns))
 
     def gaps_at(self, truth_ns: int) -> tuple[int, int]:
         """(gap, step gap) at a true instant: the gap is local − monotonic; the step gap is the
         part of it not made by the discipline's slewing (steps and strobes only)."""
-        if self._plain:
+        if self.plain:
             return 0, 0
         raw = self.monotonic_at(truth_ns)
         g = self._gap(truth_ns, raw)
@@ -162,7 +164,7 @@ class Oscillator:
 
     def local_at(self, truth_ns: int) -> int:
         """The node's realtime clock at a true instant."""
-        if self._plain:
+        if self.plain:
             t = truth_ns
             return t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
         raw = self.monotonic_at(truth_ns)
@@ -171,7 +173,7 @@ class Oscillator:
     def read_at(self, truth_ns: int) -> tuple[int, int]:
         """(local, monotonic) at one true instant."""
         raw = self.monotonic_at(truth_ns)
-        return (raw if self._plain else raw + self._gap(truth_ns, raw)), raw
+        return (raw if self.plain else raw + self._gap(truth_ns, raw)), raw
 
     def error_at(self, truth_ns: int) -> int:
         """local − true at a true instant, ns."""
@@ -188,6 +190,8 @@ class Timekeeper(Protocol):
     def gap_at(self, truth_ns: int) -> int: ...
 
     def gaps_at(self, truth_ns: int) -> tuple[int, int]: ...
+
+    gapless: bool  # True when local == monotonic at every instant (no need to read the gap)
 
 
 @dataclass(slots=True)

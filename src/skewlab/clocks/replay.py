@@ -25,6 +25,7 @@ class ReplayOscillator:
     times_ns: list[int]  # elapsed since t0, ns (strictly increasing)
     offsets_ns: list[int]  # local − true at those instants, ns
     t0_ns: int = 0  # true time of elapsed 0
+    gapless: bool = True  # no steps: local == monotonic, gap 0
 
     def __post_init__(self) -> None:
         if not self.times_ns or len(self.times_ns) != len(self.offsets_ns):

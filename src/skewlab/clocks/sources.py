@@ -17,6 +17,9 @@ from skewlab.clocks.sync import SyncState
 from skewlab.ntp.client import NtpSample
 
 NS_PER_S = 1_000_000_000
+_NONE = Reading.none()
+_SYNC = Status.SYNCHRONIZED
+_FREE = Status.FREE_RUNNING
 
 
 class SystemSource:
@@ -103,11 +106,11 @@ class TrueTimeSource:
         t4, theta, lam = snap
         age = local_ns - t4
         if age > self.unsync_ns:
-            return Reading.none()
-        eps = lam + _ceil_rate(age, self.rate_ppb)
+            return _NONE
+        # ε = λ + max_drift·age, the growth rounded up (inlined _ceil_rate: hot path)
+        eps = lam - ((-age * self.rate_ppb) // NS_PER_S) if age > 0 else lam
         est = local_ns + theta
-        status = Status.SYNCHRONIZED if age <= self.stale_ns else Status.FREE_RUNNING
-        return Reading(est, est - eps, est + eps, status, t4)
+        return Reading(est, est - eps, est + eps, _SYNC if age <= self.stale_ns else _FREE, t4)
 
 
 class ClockBoundSource:
@@ -150,9 +153,10 @@ class ClockBoundSource:
         t4, base = snap
         age = local_ns - t4
         if age > self.unsync_ns:
-            return Reading.none()
-        ceb = base + _ceil_rate(age, self.rate_ppb)
-        status = Status.SYNCHRONIZED if age <= self.stale_ns else Status.FREE_RUNNING
+            return _NONE
+        # CEB = |θ| + λ + max_drift·age, the growth rounded up (inlined _ceil_rate: hot path)
+        ceb = base - ((-age * self.rate_ppb) // NS_PER_S) if age > 0 else base
+        status = _SYNC if age <= self.stale_ns else _FREE
         return Reading(local_ns, local_ns - ceb, local_ns + ceb, status, t4)
 
 
@@ -212,7 +216,7 @@ class SkewlabSource:
         self.inconsistent = 0  # samples that contradicted the model (register reset)
         self._last_step_gap: int | None = None
         # (model, step gap at the latest sample, T4 local of the latest sample)
-        self._snap: tuple[Model, int, int] | None = None
+        self._snap: tuple | None = None  # see _on_sample: what read needs, in one tuple
         state.subscribe(self._on_sample)
         if state.latest is not None:
             self._on_sample(state.latest)
@@ -240,7 +244,12 @@ class SkewlabSource:
         self.archive.append(_Entry(smp, s.t4_ns, gap, self.epoch))
         if len(self.archive) > self.max_archive:
             del self.archive[0]
-        self._snap = (model, sgap, s.t4_ns)
+        (a_hi, f_hi), (a_lo, f_lo) = model.hi_lines[0], model.lo_lines[0]
+        single = len(model.hi_taus) == 1 and len(model.lo_taus) == 1
+        self._snap = (
+            model, sgap, s.t4_ns, model.anchor_ns, model.y_ref, single,
+            a_hi, f_hi, a_lo, f_lo, model.fit_a, model.fit_f, model.w,
+        )  # fmt: skip
 
     def _reset(self) -> None:
         self.register.clear()
@@ -256,22 +265,32 @@ class SkewlabSource:
         snap = self._snap
         if snap is None:
             return Reading.none()
-        model, sgap0, t4 = snap
+        model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w = snap
         clock = self.state.clock
-        if clock is None:
-            gap = sgap = 0
+        if clock is None or clock.oscillator.gapless:
+            mono = local_ns
+            stepped = sgap0 != 0
         else:
             gap, sgap = clock.gaps_ns()
-        mono = local_ns - gap
-        age = mono - model.anchor_ns
+            mono = local_ns - gap
+            stepped = not -self.step_thr_ns <= sgap - sgap0 <= self.step_thr_ns
+        age = mono - anchor
         if age > self.unsync_ns:
-            return Reading.none()
-        lo, est, hi = model.bounds_at(mono)
-        if age <= self.stale_ns and -self.step_thr_ns <= sgap - sgap0 <= self.step_thr_ns:
-            status = Status.SYNCHRONIZED
-        else:
-            status = Status.FREE_RUNNING
-        return Reading(est, lo, hi, status, t4)
+            return _NONE
+        status = _FREE if stepped or age > self.stale_ns else _SYNC
+        if not single or age < 0:
+            lo_ns, est_ns, hi_ns = model.bounds_at(mono)
+            return Reading(est_ns, lo_ns, hi_ns, status, t4)
+        # Model.bounds_at inlined for the common one-piece envelope (hot path): same formula,
+        # rounded outward by at least 1 ns through int() truncation.
+        tau = age / NS_PER_S
+        ww = w * tau**1.5 if w else 0.0
+        hi = a_hi + f_hi * tau + ww
+        lo = a_lo + f_lo * tau - ww
+        est = fa + ff * tau
+        est = lo if est < lo else (hi if est > hi else est)
+        base = mono + y_ref
+        return Reading(base + int(est), base + int(lo) - 2, base + int(hi) + 2, status, t4)
 
     def reading_at(self, past_local_ns: int, past_mono_ns: int | None = None) -> Reading:
         """The interval for a past local reading, using samples before *and after* it.
