@@ -46,7 +46,10 @@ def nearest_rank(x: pl.Expr, num: int, den: int) -> pl.Expr:
     """
     n = x.count()
     idx = ((n * num + den - 1) // den - 1).clip(lower_bound=0)
-    return x.drop_nulls().sort().slice(idx, 1).first()
+    # Polars' "lower" quantile takes sorted[floor(q'·(n − 1))] by selection (no full sort);
+    # q' = (idx + ½)/(n − 1) makes that floor exactly idx, free of float rounding.
+    q = ((idx.cast(pl.Float64) + 0.5) / (n - 1).clip(lower_bound=1)).clip(upper_bound=1.0)
+    return x.quantile(q, interpolation="lower").cast(pl.Int64)
 
 
 def dist_exprs(x: pl.Expr, prefix: str) -> dict[str, pl.Expr]:
