@@ -81,7 +81,13 @@ def _pct_bars(
         v = 100 * r["rate"]
         ax.barh(yi, v, height=width, color=color, label=label)
         ax.errorbar(
-            v, yi, xerr=[[v - 100 * lo], [100 * hi - v]], fmt="none", ecolor="k", capsize=2, lw=0.8
+            v,
+            yi,
+            xerr=[[max(0.0, v - 100 * lo)], [max(0.0, 100 * hi - v)]],
+            fmt="none",
+            ecolor="k",
+            capsize=2,
+            lw=0.8,
         )
         ax.text(min(100 * hi + 1, 101), yi, f"{r['k']}/{r['n']}", va="center", fontsize=7)
         label = None
