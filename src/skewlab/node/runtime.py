@@ -42,6 +42,7 @@ from skewlab.trace import (
 PROGRESS_EVERY_S = 0.5
 END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP may drop one)
 MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided beyond this)
+SOCKET_BUFFER_BYTES = 32 << 20  # requested UDP buffer (the kernel may grant less)
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 
 
@@ -78,6 +79,7 @@ class NodeContext:
 
     def report_done(self, counts: dict[str, Any]) -> None:
         """Final counts: to the node's own counts.json (always) and to the launcher (if there)."""
+        counts["cpu_s"] = round(time.process_time(), 3)  # this process's CPU time, user + sys
         write_json_atomic(self.results.node_counts_path(self.name), counts)
         self.link.send("done", counts=counts)
         print(f"{self.name}: done {counts}", flush=True)
@@ -104,9 +106,31 @@ def bind_udp(host: str, port: int, what: str) -> socket.socket:
     except OSError as e:
         sock.close()
         raise NodeFailure(f"cannot bind {what} to {host}:{port}: {e.strerror}") from None
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    _big_buffer(sock, socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None))
+    _big_buffer(sock, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None))
     return sock
+
+
+def _big_buffer(sock: socket.socket, opt: int, force: int | None) -> None:
+    """Ask for a SOCKET_BUFFER_BYTES buffer: it absorbs the receive loop's pauses (batch
+    flushes, descheduling). The *FORCE option passes net.core.[rw]mem_max when the process
+    may (CAP_NET_ADMIN); otherwise the kernel caps the plain request at that maximum."""
+    if force is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER_BYTES)
+            return
+        except OSError:
+            pass
+    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
+
+
+def _connected(host: str, addr: tuple[str, int]) -> socket.socket:
+    """A UDP socket on ``host`` connected to ``addr`` (one per destination)."""
+    s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_DGRAM)
+    _big_buffer(s, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None))
+    s.bind((host, 0))
+    s.connect(addr)
+    return s
 
 
 def run_ntp_server(ctx: NodeContext) -> int:
@@ -476,11 +500,15 @@ def run_worker(ctx: NodeContext) -> int:
         _warmup(ctx, clock, state, sources)
         cw.start()
         ctx.link.send("ready", port=sock.getsockname()[1], commit_wait_ms=cw.delays_ms)
+        cw_counts["rcvbuf_bytes"] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        cpu0, wall0 = time.process_time(), time.monotonic()
         rx.run()
+        cw_counts["cpu_run_s"] = round(time.process_time() - cpu0, 3)  # receive phase only
+        cw_counts["run_s"] = round(time.monotonic() - wall0, 3)
     finally:
         poller.stop()
         writer.flush()
-        cw_counts = cw.stop()
+        cw_counts.update(cw.stop())
         sock.close()
     counts = rx.counts()
     counts.update(cw_counts, rows=writer.rows_written, parts=writer.parts_written,
@@ -506,7 +534,9 @@ def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> in
         _warmup(ctx, clock, state, sources)
         ctx.link.send("ready", port=sock.getsockname()[1])
         ctx.link.start_event.wait()
+        cpu0 = time.process_time()
         counts = broadcast(ctx, sock, clock, sources, writer, workers)
+        counts["cpu_run_s"] = round(time.process_time() - cpu0, 3)  # sending phase only
     finally:
         poller.stop()
         writer.flush()
@@ -542,7 +572,10 @@ def broadcast(
     readers = [s.read for s in sources]
     append = writer.append
     now = clock.now
-    send = sock.sendto
+    # one connected socket per worker: a cheaper send, and a dead worker's ICMP error surfaces
+    # as a counted send failure
+    outs = [_connected(ctx.spec.run.host, a) for a in addrs]
+    sends = [o.send for o in outs]
     pacer = Pacer()
     mono = pacer.clock
     lateness = array("q")
@@ -572,7 +605,7 @@ def broadcast(
         ok = 0
         for j in range(nw):
             try:
-                send(data, addrs[j])
+                sends[j](data)
                 sent_to[j] += 1
                 ok += 1
             except OSError as err:
@@ -596,11 +629,13 @@ def broadcast(
     local = clock.local_ns()
     end = encode(wire.KIND_END, sent, sent, local, none_flat * len(readers), payload)
     for _ in range(END_MARKER_COPIES):
-        for a in addrs:
+        for snd in sends:
             try:
-                send(end, a)
+                snd(end)
             except OSError:
                 pass
+    for o in outs:
+        o.close()
     counts: dict[str, Any] = {
         "sent": sent,
         "sent_to": dict(zip(names, sent_to, strict=True)),

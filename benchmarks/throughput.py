@@ -1,0 +1,135 @@
+"""Highest event rate one coordinator and two workers sustain on loopback with zero loss.
+
+Steps the rate up (each step a full ``skewlab`` run through the local launcher, all default
+sources on, ``--duration`` seconds of events), then bisects between the last lossless rate and
+the first failing one. A rate passes when both workers lost nothing (exact accounting from the
+nodes' own counts) and the coordinator achieved at least 97 % of the rate. Prints per-rate loss,
+CPU of each node during the sending phase, the coordinator's pacing error, and the worker's
+per-packet cost (receive → row buffered) median and p99.
+
+Last line: ``RESULT max_lossless_rate <events/s> events/s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from skewlab.deploy.local import LaunchError, LocalLauncher
+from skewlab.spec import ExperimentSpec, from_dict
+
+WORKERS = ("B", "C")
+
+
+def make_spec(rate: float, duration_s: float, sources: list[str] | None) -> ExperimentSpec:
+    base = ExperimentSpec()
+    data = json.loads(base.to_json())
+    data.update(
+        name="throughput",
+        workload={"events": max(1, round(rate * duration_s)), "interval_ms": 1000.0 / rate},
+        run={**data["run"], "warmup_s": 1.0, "drain_s": 1.0},
+    )
+    if sources:
+        data["sources"] = sources
+    return from_dict(data)
+
+
+def run_rate(rate: float, duration_s: float, sources: list[str] | None, out: Path) -> dict:
+    spec = make_spec(rate, duration_s, sources)
+    try:
+        outcome = LocalLauncher(spec, out).run()
+    except LaunchError as e:
+        return {"rate": rate, "ok": False, "error": str(e)}
+    meta = json.loads(outcome.results.metadata_path.read_text())
+    nodes = {n: v.get("counts") or {} for n, v in meta["nodes"].items()}
+    coord = nodes[spec.coordinator.name]
+    acc = meta["accounting"]
+    lost = sum(acc[w]["lost"] for w in WORKERS)
+    achieved = coord.get("achieved_rate_per_s") or 0.0
+    elapsed = coord.get("elapsed_s") or 0.0
+    r = {
+        "rate": rate,
+        "sources": spec.sources,
+        "achieved": achieved,
+        "lost": lost,
+        "lost_by_worker": {w: acc[w]["lost"] for w in WORKERS},
+        "sent": coord.get("sent"),
+        "elapsed_s": elapsed,
+        "cpu_pct": {
+            n: round(100 * c.get("cpu_run_s", 0.0) / elapsed, 1) if elapsed else None
+            for n, c in nodes.items()
+            if n != "ntp-server"
+        },
+        "pacing_p99_us": (coord.get("pacing_error_p99_ns") or 0) / 1e3,
+        "cost_median_us": {w: (nodes[w].get("cost_median_ns") or 0) / 1e3 for w in WORKERS},
+        "cost_p99_us": {w: (nodes[w].get("cost_p99_ns") or 0) / 1e3 for w in WORKERS},
+    }
+    r["ok"] = lost == 0 and achieved >= 0.97 * rate
+    return r
+
+
+def show(r: dict) -> None:
+    if "error" in r:
+        print(f"rate {r['rate']:>9,.0f}/s  FAILED: {r['error']}", flush=True)
+        return
+    cpu = "  ".join(f"{n} {v:5.1f}%" for n, v in r["cpu_pct"].items())
+    med = " ".join(f"{v:.1f}" for v in r["cost_median_us"].values())
+    p99 = " ".join(f"{v:.1f}" for v in r["cost_p99_us"].values())
+    print(
+        f"rate {r['rate']:>9,.0f}/s  achieved {r['achieved']:>9,.0f}/s  lost {r['lost']:>6}"
+        f"  {'ok  ' if r['ok'] else 'FAIL'}  cpu: {cpu}  pacing p99 {r['pacing_p99_us']:.0f} us"
+        f"  worker cost median {med} us, p99 {p99} us",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of events per rate")
+    ap.add_argument("--start", type=float, default=5000.0, help="first rate, events/s")
+    ap.add_argument("--factor", type=float, default=1.5, help="step-up factor")
+    ap.add_argument("--max-rate", type=float, default=200_000.0)
+    ap.add_argument("--bisect", type=int, default=3, help="bisection steps after a failure")
+    ap.add_argument("--sources", help="comma list (default: the experiment's default sources)")
+    a = ap.parse_args()
+    sources = a.sources.split(",") if a.sources else None
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="skewlab-throughput-") as tmp:
+        out = Path(tmp)
+        print(f"sources: {make_spec(1000, 1, sources).sources}; {a.duration:g} s per rate")
+        good, bad = 0.0, None
+        rate = a.start
+        while rate <= a.max_rate:
+            r = run_rate(rate, a.duration, sources, out)
+            show(r)
+            results.append(r)
+            if not r["ok"]:
+                bad = rate
+                break
+            good = rate
+            rate = round(rate * a.factor)
+        for _ in range(a.bisect if bad is not None else 0):
+            mid = round((good + bad) / 2, -2)
+            if mid <= good or mid >= bad:
+                break
+            r = run_rate(mid, a.duration, sources, out)
+            show(r)
+            results.append(r)
+            if r["ok"]:
+                good = mid
+            else:
+                bad = mid
+    best = next((r for r in results if r["rate"] == good and r.get("ok")), None)
+    if best is not None:
+        for w in WORKERS:
+            print(
+                f"worker {w} per-packet cost at {good:,.0f}/s (receive → row buffered): "
+                f"median {best['cost_median_us'][w]:.2f} us, p99 {best['cost_p99_us'][w]:.2f} us"
+            )
+    print(f"RESULT max_lossless_rate {good:.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()
