@@ -112,6 +112,20 @@ class CommitWaitSpec(_Model):
         return sorted(v)
 
 
+class AnalysisSpec(_Model):
+    """Settings of the analysis (docs/METHODOLOGY.md): tumbling windows with Flink semantics."""
+
+    window_sizes_ms: list[int] = Field(default_factory=lambda: [50, 100, 500, 1000])
+    window_offset_ms: int = 0  # window start = t − ((t − offset) mod size)
+
+    @field_validator("window_sizes_ms")
+    @classmethod
+    def _sizes_ok(cls, v: list[int]) -> list[int]:
+        if not v or any(x <= 0 for x in v) or len(set(v)) != len(v):
+            raise ValueError("window sizes must be distinct positive integers (ms)")
+        return sorted(v)
+
+
 class NtpSpec(_Model):
     """The embedded NTP server and the nodes' NTP clients."""
 
@@ -156,6 +170,7 @@ class ExperimentSpec(_Model):
     run: RunSpec = Field(default_factory=RunSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)  # link emulation (net/)
     commit_wait: CommitWaitSpec = Field(default_factory=CommitWaitSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
 
     @field_validator("name")
     @classmethod
