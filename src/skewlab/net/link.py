@@ -443,7 +443,12 @@ def summarize_link(table: pa.Table) -> dict[str, Any]:
     lateness = achieved − scheduled (the emulator's own timing error).
     """
     meta = json.loads((table.schema.metadata or {})[b"skewlab.link"])
-    cols = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
+    # nulls (not sent / lost) become 0 first: a nullable int64 column would otherwise turn into
+    # float64 and lose the low bits of 1e18-ns timestamps
+    cols = {}
+    for n in table.column_names:
+        c = table.column(n)
+        cols[n] = (c.fill_null(0) if c.null_count else c).to_numpy()
     out: dict[str, Any] = {"target": meta["target"]}
     for d, name in DIRECTIONS.items():
         sel = cols["direction"] == d
