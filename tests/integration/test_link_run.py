@@ -50,8 +50,8 @@ def test_run_with_wan_profile_reports_achieved_delays(tmp_path: Path) -> None:
             assert ach["min_ms"] >= want.delay.min_ms
             # the achieved figures are computed from the stored trace
             t = pq.read_table(res.link_trace_path(path)).to_pydict()
-            i = [k for k in range(len(t["fate"]))
-                 if t["fate"][k] == 0 and t["direction"][k] == (0 if d == "forward" else 1)]  # fmt: skip
+            want_dir = 0 if d == "forward" else 1
+            i = [k for k, f in enumerate(t["fate"]) if f == 0 and t["direction"][k] == want_dir]
             mean = sum(t["truth_out_ns"][k] - t["truth_in_ns"][k] for k in i) / len(i)
             assert abs(ach["mean_ms"] - mean / NS_PER_MS) < 1e-6
 
