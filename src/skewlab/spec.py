@@ -163,7 +163,9 @@ class ExperimentSpec(_Model):
     name: str = "default"
     seed: int = 1
     nodes: list[NodeSpec] = Field(default_factory=_default_nodes)
-    sources: list[str] = Field(default_factory=lambda: ["system", "ntp"])
+    sources: list[str] = Field(
+        default_factory=lambda: ["system", "ntp", "truetime", "clockbound", "skewlab"]
+    )
     source_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     ntp: NtpSpec = Field(default_factory=NtpSpec)
