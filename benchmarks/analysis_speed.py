@@ -78,8 +78,14 @@ def generate(root: Path, events: int, seed: int = 1) -> None:
                 rec.update({k: v[keep] for k, v in _readings(rng, truth, s).items()})
                 st, e, lo, hi = send_source_columns(s)
                 se, slo, shi, sst = source_columns(s)
-                rec.update({st: send_reads[s][sst][keep], e: send_reads[s][se][keep],
-                            lo: send_reads[s][slo][keep], hi: send_reads[s][shi][keep]})  # fmt: skip
+                rec.update(
+                    {
+                        st: send_reads[s][sst][keep],
+                        e: send_reads[s][se][keep],
+                        lo: send_reads[s][slo][keep],
+                        hi: send_reads[s][shi][keep],
+                    }
+                )
             _write(root / "traces" / w, part, rec, receipt_schema(SOURCES))
 
 

@@ -63,8 +63,8 @@ def _frames(stats: dict[str, Any]) -> list[Block]:
         P(
             "Causality compares the worker's receipt reading with the coordinator's send reading "
             "of the same source, each node in its own frame. Ordering compares two workers' "
-            "readings of the same event. Window assignment uses the worker's own reading of its receipt. Truth "
-            "is the host clock shared by every emulated node."
+            "readings of the same event. Window assignment uses the worker's own reading of its "
+            "receipt. Truth is the host clock shared by every emulated node."
         )
     )
     if not stats["truth_available"]:
