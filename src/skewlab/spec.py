@@ -41,6 +41,7 @@ class NodeSpec(_Model):
     role: Literal["coordinator", "worker"] = "worker"
     offset_ms: float = 0.0
     drift_ppm: float = Field(0.0, ge=-1000, le=1000)
+    wander_ppb: float = Field(0.0, ge=0, le=1000)  # random-walk frequency wander, σ ppb/√s
     port: int = Field(0, ge=0, le=65535)  # data port; 0 = any free port
 
     @field_validator("name")

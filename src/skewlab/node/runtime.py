@@ -74,6 +74,8 @@ class NodeContext:
             offset_ns=round(n.offset_ms * 1_000_000),
             drift_ppb=round(n.drift_ppm * 1_000),
             t0_ns=self.t0_ns,
+            wander_ppb=n.wander_ppb,
+            seed=self.spec.seed * 1000 + self.spec.nodes.index(n),
         )
         return NodeClock(osc)
 
