@@ -173,7 +173,7 @@ def test_commit_wait_evaluates_at_t_plus_delta(tmp_path: Path) -> None:
     assert cw.run_due() == 1 + 2  # the last one at Δ = 10 ms; the first two at 20 ms
     summary = cw.stop()  # the receipt at 6 ms is not due at 20 ms until 26 ms
     assert summary["commit_wait_evaluated"] == {"10": 3, "20": 2}
-    assert summary["commit_wait_not_due_at_stop"] == {"10": 0, "20": 1}
+    assert summary["commit_wait_not_done_at_stop"] == {"10": 0, "20": 1}
     assert ref.calls.count(0) == 2 and ref.calls.count(6 * ms) == 1
     # joined beside receipts by event id (receipts written by a plain writer here)
     w = PartWriter(tmp_path, "events", receipt_schema([]), 10)

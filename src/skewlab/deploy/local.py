@@ -290,7 +290,7 @@ class LocalLauncher:
             self.control.send(w, "stop")
         # a worker stopped early (e.g. by a signal) has already reported: don't wait for it
         pending = {w for w in workers if self.procs[w].done is None}
-        self._wait_for(lambda m: m.type == "done", pending, 30, "workers to finish")
+        self._wait_for(lambda m: m.type == "done", pending, 60, "workers to finish")
         self.control.send("ntp-server", "stop")
         self._wait_for(lambda m: m.type == "done", {"ntp-server"}, 10, "the NTP server")
         for p in self.procs.values():

@@ -44,6 +44,7 @@ END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP m
 MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided beyond this)
 SOCKET_BUFFER_BYTES = 32 << 20  # requested UDP buffer (the kernel may grant less)
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
+CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
 
 
 class NodeFailure(Exception):
@@ -287,15 +288,19 @@ class CommitWaitEvaluator:
             row += (r.earliest_ns, r.latest_ns, int(r.status))
         return tuple(row)
 
-    def run_due(self) -> int:
-        """Evaluate every queued receipt whose T+Δ has passed; return how many were done."""
+    def run_due(self, budget_s: float | None = None) -> int:
+        """Evaluate every queued receipt whose T+Δ has passed (within ``budget_s`` of wall time
+        if given); return how many were done."""
         done = 0
+        until = None if budget_s is None else time.monotonic() + budget_s
         for k, d in enumerate(self.delays_ms):
             q = self._queues[k]
             w = self._writers[k]
             delta = d * 1_000_000
             now_local = self.local_now()
             while q and q[0][1] + delta <= now_local:
+                if until is not None and done & 63 == 0 and time.monotonic() > until:
+                    break
                 eid, local = q.popleft()
                 w.append(self._evaluate(k, eid, local, now_local))
                 done += 1
@@ -314,7 +319,7 @@ class CommitWaitEvaluator:
         if self._thread.is_alive():
             self._thread.join()
         if self.active:
-            self.run_due()
+            self.run_due(CW_STOP_BUDGET_S)  # a backlog beyond the budget stays unevaluated
         for w in self._writers:
             w.flush()
         return {
@@ -322,7 +327,7 @@ class CommitWaitEvaluator:
             "commit_wait_sources": self.names,
             "commit_wait_evaluated": dict(zip(map(str, self.delays_ms), self.evaluated,
                                               strict=True)),
-            "commit_wait_not_due_at_stop": {str(d): len(q) for d, q in
+            "commit_wait_not_done_at_stop": {str(d): len(q) for d, q in
                                             zip(self.delays_ms, self._queues, strict=True)},
             "commit_wait_errors": self.errors,
             "commit_wait_first_error": self.first_error,
