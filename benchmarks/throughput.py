@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from skewlab.spec import ExperimentSpec, from_dict
 WORKERS = ("B", "C")
 
 
-def make_spec(rate: float, duration_s: float, sources: list[str] | None) -> ExperimentSpec:
+def make_spec(
+    rate: float, duration_s: float, sources: list[str] | None, commit_wait: bool = True
+) -> ExperimentSpec:
     base = ExperimentSpec()
     data = json.loads(base.to_json())
     data.update(
@@ -33,11 +36,15 @@ def make_spec(rate: float, duration_s: float, sources: list[str] | None) -> Expe
     )
     if sources:
         data["sources"] = sources
+    if not commit_wait:
+        data["commit_wait"] = {**data["commit_wait"], "delays_s": []}
     return from_dict(data)
 
 
-def run_rate(rate: float, duration_s: float, sources: list[str] | None, out: Path) -> dict:
-    spec = make_spec(rate, duration_s, sources)
+def run_rate(
+    rate: float, duration_s: float, sources: list[str] | None, out: Path, cw: bool = True
+) -> dict:
+    spec = make_spec(rate, duration_s, sources, cw)
     try:
         outcome = LocalLauncher(spec, out).run()
     except LaunchError as e:
@@ -93,16 +100,23 @@ def main() -> None:
     ap.add_argument("--max-rate", type=float, default=200_000.0)
     ap.add_argument("--bisect", type=int, default=3, help="bisection steps after a failure")
     ap.add_argument("--sources", help="comma list (default: the experiment's default sources)")
+    ap.add_argument(
+        "--no-commit-wait", action="store_true", help="diagnostic: no T+Δ re-evaluation pass"
+    )
     a = ap.parse_args()
     sources = a.sources.split(",") if a.sources else None
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="skewlab-throughput-") as tmp:
         out = Path(tmp)
-        print(f"sources: {make_spec(1000, 1, sources).sources}; {a.duration:g} s per rate")
+        cw = not a.no_commit_wait
+        print(
+            f"sources: {make_spec(1000, 1, sources).sources}; {a.duration:g} s per rate; "
+            f"commit-wait {'on' if cw else 'OFF'}; load average {os.getloadavg()[0]:.2f}"
+        )
         good, bad = 0.0, None
         rate = a.start
         while rate <= a.max_rate:
-            r = run_rate(rate, a.duration, sources, out)
+            r = run_rate(rate, a.duration, sources, out, cw)
             show(r)
             results.append(r)
             if not r["ok"]:
@@ -114,7 +128,7 @@ def main() -> None:
             mid = round((good + bad) / 2, -2)
             if mid <= good or mid >= bad:
                 break
-            r = run_rate(mid, a.duration, sources, out)
+            r = run_rate(mid, a.duration, sources, out, cw)
             show(r)
             results.append(r)
             if r["ok"]:
