@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skewlab.nemesis.schedule import FaultSpec
 from skewlab.net.profiles import NetworkSpec
 
 CYCLE_DELAYS_MS: dict[str, float] = {
@@ -24,6 +25,7 @@ CYCLE_DELAYS_MS: dict[str, float] = {
     "very_slow": 500.0,
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_KEYED_MSG_RE = re.compile(r"^[A-Za-z_][\w.]*(\[\d+\])?(\.\w+)*: ")  # "faults[0].node: ..."
 
 
 class SpecError(ValueError):
@@ -134,6 +136,8 @@ class NtpSpec(_Model):
     poll_s: float = Field(1.0, gt=0, le=3600)
     burst: int = Field(4, ge=1, le=64)
     timeout_s: float = Field(0.5, gt=0, le=30)
+    # Embedded servers; with more than one, each node polls all and selects (ntp/select.py).
+    servers: int = Field(1, ge=1, le=7)
 
 
 class RunSpec(_Model):
@@ -171,9 +175,10 @@ class ExperimentSpec(_Model):
     workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
     ntp: NtpSpec = Field(default_factory=NtpSpec)
     run: RunSpec = Field(default_factory=RunSpec)
-    network: NetworkSpec = Field(default_factory=NetworkSpec)  # link emulation (net/)
     commit_wait: CommitWaitSpec = Field(default_factory=CommitWaitSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    network: NetworkSpec = Field(default_factory=NetworkSpec)  # link emulation (net/)
+    faults: list[FaultSpec] = Field(default_factory=list)  # nemesis schedule (nemesis/)
 
     @field_validator("name")
     @classmethod
@@ -232,6 +237,13 @@ class ExperimentSpec(_Model):
         )
         return self
 
+    @model_validator(mode="after")
+    def _faults_ok(self) -> ExperimentSpec:
+        from skewlab.nemesis.schedule import check_faults
+
+        check_faults(self)
+        return self
+
     @property
     def coordinator(self) -> NodeSpec:
         return next(n for n in self.nodes if n.role == "coordinator")
@@ -257,6 +269,9 @@ def _format_validation(err: ValidationError, origin: str) -> str:
         for part in e["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         msg = e["msg"].removeprefix("Value error, ")
+        if not loc and _KEYED_MSG_RE.match(msg):  # a cross-check that names its own key
+            lines.append(f"{origin}: {msg}")
+            continue
         lines.append(f"{origin}: {loc or '(top level)'}: {msg}")
     return "\n".join(lines)
 

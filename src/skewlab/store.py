@@ -10,6 +10,7 @@ results/<experiment-id>/
   logs/<node>.log                       the node process's output
   csv/<node>/<table>.csv                `skewlab export --csv` (default place)
   traces/_links/<from>~<to>.parquet     the link emulator's per-datagram trace of one path
+  traces/_nemesis/<actor>-NNNNNN.parquet  faults applied (one row per start/end)
   stats.json           the analysis (rerun with `skewlab analyze`)
   figures/*.png        300 DPI figures
   report.md            the human-readable report
@@ -98,6 +99,11 @@ class ResultsDir:
         """Every stored link trace, by path name."""
         d = self.links_dir
         return {p.stem: p for p in sorted(d.glob("*.parquet"))} if d.is_dir() else {}
+
+    @property
+    def nemesis_dir(self) -> Path:
+        """traces/_nemesis/: the faults applied during the run (skewlab.nemesis.record)."""
+        return self.root / "traces" / "_nemesis"
 
     def write_json(self, path: Path, data: Any) -> None:
         write_json_atomic(path, data)

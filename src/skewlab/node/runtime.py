@@ -20,6 +20,9 @@ from skewlab.clocks.base import Reading
 from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
+from skewlab.nemesis.ntp import NtpNemesis
+from skewlab.nemesis.record import FaultRecorder
+from skewlab.nemesis.schedule import CLOCK_KINDS, NTP_KINDS, clock_faults
 from skewlab.net import wire
 from skewlab.node.control import ControlLink
 from skewlab.node.patterns import Pacer, commit_wait_delays_ms, delays_ns, expected_duration_ns
@@ -59,6 +62,7 @@ class NodeContext:
     results: ResultsDir
     t0_ns: int
     ntp_addr: tuple[str, int] | None = None
+    ntp_addrs: list[tuple[str, int]] = field(default_factory=list)  # all servers (multi-server)
     signalled: threading.Event = field(default_factory=threading.Event)  # SIGINT/SIGTERM seen
 
     def install_signals(self) -> None:
@@ -77,8 +81,24 @@ class NodeContext:
             t0_ns=self.t0_ns,
             wander_ppb=n.wander_ppb,
             seed=self.spec.seed * 1000 + self.spec.nodes.index(n),
+            faults=clock_faults(self.spec, self.name, self.t0_ns),
         )
+        self._record_clock_faults()
         return NodeClock(osc)
+
+    def _record_clock_faults(self) -> None:
+        """Record this node's scheduled clock faults: the oscillator applies each exactly at
+        its true start instant, so the record holds those instants."""
+        mine = [(i, f) for i, f in enumerate(self.spec.faults)
+                if f.kind in CLOCK_KINDS and f.node == self.name]  # fmt: skip
+        if not mine:
+            return
+        rec = FaultRecorder(self.results.nemesis_dir, self.name)
+        for i, f in mine:
+            rec.record(i, f.kind, f.target(), "start", f.start_ns(self.t0_ns), f.detail())
+            end = f.end_ns(self.t0_ns)
+            if end is not None:
+                rec.record(i, f.kind, f.target(), "end", end, f.detail())
 
     def report_done(self, counts: dict[str, Any]) -> None:
         """Final counts: to the node's own counts.json (always) and to the launcher (if there)."""
@@ -137,30 +157,63 @@ def _connected(host: str, addr: tuple[str, int]) -> socket.socket:
 
 
 def run_ntp_server(ctx: NodeContext) -> int:
+    """Serve ``ntp.servers`` NTP servers (server k on ``ntp.port + k`` if a port is set) and
+    apply the spec's NTP faults to them (skewlab.nemesis.ntp)."""
     spec = ctx.spec
-    try:
-        server = NtpServer(spec.run.host, spec.ntp.port)
-    except OSError as e:
-        raise NodeFailure(
-            f"cannot bind the NTP server to {spec.run.host}:{spec.ntp.port}: {e.strerror}"
-            " (choose another ntp.port, or 0 for any free port)"
-        ) from None
-    server.start()
-    ctx.link.send("ready", port=server.port)
+    servers: list[NtpServer] = []
+    for k in range(spec.ntp.servers):
+        port = spec.ntp.port + k if spec.ntp.port else 0
+        try:
+            servers.append(NtpServer(spec.run.host, port, seed=spec.seed * 100 + k).start())
+        except OSError as e:
+            for s in servers:
+                s.stop()
+            raise NodeFailure(
+                f"cannot bind the NTP server to {spec.run.host}:{port}: {e.strerror}"
+                " (choose another ntp.port, or 0 for any free port)"
+            ) from None
+    ports = [s.port for s in servers]
+    retired: list[NtpServer] = []
+
+    def rebind(k: int) -> NtpServer:
+        retired.append(servers[k])
+        return NtpServer(spec.run.host, ports[k], seed=spec.seed * 100 + k).start()
+
+    has_faults = any(f.kind in NTP_KINDS for f in spec.faults)
+    recorder = FaultRecorder(ctx.results.nemesis_dir, ctx.name) if has_faults else None
+    nemesis = NtpNemesis(spec.faults, servers, ctx.t0_ns, recorder, rebind).start()
+    ctx.link.send("ready", port=ports[0], ports=ports)
     ctx.link.stop_event.wait()
-    server.stop()
-    ctx.link.send("done", counts=dict(server.counters))
+    nemesis.stop()
+    counts: Counter[str] = Counter()
+    per_server = []
+    for s in servers:
+        s.stop()  # idempotent: a server stopped by an outage is simply closed again
+    for k, s in enumerate(servers):
+        c = Counter(s.counters)
+        for old in retired:
+            if old.port == ports[k]:
+                c.update(old.counters)
+        per_server.append(dict(c))
+        counts.update(c)
+    out: dict[str, Any] = dict(counts)
+    if len(servers) > 1:
+        out["servers"] = per_server
+    out.update(nemesis.counts())
+    ctx.link.send("done", counts=out)
     return 0
 
 
 def _start_sync(ctx: NodeContext, clock: NodeClock) -> tuple[SyncState, NtpPoller]:
     assert ctx.ntp_addr is not None
     state = SyncState(clock=clock)  # sources map local readings to monotonic time through it
-    client = NtpClient(
-        ctx.ntp_addr[0], ctx.ntp_addr[1], clock=clock, timeout_s=ctx.spec.ntp.timeout_s
-    )
+    addrs = ctx.ntp_addrs or [ctx.ntp_addr]
+    clients = [NtpClient(h, p, clock=clock, timeout_s=ctx.spec.ntp.timeout_s) for h, p in addrs]
     ntp_writer = PartWriter(ctx.results.node_dir(ctx.name), "ntp", NTP_SCHEMA, batch_rows=64)
-    poller = NtpPoller(client, state, ctx.spec.ntp.poll_s, ctx.spec.ntp.burst, ntp_writer).start()
+    poller = NtpPoller(
+        clients if len(clients) > 1 else clients[0], state, ctx.spec.ntp.poll_s,
+        ctx.spec.ntp.burst, ntp_writer,
+    ).start()  # fmt: skip
     return state, poller
 
 
@@ -519,7 +572,7 @@ def run_worker(ctx: NodeContext) -> int:
         sock.close()
     counts = rx.counts()
     counts.update(cw_counts, rows=writer.rows_written, parts=writer.parts_written,
-                  ntp_samples=poller.samples)  # fmt: skip
+                  **poller.counts())  # fmt: skip
     ctx.report_done(counts)
     return 0
 
@@ -548,7 +601,7 @@ def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> in
         poller.stop()
         writer.flush()
         sock.close()
-    counts.update(rows=writer.rows_written, parts=writer.parts_written, ntp_samples=poller.samples)
+    counts.update(rows=writer.rows_written, parts=writer.parts_written, **poller.counts())
     ctx.report_done(counts)
     return 0
 
