@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control", required=True, type=_hostport)
     ap.add_argument("--results", required=True)
     ap.add_argument("--t0", required=True, type=int)
-    ap.add_argument("--ntp", type=_hostport, action="append", default=[],
-                    help="HOST:PORT of an NTP server (repeat: several servers, with selection)")
+    ap.add_argument(
+        "--ntp",
+        type=_hostport,
+        action="append",
+        default=[],
+        help="HOST:PORT of an NTP server (repeat: several servers, with selection)",
+    )
     ap.add_argument("--worker", action="append", default=[], help="NAME=HOST:PORT")
     ap.add_argument("--bind", help="address this node binds its sockets to (default: run.host)")
     a = ap.parse_args(argv)
@@ -44,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.bind:  # a deployed node binds its own host's address, not the launcher's
         spec.run.host = a.bind
     link = ControlLink(a.control, a.node)
-    ctx = NodeContext(spec, a.node, link, ResultsDir(Path(a.results)), a.t0,
-                      a.ntp[0] if a.ntp else None, list(a.ntp))
+    ctx = NodeContext(
+        spec,
+        a.node,
+        link,
+        ResultsDir(Path(a.results)),
+        a.t0,
+        a.ntp[0] if a.ntp else None,
+        list(a.ntp),
+    )
     ctx.install_signals()
     try:
         if a.role == "ntp-server":

@@ -8,6 +8,7 @@ node outlives its launcher.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import socket
 import threading
@@ -28,7 +29,7 @@ class ControlLink:
         self.lost = False
         self._thread = threading.Thread(target=self._reader, name="control", daemon=True)
         self._thread.start()
-        self.send("hello")
+        self.send("hello", **hello_fields())
 
     def send(self, type_: str, **fields: Any) -> None:
         msg = json.dumps({"type": type_, "node": self.node, **fields}, default=str) + "\n"
@@ -66,6 +67,20 @@ class ControlLink:
         self.sock.close()
 
 
+def hello_fields() -> dict[str, Any]:
+    """What a node tells the launcher first: its PID and host (so a remote launcher can stop
+    exactly this process), its Slurm job step if it runs in one, and its skewlab version."""
+    from skewlab import __version__
+
+    job, step = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_STEP_ID")
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "slurm_step": f"{job}.{step}" if job and step else None,
+        "version": __version__,
+    }
+
+
 @dataclass
 class Message:
     node: str
@@ -76,8 +91,9 @@ class Message:
 class ControlServer:
     """The launcher side: accepts node connections, queues their messages, sends commands."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_server((host, 0))
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.create_server((host, port), family=family)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
         self.messages: queue.Queue[Message] = queue.Queue()
         self._conns: dict[str, socket.socket] = {}

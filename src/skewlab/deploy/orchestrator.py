@@ -1,0 +1,508 @@
+"""The orchestration shared by every launcher (local processes, SSH, Slurm job steps).
+
+Order: NTP server → workers (warmup, ready) → coordinator (warmup, ready) → start → done →
+drain → stop workers → stop NTP server. Everything the launcher learns comes over the control
+channel (hello with PID/host/step, warmup, ready, progress, done, error, disconnect); it never
+reads logs. Any node failure, Ctrl-C or timeout ends the run with a one-line error naming the
+node; every node started here is stopped on every exit path, and what the nodes wrote stays
+(``metadata.json`` says which node failed). A subclass only says how a node process is started,
+watched and stopped (:class:`NodeProc`), where nodes bind, and where their files live.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import queue
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skewlab import __version__
+from skewlab.nemesis.wiring import extra_ntp_args, more_ntp_servers, start_link_nemesis
+from skewlab.node.control import ControlServer, Message
+from skewlab.node.patterns import expected_duration_ns
+from skewlab.spec import ExperimentSpec
+from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
+
+NTP_NODE = "ntp-server"  # node name of the embedded NTP server
+STOP_ASK_S = 3.0  # after "stop" over the control channel, wait this long before SIGTERM
+STOP_TERM_S = 3.0  # after SIGTERM, wait this long before SIGKILL
+LOST_GRACE_S = 2.0  # after a node's control connection drops, wait this long for its exit code
+
+
+class LaunchError(RuntimeError):
+    """The run failed; the message is one actionable line."""
+
+
+ProgressFn = Callable[[str], None]
+
+
+class NodeProc:
+    """One started node: a local carrier process (the node itself, ``ssh`` or ``srun``) plus what
+    the node said about itself in its hello (remote PID, host, Slurm step)."""
+
+    def __init__(self, name: str, role: str, popen: subprocess.Popen[bytes], log: Path) -> None:
+        self.name = name
+        self.role = role
+        self.popen = popen  # the local carrier process
+        self.log = log  # the carrier's stdout+stderr (for people; the launcher never reads it)
+        self.done: dict[str, Any] | None = None  # the node's final "done" message
+        self.hello: dict[str, Any] = {}  # pid, host, slurm_step, version (node/control.py)
+
+    @property
+    def pid(self) -> int | None:
+        """The node process's own PID (from its hello); the carrier's for a local node."""
+        pid = self.hello.get("pid")
+        return int(pid) if pid is not None else None
+
+    def where(self) -> str:
+        """Where the node runs, for messages (``pid 123`` / ``pid 123 on host h``)."""
+        return f"pid {self.pid or self.popen.pid}"
+
+    def poll(self) -> int | None:
+        """The carrier's exit code, or None while it runs."""
+        return self.popen.poll()
+
+    def exit_text(self, rc: int) -> str:
+        return f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.popen.wait(timeout=max(0.05, timeout))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self) -> None:
+        """Ask the node process to stop now (SIGTERM: it flushes its trace)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Stop the node process and its carrier for sure (SIGKILL)."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass
+class RunOutcome:
+    results: ResultsDir
+    node_counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+
+class Orchestrator:
+    """Runs one experiment over some launcher; subclasses implement the hooks marked below."""
+
+    launcher_name = "base"
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        out_dir: Path,
+        progress: ProgressFn | None = None,
+        results_dir: Path | None = None,
+    ) -> None:
+        self.spec = spec
+        self.out_dir = out_dir
+        self.results_dir = results_dir  # an existing folder to use as is (the sbatch path)
+        self.progress = progress or (lambda _s: None)
+        self.procs: dict[str, NodeProc] = {}
+        self.control: ControlServer | None = None
+        self.results: ResultsDir | None = None
+        self.meta: dict[str, Any] = {}
+        self.failed: dict[str, str] = {}  # node → why it failed (in metadata.json)
+        self.net: Any = None  # skewlab.net.link.Network: the link relays of this run, if any
+        self.t0_ns = 0
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check everything needed before any folder or process exists; raise LaunchError."""
+        from skewlab.clocks.external import SourceUnavailable, require_available
+
+        try:
+            require_available(self.spec)
+        except SourceUnavailable as e:
+            raise LaunchError(str(e)) from None
+
+    def control_listen(self) -> tuple[str, int]:
+        """Where the control server listens (nodes must be able to reach it)."""
+        return self.spec.run.host, 0
+
+    def control_connect(self) -> str:
+        """The control address handed to the nodes (host:port)."""
+        assert self.control is not None
+        return hostport(*self.control.address)
+
+    def node_address(self, name: str) -> str:
+        """The address node ``name`` binds its sockets to and is reached at."""
+        return self.spec.run.host
+
+    def node_argv(self, role: str, name: str, extra: list[str]) -> list[str]:
+        """Arguments of ``python -m skewlab.node`` for one node (paths as the node sees them)."""
+        assert self.results is not None
+        return [
+            role,
+            "--spec", str(self.results.spec_path),
+            "--node", name,
+            "--control", self.control_connect(),
+            "--results", str(self.results.root),
+            "--t0", str(self.t0_ns),
+            *extra,
+        ]  # fmt: skip
+
+    def start_node(self, role: str, name: str, argv: list[str], log: Path) -> NodeProc:
+        """Start one node process; ``argv`` follows ``python -m skewlab.node``."""
+        raise NotImplementedError
+
+    def stage(self) -> None:
+        """Put what the nodes need where they read it (after spec.json is written)."""
+
+    def collect(self) -> None:
+        """Bring the nodes' traces into the results folder (after every node stopped)."""
+
+    def truth_available(self) -> bool:
+        """True if every node's true time is one clock (emulated oscillators on one host)."""
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """Launcher facts for metadata.json (hosts, kernels, clock sources, job id...)."""
+        return {}
+
+    def release(self) -> None:
+        """Give back anything else acquired for the run (after the nodes stopped)."""
+
+    def ntp_address(self) -> str | None:
+        """An external NTP server (host:port) to use instead of the embedded one, or None."""
+        return None
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _log_path(self, name: str) -> Path:
+        assert self.results is not None
+        log = self.results.root / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return log
+
+    def _spawn(self, role: str, name: str, extra: list[str]) -> NodeProc:
+        addr = self.node_address(name)
+        if addr != self.spec.run.host:
+            extra = [*extra, "--bind", addr]
+        proc = self.start_node(role, name, self.node_argv(role, name, extra), self._log_path(name))
+        self.procs[name] = proc
+        self.meta.setdefault("pids", {})[name] = proc.popen.pid  # carrier PIDs, for people/tests
+        self._save_meta()
+        return proc
+
+    def _save_meta(self) -> None:
+        if self.results is not None:
+            write_json_atomic(self.results.metadata_path, self.meta)
+
+    def _fail(self, name: str, why: str) -> LaunchError:
+        self.failed.setdefault(name, why)
+        return LaunchError(why)
+
+    def _exited(self, p: NodeProc, rc: int) -> LaunchError:
+        return self._fail(
+            p.name, f"{p.role} {p.name} ({p.where()}) {p.exit_text(rc)} during the run; see {p.log}"
+        )
+
+    def _check_alive(self) -> None:
+        for p in self.procs.values():
+            rc = p.poll()
+            if rc is not None and p.done is None:
+                raise self._exited(p, rc)
+
+    def _wait_for(
+        self,
+        want: Callable[[Message], bool],
+        names: set[str],
+        timeout_s: float,
+        what: str,
+    ) -> dict[str, Message]:
+        """Wait until every node in ``names`` sent a message matching ``want``."""
+        assert self.control is not None
+        got: dict[str, Message] = {}
+        deadline = time.monotonic() + timeout_s
+        while set(got) != names:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                missing = sorted(names - set(got))
+                for n in missing:
+                    self.failed.setdefault(n, f"no {what} within {timeout_s:.0f} s")
+                who = ", ".join(missing)
+                raise LaunchError(f"timed out after {timeout_s:.0f} s waiting for {what}: {who}")
+            try:
+                m = self.control.messages.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._handle(m)
+            if m.node in names and want(m):
+                got[m.node] = m
+        return got
+
+    def _handle(self, m: Message) -> None:
+        p = self.procs.get(m.node)
+        if m.type == "error":
+            raise self._fail(m.node, f"{m.node}: {m.body.get('message', 'failed')}")
+        if m.type == "hello" and p is not None:
+            p.hello = {k: m.body.get(k) for k in ("pid", "host", "slurm_step", "version")}
+            self.meta.setdefault("nodes", {})[m.node] = {"role": p.role, **p.hello}
+            self._save_meta()
+        elif m.type == "disconnected" and p is not None and p.done is None:
+            rc = p.wait(LOST_GRACE_S)
+            if rc is not None:
+                raise self._exited(p, rc)
+            raise self._fail(
+                m.node,
+                f"{p.role} {m.node} ({p.where()}) lost its control connection during the run; "
+                f"see {p.log}",
+            )
+        elif m.type == "done" and p is not None:
+            p.done = m.body
+        elif m.type == "warmup":
+            parts = []
+            for src, r in (m.body.get("sources") or {}).items():
+                off = r.get("offset_ns")
+                parts.append(f"{src} {'—' if off is None else f'{off / 1e6:+.3f} ms'}")
+            self.progress(f"warmup {m.node} {m.body.get('elapsed_s', 0):.1f}s: " + ", ".join(parts))
+        elif m.type == "progress":
+            sent, total = m.body.get("sent", 0), m.body.get("total", 0)
+            el = m.body.get("elapsed_s", 0.0)
+            if el > 0 and sent > 1:
+                rate = sent / el
+                eta = (total - sent) / rate
+                behind = m.body.get("behind_ms")
+                late = f"  behind {behind:.2f} ms" if behind is not None else ""
+                self.progress(f"sent {sent}/{total} events  {rate:,.0f}/s  ETA {eta:.1f} s{late}")
+            else:
+                self.progress(f"sent {sent}/{total} events")
+
+    def _pause(self, seconds: float) -> None:
+        """Wait while still handling node messages and noticing dead nodes."""
+        assert self.control is not None
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._check_alive()
+            try:
+                self._handle(self.control.messages.get(timeout=min(0.1, left)))
+            except queue.Empty:
+                pass
+
+    def accounting(self) -> dict[str, dict[str, int | None]]:
+        """Per worker, from the nodes' own final counts: sent (by the coordinator to that
+        worker), received (distinct events), duplicated, rejected, lost = sent − received."""
+        coord = self.procs.get(self.spec.coordinator.name)
+        sent_to = ((coord.done or {}).get("counts") or {}).get("sent_to", {}) if coord else {}
+        out: dict[str, dict[str, int | None]] = {}
+        for w in self.spec.workers:
+            p = self.procs.get(w.name)
+            c = ((p.done or {}).get("counts") or {}) if p else {}
+            sent, received = sent_to.get(w.name), c.get("received")
+            out[w.name] = {
+                "sent": sent,
+                "received": received,
+                "duplicated": c.get("duplicates"),
+                "rejected": c.get("rejected"),
+                "lost": sent - received if sent is not None and received is not None else None,
+            }
+        return out
+
+    def _stop_all(self) -> None:
+        """Stop every node started here: ask over the control channel, then SIGTERM, then
+        SIGKILL; each step only for nodes still running."""
+        live = [p for p in self.procs.values() if p.poll() is None]
+        for p in live:
+            if self.control is not None:
+                self.control.send(p.name, "stop")
+        deadline = time.monotonic() + STOP_ASK_S
+        for p in live:
+            if p.wait(deadline - time.monotonic()) is None:
+                p.terminate()
+        deadline = time.monotonic() + STOP_TERM_S
+        for p in live:
+            if p.wait(deadline - time.monotonic()) is None:
+                p.kill()
+
+    # -- the run --------------------------------------------------------------------------------
+    def _prepare_spec(self) -> None:
+        """Adjust the spec for this launcher before it is written (default: unchanged)."""
+
+    def run(self) -> RunOutcome:
+        spec = self.spec
+        self.preflight()  # fail fast, before any folder or process exists
+        self._prepare_spec()
+        if self.results_dir is not None:
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            self.results = ResultsDir(self.results_dir)
+        else:
+            self.results = ResultsDir.create(self.out_dir, new_experiment_id(spec.name))
+        res = self.results
+        res.spec_path.write_text(spec.to_json())
+        self.t0_ns = time.time_ns()
+        started = time.monotonic()
+        self.meta = meta = {
+            "experiment_id": res.root.name,
+            "skewlab_version": __version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "host": platform.node(),
+            "launcher": self.launcher_name,
+            "truth_available": self.truth_available(),
+            "t0_ns": self.t0_ns,
+            "started_unix_ns": self.t0_ns,
+            "status": "running",
+        }
+        meta.update(self.describe())
+        self._save_meta()
+        try:
+            self.control = ControlServer(*self.control_listen())
+        except OSError as e:
+            host, port = self.control_listen()
+            meta["status"] = "failed"
+            meta["error"] = f"cannot listen for control connections on {host}:{port}: {e.strerror}"
+            self._save_meta()
+            raise LaunchError(meta["error"] + " (set control_address/control_port)") from None
+        try:
+            self.stage()
+            outcome = self._run_nodes(res)
+            meta["status"] = "completed"
+            return outcome
+        except KeyboardInterrupt:
+            meta["status"] = "interrupted"
+            raise
+        except LaunchError as e:
+            meta["status"] = "failed"
+            meta["error"] = str(e)
+            raise
+        finally:
+            self._finish(started)
+
+    def _finish(self, started: float) -> None:
+        """Every exit path: stop the nodes, collect what they wrote, record it all."""
+        meta = self.meta
+        try:
+            self._stop_all()
+        finally:
+            if getattr(self, "link_nemesis", None) is not None:
+                self.link_nemesis.stop()
+            if self.net is not None:
+                self.net.close()  # stops the relays, writes traces/_links/
+            if self.control is not None:
+                self.control.close()
+            try:
+                self.collect()
+            except LaunchError as e:
+                meta["collect_error"] = str(e)
+                if meta["status"] == "completed":
+                    meta["status"] = "failed"
+                    meta["error"] = str(e)
+            self.release()
+            meta["duration_s"] = round(time.monotonic() - started, 3)
+            meta["accounting"] = self.accounting()
+            meta["failed_nodes"] = dict(self.failed)
+            meta["nodes"] = {
+                n: {"role": p.role, **p.hello, "carrier_pid": p.popen.pid,
+                    "exit_code": p.popen.returncode, "counts": (p.done or {}).get("counts")}
+                for n, p in self.procs.items()
+            }  # fmt: skip
+            self._save_meta()
+
+    def _run_nodes(self, res: ResultsDir) -> RunOutcome:
+        spec = self.spec
+        started = time.monotonic()
+        ready = lambda m: m.type == "ready"  # noqa: E731
+        ntp_arg = self.ntp_address()
+        ntp_more: list[str] = []  # NTP servers 1.. (ntp.servers > 1)
+        if ntp_arg is None:
+            self._spawn("ntp-server", NTP_NODE, [])
+            ntp_ready = self._wait_for(ready, {NTP_NODE}, 15, "the NTP server")[NTP_NODE]
+            ntp_arg = hostport(self.node_address(NTP_NODE), ntp_ready.body["port"])
+            ntp_more = more_ntp_servers(self.node_address(NTP_NODE), ntp_ready.body)
+        self.progress(f"NTP server ready on {ntp_arg}")
+        from skewlab.net.link import Network
+
+        self.net = net = Network.start(spec, res)  # via(src, dst, addr): relay or addr itself
+        self.link_nemesis = start_link_nemesis(spec, net, res, self.t0_ns)  # link_loss faults
+
+        workers = {w.name for w in spec.workers}
+        for w in spec.workers:
+            self._spawn(
+                "worker",
+                w.name,
+                [
+                    "--ntp",
+                    net.via(w.name, NTP_NODE, ntp_arg),
+                    *extra_ntp_args(net, w.name, ntp_more),
+                ],
+            )
+        wait_s = spec.run.warmup_s + spec.run.ready_timeout_s + 10
+        ready_msgs = self._wait_for(ready, workers, wait_s, "worker readiness")
+        coord = spec.coordinator.name
+        waddrs = []
+        for n, m in sorted(ready_msgs.items()):
+            direct = hostport(self.node_address(n), m.body["port"])
+            waddrs.append(f"{n}={net.via(coord, n, direct)}")
+        self.progress(f"workers ready: {', '.join(waddrs)}")
+
+        extra = ["--ntp", net.via(coord, NTP_NODE, ntp_arg), *extra_ntp_args(net, coord, ntp_more)]
+        for wa in waddrs:
+            extra += ["--worker", wa]
+        self._spawn("coordinator", coord, extra)
+        self._wait_for(ready, {coord}, wait_s, "coordinator readiness")
+        assert self.control is not None
+        self.control.send(coord, "start")
+
+        expect_s = expected_duration_ns(spec.workload, spec.seed) / 1e9
+        self._wait_for(lambda m: m.type == "done", {coord}, expect_s * 2 + 30, "the coordinator")
+        # Drain: late packets, and the workers' last commit-wait re-evaluations (T+Δ).
+        cw_ms = max((max(m.body.get("commit_wait_ms") or [0]) for m in ready_msgs.values()),
+                    default=0)  # fmt: skip
+        self._pause(max(spec.run.drain_s, cw_ms / 1000 + 0.25 if cw_ms else 0.0))
+        for w in workers:
+            self.control.send(w, "stop")
+        # a worker stopped early (e.g. by a signal) has already reported: don't wait for it
+        pending = {w for w in workers if self.procs[w].done is None}
+        self._wait_for(lambda m: m.type == "done", pending, 60, "workers to finish")
+        if NTP_NODE in self.procs:
+            self.control.send(NTP_NODE, "stop")
+            self._wait_for(lambda m: m.type == "done", {NTP_NODE}, 10, "the NTP server")
+        for p in self.procs.values():
+            rc = p.wait(10)
+            if rc is None:
+                raise self._fail(p.name, f"{p.role} {p.name} ({p.where()}) did not exit")
+            if rc != 0:
+                raise self._fail(p.name, f"{p.role} {p.name} exited with code {rc}; see {p.log}")
+        return RunOutcome(
+            res,
+            {n: (p.done or {}) for n, p in self.procs.items()},
+            time.monotonic() - started,
+        )
+
+
+def hostport(host: str, port: int | str) -> str:
+    """``host:port``, with IPv6 addresses in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def python_for_nodes() -> str:
+    """The Python interpreter that runs local nodes: this one."""
+    return sys.executable
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
