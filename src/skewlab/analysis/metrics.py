@@ -14,6 +14,7 @@ Column conventions inside the analysis frames:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import polars as pl
@@ -118,9 +119,19 @@ def error_exprs(source: str, p: str) -> dict[str, pl.Expr]:
         f"{p}/mean": e.mean(),
         f"{p}/mae": a.mean(),
         f"{p}/ms": (e.cast(pl.Float64) ** 2).mean(),
+        # exact Σe² (128-bit integers): the RMSE then does not depend on float summation order
+        f"{p}/ss": (e.cast(pl.Int128) * e.cast(pl.Int128)).sum(),
     }
     out.update(dist_exprs(a, f"{p}/abs"))
     return out
+
+
+def _rmse(raw: dict[str, Any], n: int) -> float:
+    """√(Σe²/n) from the exact integer Σe² (correctly rounded division); the float mean of e²
+    only if Σe² could have overflowed 128 bits (|e| beyond ~10^15 ns)."""
+    if int(raw["abs"]["max"]) ** 2 * n < 2**126:
+        return math.sqrt(int(raw["ss"]) / n)
+    return float(raw["ms"]) ** 0.5
 
 
 def error_finish(raw: dict[str, Any] | None, truth: bool) -> dict[str, Any]:
@@ -134,7 +145,7 @@ def error_finish(raw: dict[str, Any] | None, truth: bool) -> dict[str, Any]:
     out.update(
         mean_ns=float(raw["mean"]),
         mae_ns=float(raw["mae"]),
-        rmse_ns=float(raw["ms"]) ** 0.5,
+        rmse_ns=_rmse(raw, n),
         p50_abs_ns=int(a["p50"]),
         p99_abs_ns=int(a["p99"]),
         max_abs_ns=int(a["max"]),
@@ -386,10 +397,14 @@ def commit_wait_finish(raw: dict[str, Any], deltas_ms: list[int], truth: bool) -
 # Ordering between two workers a and b (truth: the true receipt times)
 
 
-def ordering_exprs(source: str, p: str, bounded: bool, truth: bool) -> dict[str, pl.Expr]:
-    ea, loa, hia, _ = _cols(source, "a_")
-    eb, lob, hib, _ = _cols(source, "b_")
-    truth_sign = (pl.col("a_truth_ns") - pl.col("b_truth_ns")).sign()
+def ordering_exprs(
+    source: str, p: str, bounded: bool, truth: bool, a: str = "a_", b: str = "b_"
+) -> dict[str, pl.Expr]:
+    """Ordering counts of one source for a pair frame whose two workers' columns carry the
+    prefixes ``a`` and ``b``."""
+    ea, loa, hia, _ = _cols(source, a)
+    eb, lob, hib, _ = _cols(source, b)
+    truth_sign = (pl.col(f"{a}truth_ns") - pl.col(f"{b}truth_ns")).sign()
     has = ea.is_not_null() & eb.is_not_null()
     claim = (ea - eb).sign()
     out = {

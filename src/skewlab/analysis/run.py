@@ -13,7 +13,7 @@ from skewlab.analysis import metrics as m
 from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load
 from skewlab.analysis.stats_util import collect_row, rate
 from skewlab.store import ResultsDir, write_json_atomic
-from skewlab.trace import source_columns
+from skewlab.trace import send_source_columns, source_columns
 
 STATS_VERSION = 2
 
@@ -43,13 +43,11 @@ def _sizes_ms(t: Traces) -> list[int]:
     return [s // NS_PER_MS for s in t.settings.window_sizes_ns]
 
 
-def _truth_present(t: Traces) -> bool:
+def _truth_present(t: Traces, sends: pl.DataFrame) -> bool:
     """Truth is available if the metadata says so and the send trace carries it."""
     if not t.truth_available:
         return False
-    n = t.sends.select(pl.col("truth_ns").null_count().alias("nulls"), pl.len().alias("n"))
-    row = n.collect().row(0, named=True)
-    return row["n"] == 0 or row["nulls"] < row["n"]
+    return sends.height == 0 or sends.get_column("truth_ns").null_count() < sends.height
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -61,24 +59,93 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
-def _send_side(t: Traces) -> pl.LazyFrame:
-    cols = [
-        pl.col("event_id"),
-        pl.col("truth_ns").alias("s_truth_ns"),
-        pl.lit(True).alias("s_present"),
-    ]
+def _first_per_event(df: pl.DataFrame, unique: bool) -> pl.DataFrame:
+    """The first row of each event id (the trace's order); a no-op when ids are unique."""
+    return df if unique else df.unique(subset="event_id", keep="first", maintain_order=True)
+
+
+def _read_sends(t: Traces) -> pl.DataFrame:
+    """The coordinator's trace, read once: event id, true send time and every source reading."""
+    names = set(t.sends.collect_schema().names())
+    cols = ["event_id", "truth_ns"]
+    cols += [c for s in t.sources for c in source_columns(s) if c in names]
+    return t.sends.select(cols).collect()
+
+
+def _send_key(sends: pl.DataFrame, sent: int) -> pl.DataFrame:
+    """What a receipt needs from the send trace: that its event was sent, and the true send
+    time (the coordinator's readings travel on the wire, in the receipt's send_* columns)."""
+    key = sends.select(
+        pl.col("event_id"), pl.col("truth_ns").alias("s_truth_ns"), pl.lit(True).alias("s_present")
+    )
+    return _first_per_event(key, sent == sends.height)
+
+
+def _send_side(t: Traces, sends: pl.DataFrame, sent: int) -> pl.DataFrame:
+    """The send key plus the coordinator's readings from its own trace (prefix ``s_``), for
+    receipts recorded without the wire's send_* columns (trace version 1)."""
+    cols = [pl.col("event_id"), pl.col("truth_ns").alias("s_truth_ns")]
+    cols.append(pl.lit(True).alias("s_present"))
     for s in t.sources:
-        cols += [pl.col(c).alias(f"s_{c}") for c in source_columns(s)]
-    return t.sends.select(cols).unique(subset="event_id", keep="first")
+        cols += [pl.col(c).alias(f"s_{c}") for c in source_columns(s)[:3]]
+    return _first_per_event(sends.select(cols), sent == sends.height)
 
 
-def _worker(t: Traces, w: str, truth: bool, sends: pl.LazyFrame) -> dict[str, Any]:
-    """Every per-worker metric of every source, in one lazy pass over the receipts."""
+def _narrow_cols(t: Traces) -> list[str]:
+    """Columns a worker contributes to the ordering and agreement joins."""
+    return ["event_id", "truth_ns"] + [c for s in t.sources for c in source_columns(s)[:3]]
+
+
+def _worker(
+    t: Traces,
+    w: str,
+    truth: bool,
+    key: pl.DataFrame,
+    sent: int,
+    fallback: pl.DataFrame | None,
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Every per-worker metric of every source from one read of the receipts; also returns the
+    worker's narrow frame (first row per event) for the ordering and agreement joins."""
     rec = t.receipts[w]
-    joined = rec.join(sends, on="event_id", how="left")
+    names = set(rec.collect_schema().names())
+    wire = all(c in names for s in t.sources for c in send_source_columns(s)[1:])
+    cols = [pl.col("event_id"), pl.col("truth_ns")]
+    cols += [pl.col(c) for s in t.sources for c in source_columns(s)]
+    if wire:  # the coordinator's send readings as carried on the wire → s_ columns
+        for s in t.sources:
+            _, e, lo, hi = send_source_columns(s)
+            s_e, s_lo, s_hi, _ = source_columns(f"s_{s}")
+            cols += [pl.col(e).alias(s_e), pl.col(lo).alias(s_lo), pl.col(hi).alias(s_hi)]
+    lf = rec.select(cols).join(
+        (key if wire or fallback is None else fallback).lazy(),
+        on="event_id",
+        how="left",
+        maintain_order="left",
+    )
     for cw in t.cw_frames.get(w, []):
-        joined = joined.join(cw, on="event_id", how="left")
-    exprs: dict[str, pl.Expr] = {}
+        lf = lf.join(cw, on="event_id", how="left", maintain_order="left")
+    df = lf.collect()
+
+    rows = df.height
+    n_got = df.get_column("event_id").n_unique()
+    if rows == n_got:
+        received = int(df.get_column("s_present").sum())
+    else:
+        received = (
+            df.select("event_id", "s_present")
+            .unique(subset="event_id")
+            .get_column("s_present")
+            .sum()
+        )
+    accounting = {
+        "sent": sent,
+        "received": int(received),
+        "lost": sent - int(received),
+        "unknown_events": n_got - int(received),  # ids the coordinator never sent (must be 0)
+        "duplicate_rows": rows - n_got,  # receipt rows beyond the first per event (must be 0)
+    }
+
+    exprs: dict[str, Any] = {}
     off = t.settings.window_offset_ns
     for s in t.sources:
         b = t.bounded[s]
@@ -101,8 +168,10 @@ def _worker(t: Traces, w: str, truth: bool, sends: pl.LazyFrame) -> dict[str, An
             )
         for size in t.settings.window_sizes_ns:
             exprs.update(m.window_exprs(s, f"{s}/win/{size // NS_PER_MS}", size, off, b, truth))
-    raw = collect_row(joined, exprs)
-    out: dict[str, Any] = {"accounting": m.accounting(t.sends, rec), "sources": {}}
+    raw = collect_row(df, exprs)
+    narrow = _first_per_event(df.select(_narrow_cols(t)), rows == n_got)
+    del df
+    out: dict[str, Any] = {"accounting": accounting, "sources": {}}
     for s in t.sources:
         b, r = t.bounded[s], raw[s]
         out["sources"][s] = {
@@ -114,18 +183,18 @@ def _worker(t: Traces, w: str, truth: bool, sends: pl.LazyFrame) -> dict[str, An
             "windows": {k: m.window_finish(v, b, truth) for k, v in r["win"].items()},
             "commit_wait": m.commit_wait_finish(r["cw"], t.cw_deltas[w][s], truth) if b else None,
         }
-    return out
+    return out, narrow
 
 
-def _coordinator(t: Traces, truth: bool) -> dict[str, Any]:
-    exprs: dict[str, pl.Expr] = {}
+def _coordinator(t: Traces, truth: bool, sends: pl.DataFrame) -> dict[str, Any]:
+    exprs: dict[str, Any] = {}
     for s in t.sources:
         exprs.update(m.readings_exprs(s, f"{s}/readings"))
         if truth:
             exprs.update(m.error_exprs(s, f"{s}/error"))
         if t.bounded[s]:
             exprs.update(m.bound_exprs(s, f"{s}/bound", truth))
-    raw = collect_row(t.sends, exprs)
+    raw = collect_row(sends, exprs)
     return {
         s: {
             "readings": m.readings_finish(raw[s]["readings"]),
@@ -136,22 +205,50 @@ def _coordinator(t: Traces, truth: bool) -> dict[str, Any]:
     }
 
 
-def _side(t: Traces, w: str, prefix: str) -> pl.LazyFrame:
-    cols = [pl.col("event_id"), pl.col("truth_ns").alias(f"{prefix}truth_ns")]
+def _prefixed(df: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    """Rename every column but event_id with ``prefix`` (no copy)."""
+    return df.rename({c: f"{prefix}{c}" for c in df.columns if c != "event_id"})
+
+
+def _agreement_exprs(t: Traces) -> dict[str, Any]:
+    exprs: dict[str, Any] = {}
+    off = t.settings.window_offset_ns
     for s in t.sources:
-        cols += [pl.col(c).alias(f"{prefix}{c}") for c in source_columns(s)[:3]]
-    return t.receipts[w].select(cols).unique(subset="event_id", keep="first")
+        for size in t.settings.window_sizes_ns:
+            p = f"agree/{s}/{size // NS_PER_MS}"
+            exprs.update(m.agreement_exprs(s, p, t.workers, size, off, t.bounded[s]))
+    return exprs
 
 
-def _ordering(t: Traces, truth: bool, sent: int) -> dict[str, Any]:
+def _agreement_finish(t: Traces, raw: dict[str, Any], truth: bool) -> dict[str, Any]:
+    return {
+        s: {k: m.agreement_finish(v, t.bounded[s], truth) for k, v in raw[s].items()}
+        for s in t.sources
+    }
+
+
+def _ordering_agreement(
+    t: Traces, truth: bool, sent: int, narrow: dict[str, pl.DataFrame]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ordering for every pair of workers and window agreement across all of them. With two
+    workers the pair's join is the N-way join, so both are computed in one pass."""
     pairs: dict[str, Any] = {}
     raw_total: dict[str, Any] = {}
+    agreement: dict[str, Any] = {}
+    two = len(t.workers) == 2
     for a, b in combinations(t.workers, 2):
-        j = _side(t, a, "a_").join(_side(t, b, "b_"), on="event_id", how="inner")
-        exprs: dict[str, pl.Expr] = {}
+        pa_, pb_ = ("w0_", "w1_") if two else ("a_", "b_")
+        j = _prefixed(narrow[a], pa_).join(_prefixed(narrow[b], pb_), on="event_id", how="inner")
+        exprs: dict[str, Any] = {}
         for s in t.sources:
-            exprs.update(m.ordering_exprs(s, s, t.bounded[s], truth))
-        raw = collect_row(j, exprs)
+            exprs.update(m.ordering_exprs(s, f"ord/{s}", t.bounded[s], truth, pa_, pb_))
+        if two:
+            exprs.update(_agreement_exprs(t))
+        both = collect_row(j, exprs)
+        del j
+        raw = both["ord"]
+        if two:
+            agreement = _agreement_finish(t, both["agree"], truth)
         raw_total = _add(raw_total, raw) if raw_total else raw
         pairs[f"{a}|{b}"] = {
             "workers": [a, b],
@@ -163,27 +260,13 @@ def _ordering(t: Traces, truth: bool, sent: int) -> dict[str, Any]:
         if raw_total
         else {}
     )
-    return {"pairs": pairs, "total": total}
-
-
-def _agreement(t: Traces, truth: bool) -> dict[str, Any]:
-    if len(t.workers) < 2:
-        return {}
-    frames = [_side(t, w, f"w{i}_") for i, w in enumerate(t.workers)]
-    j = frames[0]
-    for f in frames[1:]:
-        j = j.join(f, on="event_id", how="inner")
-    exprs: dict[str, pl.Expr] = {}
-    off = t.settings.window_offset_ns
-    for s in t.sources:
-        for size in t.settings.window_sizes_ns:
-            p = f"{s}/{size // NS_PER_MS}"
-            exprs.update(m.agreement_exprs(s, p, t.workers, size, off, t.bounded[s]))
-    raw = collect_row(j, exprs)
-    return {
-        s: {k: m.agreement_finish(v, t.bounded[s], truth) for k, v in raw[s].items()}
-        for s in t.sources
-    }
+    if len(t.workers) > 2:
+        frames = [_prefixed(narrow[w], f"w{i}_") for i, w in enumerate(t.workers)]
+        j = frames[0]
+        for f in frames[1:]:
+            j = j.join(f, on="event_id", how="inner")
+        agreement = _agreement_finish(t, collect_row(j, _agreement_exprs(t))["agree"], truth)
+    return {"pairs": pairs, "total": total}, agreement
 
 
 def _pool(workers: dict[str, Any], getter: Any) -> dict[str, Any] | None:
@@ -283,12 +366,31 @@ def config_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _needs_fallback(t: Traces) -> bool:
+    """Whether some worker's receipts lack the wire's send_* columns (trace version 1)."""
+    want = [c for s in t.sources for c in send_source_columns(s)[1:]]
+    for lf in t.receipts.values():
+        names = set(lf.collect_schema().names())
+        if not all(c in names for c in want):
+            return True
+    return False
+
+
 def compute(t: Traces) -> dict[str, Any]:
     """All metrics of a loaded results folder, as the stats.json document (without figures)."""
-    truth = _truth_present(t)
-    sends = _send_side(t)
-    sent = t.sends.select(pl.col("event_id").n_unique()).collect().item()
-    workers = {w: _worker(t, w, truth, sends) for w in t.workers}
+    sends = _read_sends(t)
+    truth = _truth_present(t, sends)
+    sent = sends.get_column("event_id").n_unique()
+    coordinator = _coordinator(t, truth, sends)
+    key = _send_key(sends, sent)
+    fallback = _send_side(t, sends, sent) if _needs_fallback(t) else None
+    del sends
+    workers: dict[str, Any] = {}
+    narrow: dict[str, pl.DataFrame] = {}
+    for w in t.workers:
+        workers[w], narrow[w] = _worker(t, w, truth, key, sent, fallback)
+    ordering, agreement = _ordering_agreement(t, truth, sent, narrow)
+    del narrow
     params = parameters(t.spec)
     stats: dict[str, Any] = {
         "stats_version": STATS_VERSION,
@@ -303,10 +405,10 @@ def compute(t: Traces) -> dict[str, Any]:
         },
         "sources": t.sources,
         "source_kinds": {s: "bounded" if t.bounded[s] else "point" for s in t.sources},
-        "coordinator": {"name": t.coordinator, "sent": sent, "sources": _coordinator(t, truth)},
+        "coordinator": {"name": t.coordinator, "sent": sent, "sources": coordinator},
         "workers": workers,
-        "ordering": _ordering(t, truth, sent),
-        "window_agreement": _agreement(t, truth),
+        "ordering": ordering,
+        "window_agreement": agreement,
         "figures": [],
     }
     stats["coordination_cost"] = {}

@@ -6,8 +6,10 @@ One home for each formula (docs/METHODOLOGY.md, "Statistics").
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
@@ -52,16 +54,31 @@ def nearest_rank(x: pl.Expr, num: int, den: int) -> pl.Expr:
     return x.quantile(q, interpolation="lower").cast(pl.Int64)
 
 
-def dist_exprs(x: pl.Expr, prefix: str) -> dict[str, pl.Expr]:
+def nearest_rank_index(n: int, num: int, den: int) -> int:
+    """0-based index of the nearest-rank percentile num/den among n sorted values: ⌈q·n⌉ − 1."""
+    return max(0, (n * num + den - 1) // den - 1)
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """A nearest-rank percentile of ``x``, evaluated by collect_row with one selection
+    (numpy partition) per distinct expression instead of a polars quantile per percentile."""
+
+    x: pl.Expr
+    num: int
+    den: int
+
+
+def dist_exprs(x: pl.Expr, prefix: str) -> dict[str, pl.Expr | Percentile]:
     """Summary of a distribution (ns): n, mean, min, p50, p99, max, keyed ``prefix/<stat>``."""
-    out = {
+    out: dict[str, pl.Expr | Percentile] = {
         f"{prefix}/n": x.count(),
         f"{prefix}/mean": x.mean(),
         f"{prefix}/min": x.min(),
         f"{prefix}/max": x.max(),
     }
     for name, (num, den) in PERCENTILES.items():
-        out[f"{prefix}/{name}"] = nearest_rank(x, num, den)
+        out[f"{prefix}/{name}"] = Percentile(x, num, den)
     return out
 
 
@@ -77,9 +94,50 @@ def unflatten(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def collect_row(lf: pl.LazyFrame, exprs: dict[str, pl.Expr]) -> dict[str, Any]:
-    """Evaluate many aggregations in one pass over ``lf``; returns the nested result."""
+def _percentiles(df: pl.DataFrame, items: dict[str, Percentile]) -> dict[str, int | None]:
+    """Evaluate every Percentile on an in-memory frame: each distinct expression is computed
+    once, its non-null values partitioned once at all requested ranks (same ranks as
+    nearest_rank)."""
+    exprs: list[pl.Expr] = []
+    slot: dict[str, int] = {}
+    for key, it in items.items():
+        for i, e in enumerate(exprs):
+            if e.meta.eq(it.x):
+                slot[key] = i
+                break
+        else:
+            slot[key] = len(exprs)
+            exprs.append(it.x)
+    cols = df.select([e.alias(f"x{i}") for i, e in enumerate(exprs)])
+    out: dict[str, int | None] = {}
+    for i in range(len(exprs)):
+        keys = [k for k, j in slot.items() if j == i]
+        v = cols.get_column(f"x{i}").drop_nulls().to_numpy()
+        if v.size == 0:
+            out.update(dict.fromkeys(keys, None))
+            continue
+        ranks = {k: nearest_rank_index(v.size, items[k].num, items[k].den) for k in keys}
+        part = np.partition(v, sorted(set(ranks.values())))
+        out.update({k: int(part[r]) for k, r in ranks.items()})
+    return out
+
+
+def collect_row(
+    frame: pl.LazyFrame | pl.DataFrame, exprs: dict[str, pl.Expr | Percentile]
+) -> dict[str, Any]:
+    """Evaluate many aggregations over ``frame`` (scalars in one select, percentiles by
+    selection); returns the nested result."""
     if not exprs:
         return {}
-    df = lf.select([e.alias(k) for k, e in exprs.items()]).collect()
-    return unflatten(df.row(0, named=True))
+    scalars = {k: e for k, e in exprs.items() if isinstance(e, pl.Expr)}
+    pcts = {k: e for k, e in exprs.items() if isinstance(e, Percentile)}
+    if pcts and isinstance(frame, pl.LazyFrame):
+        frame = frame.collect()
+    lf = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+    row: dict[str, Any] = {}
+    if scalars:
+        row = lf.select([e.alias(k) for k, e in scalars.items()]).collect().row(0, named=True)
+    if pcts:
+        assert isinstance(frame, pl.DataFrame)
+        row.update(_percentiles(frame, pcts))
+    return unflatten({k: row[k] for k in exprs})
