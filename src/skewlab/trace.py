@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -234,6 +235,52 @@ class PartWriter:
     close = flush
 
 
+class TraceError(ValueError):
+    """A trace part that cannot be used. ``reason``: ``not_parquet`` (no Parquet magic),
+    ``corrupt`` (Parquet framing or data unreadable), ``bad_version`` (no or a newer
+    ``skewlab.trace_version``), ``bad_schema`` (a required column missing or of another type)."""
+
+    def __init__(self, reason: str, where: str, detail: str = "") -> None:
+        super().__init__(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+        self.where = where
+
+
+TRACE_ERROR_REASONS = ("not_parquet", "corrupt", "bad_version", "bad_schema")
+_PARQUET_MAGIC = b"PAR1"
+
+
+def read_part(source: Path | bytes, schema: pa.Schema | None = None) -> pa.Table:
+    """Read one part file (a path or its bytes) and check it is a skewlab trace of at most
+    this version with every column of ``schema`` (if given); raises only TraceError."""
+    where = str(source) if isinstance(source, Path) else "<bytes>"
+    try:
+        if isinstance(source, Path):
+            with open(source, "rb") as f:
+                head = f.read(4)
+            buf: Any = source
+        else:
+            head, buf = bytes(source[:4]), pa.BufferReader(source)
+        if head != _PARQUET_MAGIC:
+            raise TraceError("not_parquet", where)
+        table = pq.read_table(buf)
+    except TraceError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, IndexError, UnicodeDecodeError) as e:
+        raise TraceError("corrupt", where, f"{type(e).__name__}: {str(e)[:200]}") from None
+    version = (table.schema.metadata or {}).get(b"skewlab.trace_version", b"")
+    if not version.isdigit() or not 1 <= int(version) <= TRACE_VERSION:
+        raise TraceError("bad_version", where, repr(version[:20]))
+    if schema is not None:
+        have = table.schema
+        for f in schema:
+            i = have.get_field_index(f.name)
+            if i < 0 or have.field(i).type != f.type:
+                got = "missing" if i < 0 else str(have.field(i).type)
+                raise TraceError("bad_schema", where, f"{f.name}: {got}, expected {f.type}")
+    return table
+
+
 def part_files(directory: Path, prefix: str) -> list[Path]:
     """The complete part files of one trace, in write order (temporaries are hidden)."""
     return sorted(directory.glob(f"{prefix}-*.parquet"))
@@ -246,7 +293,7 @@ def read_parts(directory: Path, prefix: str, schema: pa.Schema | None = None) ->
         if schema is None:
             raise FileNotFoundError(f"no {prefix} trace in {directory}")
         return schema.empty_table()
-    tables = [pq.read_table(f) for f in files]
+    tables = [read_part(f, schema) for f in files]
     return pa.concat_tables(tables, promote_options="default")
 
 

@@ -48,6 +48,7 @@ MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided bey
 SOCKET_BUFFER_BYTES = 32 << 20  # requested UDP buffer (the kernel may grant less)
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
+CW_MAX_BACKLOG = 2_000_000  # receipts waiting for T+Δ, per Δ; beyond it they are shed (counted)
 
 
 class NodeFailure(Exception):
@@ -145,6 +146,28 @@ def _big_buffer(sock: socket.socket, opt: int, force: int | None) -> None:
         except OSError:
             pass
     sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
+
+
+def udp_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped for this socket (its receive buffer was full), from
+    /proc/net/udp[6] matched by inode; None where the kernel does not say (not Linux)."""
+    import os
+
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+    except OSError:
+        return None
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f, None)  # header
+                for line in f:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[9] == inode:
+                        return int(cols[-1])
+        except OSError:
+            continue
+    return None
 
 
 def _connected(host: str, addr: tuple[str, int]) -> socket.socket:
@@ -290,8 +313,11 @@ class CommitWaitEvaluator:
         directory: Any,
         batch_rows: int = 8192,
         poll_s: float | None = None,
+        max_backlog: int = CW_MAX_BACKLOG,
     ) -> None:
         self.sources = [s for s in sources if _wants_commit_wait(s)]
+        self.max_backlog = max_backlog  # bound on each Δ's queue: memory never grows past it
+        self.shed = 0  # receipts not queued because the backlog was full (no T+Δ columns)
         self.names = [s.name for s in self.sources]
         self.delays_ms = list(delays_ms) if self.sources else []
         self.local_now = local_now
@@ -315,9 +341,15 @@ class CommitWaitEvaluator:
         return bool(self.delays_ms)
 
     def push(self, event_id: int, local_ns: int) -> None:
-        """Queue one receipt (called from the receive loop: two deque appends)."""
-        for q in self._queues:
-            q.append((event_id, local_ns))
+        """Queue one receipt (called from the receive loop: a deque append per Δ). When the
+        longest queue is full the receipt is shed for every Δ and counted."""
+        qs = self._queues
+        if len(qs[-1]) >= self.max_backlog:  # the longest Δ's queue is the fullest
+            self.shed += 1
+            return
+        item = (event_id, local_ns)
+        for q in qs:
+            q.append(item)
 
     def start(self) -> CommitWaitEvaluator:
         if self.active:
@@ -383,6 +415,7 @@ class CommitWaitEvaluator:
             "commit_wait_not_done_at_stop": {str(d): len(q) for d, q in
                                             zip(self.delays_ms, self._queues, strict=True)},
             "commit_wait_errors": self.errors,
+            "commit_wait_shed": self.shed,
             "commit_wait_first_error": self.first_error,
         }  # fmt: skip
 
@@ -569,6 +602,7 @@ def run_worker(ctx: NodeContext) -> int:
         poller.stop()
         writer.flush()
         cw_counts.update(cw.stop())
+        cw_counts["kernel_drops"] = udp_drops(sock)  # shed by the kernel: receive buffer full
         sock.close()
     counts = rx.counts()
     counts.update(cw_counts, rows=writer.rows_written, parts=writer.parts_written,

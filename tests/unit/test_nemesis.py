@@ -1,0 +1,186 @@
+"""The nemesis: fault specs and their validation, clock faults as oscillator faults, NTP and
+link faults applied on schedule and recorded, and the multi-server poller's selection."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from skewlab.clocks.oscillator import ClockFault
+from skewlab.clocks.sync import SyncState
+from skewlab.nemesis import FaultRecorder, clock_faults, load_faults
+from skewlab.nemesis.link import LinkNemesis
+from skewlab.nemesis.ntp import NtpNemesis
+from skewlab.node.sync import NtpPoller
+from skewlab.ntp.client import NtpClient, NtpError, compute_sample
+from skewlab.ntp.server import NtpServer
+from skewlab.spec import SpecError, from_dict
+
+
+def _spec(faults: list[dict], **kw):
+    return from_dict({"faults": faults, **kw})
+
+
+def test_clock_faults_become_oscillator_faults() -> None:
+    t0 = 10**18
+    spec = _spec([
+        {"kind": "clock_step", "at_s": 1.5, "node": "B", "delta_ms": -50},
+        {"kind": "clock_strobe", "at_s": 2, "node": "B", "delta_ms": 20, "period_ms": 100,
+         "duration_s": 0.5},
+        {"kind": "clock_rate", "at_s": 3, "node": "C", "delta_ppm": 12.5},
+    ])  # fmt: skip
+    assert clock_faults(spec, "B", t0) == (
+        ClockFault("step", t0 + 1_500_000_000, delta_ns=-50_000_000),
+        ClockFault("strobe", t0 + 2_000_000_000, delta_ns=20_000_000, period_ns=100_000_000,
+                   duration_ns=500_000_000),
+    )  # fmt: skip
+    assert clock_faults(spec, "C", t0) == (ClockFault("freq", t0 + 3 * 10**9, delta_ppb=12_500),)
+    assert clock_faults(spec, "coordinator", t0) == ()
+    # a dumped spec (every default written out) loads back to the same faults
+    assert from_dict(spec.model_dump(mode="json")).faults == spec.faults
+
+
+@pytest.mark.parametrize(
+    ("faults", "extra", "message"),
+    [
+        ([{"kind": "clock_step", "at_s": 1, "node": "Z", "delta_ms": 5}], {},
+         "faults[0].node: no node named 'Z'"),
+        ([{"kind": "clock_step", "at_s": 1, "node": "B"}], {},
+         "faults[0]: kind 'clock_step' needs delta_ms"),
+        ([{"kind": "ntp_outage", "at_s": 1, "delta_ms": 3}], {},
+         "faults[0]: kind 'ntp_outage' does not take delta_ms"),
+        ([{"kind": "ntp_falseticker", "at_s": 1, "server": 3, "offset_ms": 9}],
+         {"ntp": {"servers": 3}}, "faults[0].server: 3 but ntp.servers = 3"),
+        ([{"kind": "link_loss", "at_s": 1, "path": "coordinator~B", "duration_s": 1}], {},
+         "faults[0].path: 'coordinator~B' is not emulated"),
+        ([{"kind": "link_loss", "at_s": 1, "path": "B~C", "duration_s": 1}], {},
+         "faults[0].path: unknown path 'B~C'"),
+        ([{"kind": "ntp_outage", "at_s": -1}], {}, "faults[0].at_s: Input should be greater"),
+        ([{"kind": "ntp_outage", "at_s": 1, "typo": 1}], {}, "faults[0].typo: Extra inputs"),
+        ([{"kind": "clock_jump", "at_s": 1}], {}, "faults[0].kind: Input should be"),
+    ],
+)  # fmt: skip
+def test_bad_faults_name_the_key(faults: list, extra: dict, message: str) -> None:
+    with pytest.raises(SpecError) as e:
+        _spec(faults, **extra)
+    assert message in str(e.value)
+
+
+def _query(server: NtpServer) -> int | str:
+    """One exchange against ``server``: the measured offset (ns) or the failure reason."""
+    with NtpClient(*server.address, timeout_s=0.3) as c:
+        try:
+            return c.exchange().offset_ns
+        except NtpError as e:
+            return e.reason
+
+
+def test_ntp_faults_applied_on_schedule_and_recorded(tmp_path: Path) -> None:
+    t0 = time.time_ns()
+    spec = _spec(
+        [
+            {"kind": "ntp_falseticker", "at_s": 0, "server": 1, "offset_ms": 80, "duration_s": 1.5},
+            {"kind": "ntp_outage", "at_s": 0, "server": 0, "how": "stop", "duration_s": 1.5},
+            {"kind": "ntp_outage", "at_s": 0, "server": 2, "how": "drop", "duration_s": 1.5},
+        ],
+        ntp={"servers": 3},
+    )
+    servers = [NtpServer().start() for _ in range(3)]
+    ports = [s.port for s in servers]
+    rec = FaultRecorder(tmp_path, "ntp-server")
+    nem = NtpNemesis(spec.faults, servers, t0, rec, lambda k: NtpServer(port=ports[k]).start())
+    nem.start()
+    try:
+        time.sleep(0.5)  # every start applied (at_s = 0; a stop takes up to 0.2 s)
+        closed = servers[0].sock.fileno() == -1
+        during = [_query(s) for s in servers]  # 0.6 s at most: two time out
+        time.sleep(1.2)  # every end applied
+        after = [_query(s) for s in servers]
+    finally:
+        nem.stop()
+        for s in servers:
+            s.stop()
+    assert closed and during[0] in ("timeout", "unreachable")  # socket closed: no answer
+    assert isinstance(during[1], int) and abs(during[1] - 80_000_000) < 5_000_000
+    assert during[2] == "timeout"  # dropped
+    assert all(isinstance(x, int) and abs(x) < 5_000_000 for x in after), after
+    assert servers[0].port == ports[0]  # rebound on the same port
+    rows = load_faults(tmp_path).to_pylist()
+    assert Counter((r["fault"], r["phase"]) for r in rows) == {
+        (i, p): 1 for i in range(3) for p in ("start", "end")
+    }
+    assert {r["target"] for r in rows} == {"ntp-server", "ntp-server-1", "ntp-server-2"}
+    for r in rows:
+        due = t0 + (1_500_000_000 if r["phase"] == "end" else 0)
+        assert r["truth_ns"] >= due  # applied no earlier than scheduled
+    assert nem.counts() == {"nemesis_applied": 6, "nemesis_errors": []}
+
+
+class _Model:
+    def decide(self, size: int, mono_in: int) -> list:
+        return [(1, 1, 0, False)]
+
+
+class _FakeLink:
+    def __init__(self) -> None:
+        self.models = {0: _Model(), 1: _Model()}
+
+
+class _FakeNet:
+    def __init__(self) -> None:
+        self.hub = type("Hub", (), {"links": {"coordinator~B": _FakeLink()}})()
+
+
+def test_link_loss_blacks_out_both_directions(tmp_path: Path) -> None:
+    net = _FakeNet()
+    spec = _spec(
+        [{"kind": "link_loss", "at_s": 0, "path": "coordinator~B", "duration_s": 0.3}],
+        network={"profile": "loopback", "links": {"coordinator~B": {"profile": "lan"}}},
+    )
+    t0 = time.time_ns()
+    nem = LinkNemesis(spec.faults, net, t0, FaultRecorder(tmp_path, "launcher")).start()
+    link = net.hub.links["coordinator~B"]
+    time.sleep(0.15)
+    assert all(m.decide(100, 0) == [] for m in link.models.values())
+    time.sleep(0.35)
+    assert all(m.decide(100, 0) == [(1, 1, 0, False)] for m in link.models.values())
+    nem.stop()
+    assert [r["phase"] for r in load_faults(tmp_path).to_pylist()] == ["start", "end"]
+
+
+class _FakeClient:
+    """Answers best_of with a fixed offset (or fails) — a stand-in NTP client."""
+
+    timeout_s = 0.1
+
+    def __init__(self, name: str, offset_ns: int | None) -> None:
+        self.name = name
+        self.offset = offset_ns
+
+    def best_of(self, n: int):
+        if self.offset is None:
+            raise NtpError("timeout", self.name)
+        t1 = 10**18
+        return compute_sample(self.name, t1, t1 + 500 + self.offset, t1 + 600 + self.offset,
+                              t1 + 1_000)  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+def test_poller_rejects_the_falseticker_and_uses_a_truechimer() -> None:
+    state = SyncState()
+    clients = [_FakeClient("a", 1_000), _FakeClient("b", 1_200), _FakeClient("c", 90_000_000)]
+    p = NtpPoller(clients, state, 1.0, 1)  # type: ignore[arg-type]
+    s = p.poll_once()
+    assert s is not None and s.server in ("a", "b") and state.latest is s
+    c = p.counts()["ntp_selection"]
+    assert c["c"] == {"falseticker:outside_intersection": 1}
+    assert c["a"] == {"selected": 1} and c["b"] == {"selected": 1}
+    # one truechimer left with the liar: no majority, so no sample at all (nothing invented)
+    clients[1].offset = None
+    assert p.poll_once() is None and state.latest is s and state.failures == 1
+    assert p.counts()["ntp_selection"]["c"]["falseticker:no_majority"] == 1
