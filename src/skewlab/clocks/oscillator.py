@@ -19,6 +19,8 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+import numpy as np
+
 from skewlab.timebase import HOST_CLOCK, TimeSource
 
 if TYPE_CHECKING:
@@ -77,6 +79,22 @@ class Wander:
             self._extend(k)
         return self._phase[k] + self._freq[k] * (dt - k * self.step_ns) / NS_PER_S
 
+    def phase_ns_array(self, truth_ns: np.ndarray) -> np.ndarray:
+        """``round(phase_ns(t))`` for an int64 array of true instants (same float operations,
+        numpy's round-half-even as Python's ``round``): the simulator's vectorized path."""
+        dt = np.asarray(truth_ns, dtype=np.int64) - self.t0_ns
+        if dt.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        k = np.where(dt > 0, dt // self.step_ns, 0)
+        top = int(k.max())
+        if top >= len(self._freq):
+            self._extend(top)
+        freq = np.asarray(self._freq, dtype=np.float64)[k]
+        phase = np.asarray(self._phase, dtype=np.float64)[k]
+        into = (dt - k * self.step_ns).astype(np.float64)
+        out = np.rint(phase + freq * into / NS_PER_S).astype(np.int64)
+        return np.where(dt > 0, out, 0)
+
     def freq_ppb(self, truth_ns: int) -> float:
         """Wander frequency (ppb) at a true instant."""
         dt = truth_ns - self.t0_ns
@@ -130,6 +148,40 @@ class Oscillator:
                 raw += (t - f.at_ns) * f.delta_ppb // NS_PER_S
         return raw
 
+    def monotonic_at_array(self, truth_ns: np.ndarray) -> np.ndarray:
+        """``monotonic_at`` for an int64 array of true instants, exactly (integer ns)."""
+        t = np.asarray(truth_ns, dtype=np.int64)
+        raw = t + self.offset_ns + _mul_div_s(t - self.t0_ns, self.drift_ppb)
+        if self._wander is not None:
+            raw = raw + self._wander.phase_ns_array(t)
+        for f in self.faults:
+            if f.kind == "freq":
+                raw = raw + np.where(t >= f.at_ns, _mul_div_s(t - f.at_ns, f.delta_ppb), 0)
+        return raw
+
+    def gaps_at_array(self, truth_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``gaps_at`` for an int64 array: (gap, step gap). Steps and strobes only: an attached
+        discipline is a sequential servo and has no vectorized form (ValueError)."""
+        t = np.asarray(truth_ns, dtype=np.int64)
+        if self.discipline is not None:
+            raise ValueError("a disciplined oscillator cannot be evaluated on arrays")
+        g = np.zeros(t.shape, dtype=np.int64)
+        for f in self.faults:
+            if f.kind == "step":
+                g = g + np.where(t >= f.at_ns, f.delta_ns, 0)
+            elif f.kind == "strobe" and f.period_ns > 0:
+                into = t - f.at_ns
+                on = (into >= 0) & (into < f.duration_ns) & ((2 * into // f.period_ns) % 2 == 1)
+                g = g + np.where(on, f.delta_ns, 0)
+        return g, g
+
+    def local_at_array(self, truth_ns: np.ndarray) -> np.ndarray:
+        """``local_at`` for an int64 array of true instants, exactly (integer ns)."""
+        raw = self.monotonic_at_array(truth_ns)
+        if self.gapless:
+            return raw
+        return raw + self.gaps_at_array(truth_ns)[0]
+
     def gap_at(self, truth_ns: int) -> int:
         """local − monotonic at a true instant: the sum of steps, strobe and discipline."""
         if self.plain:
@@ -178,6 +230,13 @@ class Oscillator:
     def error_at(self, truth_ns: int) -> int:
         """local − true at a true instant, ns."""
         return self.local_at(truth_ns) - truth_ns
+
+
+def _mul_div_s(dt: np.ndarray, ppb: int) -> np.ndarray:
+    """floor(dt·ppb / 1e9) for int64 arrays without overflow: dt = q·1e9 + r, so the result
+    is q·ppb + floor(r·ppb / 1e9) exactly (Python's ``dt * ppb // NS_PER_S`` on big ints)."""
+    q, r = np.divmod(dt, NS_PER_S)
+    return q * ppb + (r * ppb) // NS_PER_S
 
 
 class Timekeeper(Protocol):
