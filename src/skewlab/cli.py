@@ -180,6 +180,11 @@ from skewlab.export import export  # noqa: E402
 
 cli.add_command(export)
 
+from skewlab.deploy.cli import deploy  # noqa: E402
+
+cli.add_command(deploy)
+
+
 def main() -> None:
     cli()
 

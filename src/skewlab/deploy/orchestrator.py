@@ -337,9 +337,9 @@ class Orchestrator:
         """Adjust the spec for this launcher before it is written (default: unchanged)."""
 
     def run(self) -> RunOutcome:
-        spec = self.spec
         self.preflight()  # fail fast, before any folder or process exists
         self._prepare_spec()
+        spec = self.spec
         if self.results_dir is not None:
             self.results_dir.mkdir(parents=True, exist_ok=True)
             self.results = ResultsDir(self.results_dir)
