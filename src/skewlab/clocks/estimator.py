@@ -201,3 +201,138 @@ def interval_at(
     est = min(max(a, lo), hi)
     base = mono_ns + y_ref
     return base + math.floor(lo) - 1, base + round(est), base + math.ceil(hi) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """The query-independent part of ``interval_at`` for one sample set, prepared once and
+    reused by every query on that set (``prepare_group``)."""
+
+    samples: tuple[Sample, ...]
+    order: tuple[int, ...]  # indices sorted by λ (stable): the clipping order
+    m: object  # numpy int64 array of m_ns, sample order
+    y: object  # numpy int64 array of y_ns, sample order
+    wgt: tuple[float, ...]  # regression weights 1/(λ² + 1), sample order
+
+
+def prepare_group(samples: list[Sample] | tuple[Sample, ...]) -> Group:
+    """Precompute what every ``intervals_at`` query on this sample set shares."""
+    import numpy as np
+
+    ss = tuple(samples)
+    order = tuple(sorted(range(len(ss)), key=lambda i: ss[i].lam_ns))
+    return Group(
+        ss,
+        order,
+        np.array([s.m_ns for s in ss], dtype=np.int64),
+        np.array([s.y_ns for s in ss], dtype=np.int64),
+        tuple(1.0 / (float(s.lam_ns) ** 2 + 1.0) for s in ss),
+    )
+
+
+def intervals_at(
+    group: Group, monos: list[int], w: float, fmax_ppb: float
+) -> list[tuple[int, int, int] | None]:
+    """``interval_at`` for many monotonic instants on one sample set, vectorized over the
+    instants with numpy: the same IEEE operations in the same order per instant (clipping,
+    sums, rounding), so every result is bit-identical to ``interval_at``'s (tested).
+
+    Offsets relative to y_ref must fit in float64 exactly (|Δm|, |Δy| < 2^53 ns)."""
+    import numpy as np
+
+    ss = group.samples
+    q = len(monos)
+    if q == 0:
+        return []
+    p = np.array(monos, dtype=np.int64)
+    # y_ref: the y of the first sample nearest to each instant (min() keeps the first)
+    near = np.argmin(np.abs(group.m[None, :] - p[:, None]), axis=1)
+    y_ref = group.y[near]
+    big = 1e12
+    A = np.empty((q, 4))
+    F = np.empty((q, 4))
+    A[:] = (-big, big, big, -big)
+    F[:] = (-fmax_ppb, -fmax_ppb, fmax_ppb, fmax_ppb)
+    cnt = np.full(q, 4, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k in group.order:
+            s = ss[k]
+            d = (s.m_ns - p) / NS_PER_S
+            ad = np.abs(d)
+            e = s.lam_ns + w * ad * np.sqrt(ad)
+            y = (s.y_ns - y_ref).astype(np.float64)
+            for c, sign in ((y + e, 1.0), (-(y - e), -1.0)):
+                A, F, cnt = _clip_many(A, F, cnt, d, c, sign)
+        valid = np.arange(A.shape[1])[None, :] < cnt[:, None]
+        lo = np.where(valid, A, np.inf).min(axis=1)
+        hi = np.where(valid, A, -np.inf).max(axis=1)
+        # weighted_fit's sums, accumulated in sample order
+        sw = swd = swdd = swy = swdy = 0.0
+        for s, wgt in zip(ss, group.wgt, strict=True):
+            d = (s.m_ns - p) / NS_PER_S
+            y = (s.y_ns - y_ref).astype(np.float64)
+            sw += wgt
+            wd = wgt * d
+            swd = swd + wd
+            swdd = swdd + wd * d
+            swy = swy + wgt * y
+            swdy = swdy + wd * y
+        det = sw * swdd - swd * swd
+        f = (sw * swdy - swd * swy) / det
+        a_fit = (swy - f * swd) / sw
+        a = swy / sw if len(ss) < 2 else np.where(det <= 0.0, swy / sw, a_fit)
+    out: list[tuple[int, int, int] | None] = []
+    floor, ceil = math.floor, math.ceil
+    for n, mono, yr, lo_k, hi_k, a_k in zip(
+        cnt.tolist(), monos, y_ref.tolist(), lo.tolist(), hi.tolist(), a.tolist(), strict=True
+    ):
+        if n == 0:
+            out.append(None)
+            continue
+        est = min(max(a_k, lo_k), hi_k)
+        base = mono + yr
+        out.append((base + floor(lo_k) - 1, base + round(est), base + ceil(hi_k) + 1))
+    return out
+
+
+def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
+    """``_clip`` on q polygons at once (row r holds cnt[r] vertices; d, c per row). Rows with
+    no vertex outside are left as they are (``_clip`` returns them unchanged); the others are
+    clipped and compacted. Returns (A, F, cnt), possibly widened; updated in place."""
+    import numpy as np
+
+    idx = np.arange(A.shape[1])[None, :]
+    vp = sign * (A + F * d[:, None]) - c[:, None]
+    outside = (vp > 0) & (idx < cnt[:, None])
+    if not outside.any():
+        return A, F, cnt
+    ch = np.flatnonzero(outside.any(axis=1))
+    a, f, v, n = A[ch], F[ch], vp[ch], cnt[ch]
+    valid = idx < n[:, None]
+    nxt = np.where(idx + 1 < n[:, None], idx + 1, 0)
+    vq = np.take_along_axis(v, nxt, axis=1)
+    keep = (v <= 0) & valid
+    cross = (((v < 0) & (vq > 0)) | ((vq < 0) & (v > 0))) & valid
+    nout = keep.astype(np.int64) + cross
+    start = np.cumsum(nout, axis=1) - nout
+    new_n = nout.sum(axis=1)
+    nv = int(new_n.max())
+    if nv > A.shape[1]:
+        pad = np.zeros((A.shape[0], nv - A.shape[1]))
+        A, F = np.hstack((A, pad)), np.hstack((F, pad))
+    a2 = np.zeros((len(ch), max(nv, 1)))
+    f2 = np.zeros((len(ch), max(nv, 1)))
+    r = np.broadcast_to(np.arange(len(ch))[:, None], v.shape)
+    a2[r[keep], start[keep]] = a[keep]
+    f2[r[keep], start[keep]] = f[keep]
+    if cross.any():
+        t = v / (v - vq)
+        aq = np.take_along_axis(a, nxt, axis=1)
+        fq = np.take_along_axis(f, nxt, axis=1)
+        pos = (start + keep)[cross]
+        a2[r[cross], pos] = (a + t * (aq - a))[cross]
+        f2[r[cross], pos] = (f + t * (fq - f))[cross]
+    A[ch, : a2.shape[1]] = a2
+    F[ch, : f2.shape[1]] = f2
+    cnt[ch] = new_n
+    return A, F, cnt

@@ -7,12 +7,19 @@ Point sources report earliest == latest == estimate.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from skewlab.clocks.base import ClockSource, Reading, Status
-from skewlab.clocks.estimator import Model, Sample, build_model, interval_at
+from skewlab.clocks.estimator import (
+    Model,
+    Sample,
+    build_model,
+    interval_at,
+    intervals_at,
+    prepare_group,
+)
 from skewlab.clocks.sync import SyncState
 from skewlab.ntp.client import NtpSample
 
@@ -170,6 +177,34 @@ class _Entry:
     epoch: int  # register resets (steps, inconsistencies) start a new epoch
 
 
+@dataclass(frozen=True, slots=True)
+class _Chosen:
+    """The samples ``reading_at`` uses for one (window start, epoch) of one archive snapshot,
+    with what every query on them shares (memoized per snapshot)."""
+
+    samples: tuple[Sample, ...]
+    max_m_ns: int  # latest sample instant (monotonic)
+    first_m_ns: int  # first and last sample instants: a query between them is bracketed
+    last_m_ns: int
+    group: list = field(default_factory=list)  # [estimator.Group] once prepared (lazily)
+
+
+class _ArchiveView:
+    """An immutable snapshot of the archive, published at sample time: the entries and their
+    time lists (built once per sample, not per read) and the memoized sample groups."""
+
+    __slots__ = ("entries", "groups", "m_ns", "t4_local_ns")
+
+    def __init__(self, entries: tuple[_Entry, ...], t4_local_ns: list[int], m_ns: list[int]):
+        self.entries = entries
+        self.t4_local_ns = t4_local_ns  # entries' T4 on the realtime clock, archive order
+        self.m_ns = m_ns  # entries' T4 on the monotonic timescale, archive order
+        self.groups: dict[tuple[int, int], _Chosen] = {}  # (window start, epoch) → samples
+
+
+BATCH_MIN = 8  # readings_at: groups with fewer queries use the scalar interval_at
+
+
 class SkewlabSource:
     """skewlab's estimator: a register of NTP samples on the monotonic timescale, a hard
     feasible set of (offset, frequency) with a wander allowance, and a weighted regression
@@ -178,7 +213,8 @@ class SkewlabSource:
     Steps: a change of the step gap (local − monotonic, slews excluded) between samples resets
     the register; at read time a step since the latest sample drops the status to FREE_RUNNING
     (the value stays valid: it is computed from monotonic time). ``reading_at`` re-evaluates a
-    past instant with the samples taken after it too (retrospective refinement).
+    past instant with the samples taken after it too (retrospective refinement);
+    ``readings_at`` does the same for many instants at once (bit-identical, vectorized).
     """
 
     name = "skewlab"
@@ -210,12 +246,15 @@ class SkewlabSource:
         self.max_archive = archive
         self.register: list[Sample] = []
         self.archive: list[_Entry] = []
+        self._t4s: list[int] = []  # archive's T4 local, kept in step with it
+        self._ms: list[int] = []  # archive's T4 monotonic, kept in step with it
+        self._view: _ArchiveView | None = None  # snapshot read by reading_at / readings_at
         self.epoch = 0
         self.steps = 0  # steps detected at sample time
         self.resets = 0  # register resets (steps and inconsistent samples)
         self.inconsistent = 0  # samples that contradicted the model (register reset)
         self._last_step_gap: int | None = None
-        # (model, step gap at the latest sample, T4 local of the latest sample)
+        # (model, step gap at the latest sample, T4 local of the latest sample, ...)
         self._snap: tuple | None = None  # see _on_sample: what read needs, in one tuple
         state.subscribe(self._on_sample)
         if state.latest is not None:
@@ -242,13 +281,17 @@ class SkewlabSource:
             model = build_model(self.register, self.w, self.fmax_ppb)
             assert model is not None  # one sample is always consistent
         self.archive.append(_Entry(smp, s.t4_ns, gap, self.epoch))
+        self._t4s.append(s.t4_ns)
+        self._ms.append(smp.m_ns)
         if len(self.archive) > self.max_archive:
-            del self.archive[0]
+            del self.archive[0], self._t4s[0], self._ms[0]
+        self._view = _ArchiveView(tuple(self.archive), list(self._t4s), list(self._ms))
         (a_hi, f_hi), (a_lo, f_lo) = model.hi_lines[0], model.lo_lines[0]
         single = len(model.hi_taus) == 1 and len(model.lo_taus) == 1
         self._snap = (
             model, sgap, s.t4_ns, model.anchor_ns, model.y_ref, single,
             a_hi, f_hi, a_lo, f_lo, model.fit_a, model.fit_f, model.w,
+            self.unsync_ns, self.stale_ns, self.step_thr_ns,
         )  # fmt: skip
 
     def _reset(self) -> None:
@@ -264,8 +307,9 @@ class SkewlabSource:
     def read(self, local_ns: int) -> Reading:
         snap = self._snap
         if snap is None:
-            return Reading.none()
-        model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w = snap
+            return _NONE
+        (model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w,
+         unsync, stale, thr) = snap  # fmt: skip
         clock = self.state.clock
         if clock is None or clock.oscillator.gapless:
             mono = local_ns
@@ -273,11 +317,11 @@ class SkewlabSource:
         else:
             gap, sgap = clock.gaps_ns()
             mono = local_ns - gap
-            stepped = not -self.step_thr_ns <= sgap - sgap0 <= self.step_thr_ns
+            stepped = not -thr <= sgap - sgap0 <= thr
         age = mono - anchor
-        if age > self.unsync_ns:
+        if age > unsync:
             return _NONE
-        status = _FREE if stepped or age > self.stale_ns else _SYNC
+        status = _FREE if stepped or age > stale else _SYNC
         if not single or age < 0:
             lo_ns, est_ns, hi_ns = model.bounds_at(mono)
             return Reading(est_ns, lo_ns, hi_ns, status, t4)
@@ -292,38 +336,92 @@ class SkewlabSource:
         base = mono + y_ref
         return Reading(base + int(est), base + int(lo) - 2, base + int(hi) + 2, status, t4)
 
+    # -- retrospective refinement ------------------------------------------------------------
+
+    def _slew_ppb(self) -> int | None:
+        """The discipline's maximum slew (ppb), if the node clock has a discipline."""
+        disc = getattr(getattr(self.state.clock, "oscillator", None), "discipline", None)
+        return None if disc is None else round(disc.max_slew_ppb)
+
+    def _select(
+        self, view: _ArchiveView, past_local_ns: int, past_mono_ns: int | None, slew: int | None
+    ) -> tuple[_Chosen, int, int, int]:
+        """The samples a past instant is evaluated on: (chosen, monotonic instant, widening for
+        an inexact local → monotonic mapping (ns), T4 local of the nearest earlier sample)."""
+        arch = view.entries
+        widen = 0
+        if past_mono_ns is None:
+            j = max(0, bisect_right(view.t4_local_ns, past_local_ns) - 1)
+            ej = arch[j]
+            past_mono_ns = past_local_ns - ej.gap_ns
+            if slew is not None:
+                widen = _ceil_rate(abs(past_local_ns - ej.t4_local_ns), slew)
+        i = bisect_right(view.m_ns, past_mono_ns)
+        near = arch[i - 1] if i > 0 else arch[0]
+        key = (max(0, i - self.window // 2), near.epoch)
+        chosen = view.groups.get(key)
+        if chosen is None:
+            lo_i, epoch = key
+            smp = tuple(e.sample for e in arch[lo_i : lo_i + self.window] if e.epoch == epoch)
+            chosen = _Chosen(smp, max(s.m_ns for s in smp), smp[0].m_ns, smp[-1].m_ns)
+            view.groups[key] = chosen
+        return chosen, past_mono_ns, widen, near.t4_local_ns
+
     def reading_at(self, past_local_ns: int, past_mono_ns: int | None = None) -> Reading:
         """The interval for a past local reading, using samples before *and after* it.
 
         Pass the monotonic reading taken with it (``past_mono_ns``) for an exact mapping;
         otherwise the gap of the nearest earlier sample is used, widened by the discipline's
         maximum slew over the distance (a step in between would not be seen)."""
-        arch = self.archive
-        if not arch:
-            return Reading.none()
-        widen = 0
-        if past_mono_ns is None:
-            j = max(0, bisect_right([e.t4_local_ns for e in arch], past_local_ns) - 1)
-            past_mono_ns = past_local_ns - arch[j].gap_ns
-            clock = self.state.clock
-            disc = getattr(getattr(clock, "oscillator", None), "discipline", None)
-            if disc is not None:
-                dist = abs(past_local_ns - arch[j].t4_local_ns)
-                widen = _ceil_rate(dist, round(disc.max_slew_ppb))
-        ms = [e.sample.m_ns for e in arch]
-        i = bisect_right(ms, past_mono_ns)
-        near = arch[max(0, i - 1)] if i > 0 else arch[0]
-        lo_i = max(0, i - self.window // 2)
-        chosen = [e for e in arch[lo_i : lo_i + self.window] if e.epoch == near.epoch]
-        if past_mono_ns - max(e.sample.m_ns for e in chosen) > self.unsync_ns:
-            return Reading.none()
-        r = interval_at([e.sample for e in chosen], past_mono_ns, self.w, self.fmax_ppb)
+        view = self._view
+        if view is None:
+            return _NONE
+        chosen, mono, widen, t4 = self._select(view, past_local_ns, past_mono_ns,
+                                               self._slew_ppb())  # fmt: skip
+        if mono - chosen.max_m_ns > self.unsync_ns:
+            return _NONE
+        r = interval_at(list(chosen.samples), mono, self.w, self.fmax_ppb)
+        return self._finish(chosen, mono, widen, t4, r)
+
+    def readings_at(self, past_local_ns: Sequence[int]) -> list[Reading]:
+        """``reading_at`` for many past local readings (each mapped through the nearest earlier
+        sample's gap): queries on the same samples are evaluated together, vectorized
+        (``estimator.intervals_at``); every result is bit-identical to ``reading_at``'s."""
+        view = self._view
+        out = [_NONE] * len(past_local_ns)
+        if view is None:
+            return out
+        slew = self._slew_ppb()
+        unsync = self.unsync_ns
+        pending: dict[int, tuple[_Chosen, list[tuple[int, int, int, int]]]] = {}
+        for k, loc in enumerate(past_local_ns):
+            chosen, mono, widen, t4 = self._select(view, loc, None, slew)
+            if mono - chosen.max_m_ns > unsync:
+                continue
+            pending.setdefault(id(chosen), (chosen, []))[1].append((k, mono, widen, t4))
+        w, fmax = self.w, self.fmax_ppb
+        for chosen, items in pending.values():
+            monos = [it[1] for it in items]
+            if len(items) >= BATCH_MIN:
+                if not chosen.group:
+                    chosen.group.append(prepare_group(chosen.samples))
+                rs = intervals_at(chosen.group[0], monos, w, fmax)
+            else:
+                smp = list(chosen.samples)
+                rs = [interval_at(smp, m, w, fmax) for m in monos]
+            for (k, mono, widen, t4), r in zip(items, rs, strict=True):
+                out[k] = self._finish(chosen, mono, widen, t4, r)
+        return out
+
+    @staticmethod
+    def _finish(
+        chosen: _Chosen, mono: int, widen: int, t4: int, r: tuple[int, int, int] | None
+    ) -> Reading:
         if r is None:
-            return Reading.none()
+            return _NONE
         lo, est, hi = r
-        bracketed = chosen[0].sample.m_ns <= past_mono_ns <= chosen[-1].sample.m_ns
-        status = Status.SYNCHRONIZED if bracketed else Status.FREE_RUNNING
-        return Reading(est, lo - widen, hi + widen, status, near.t4_local_ns)
+        status = _SYNC if chosen.first_m_ns <= mono <= chosen.last_m_ns else _FREE
+        return Reading(est, lo - widen, hi + widen, status, t4)
 
 
 SourceFactory = Callable[..., ClockSource]
