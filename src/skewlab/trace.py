@@ -92,7 +92,7 @@ def receipt_schema(sources: Sequence[str]) -> pa.Schema:
         [
             pa.field("event_id", pa.uint64(), nullable=False),
             pa.field("seq", pa.uint64(), nullable=False),
-            pa.field("truth_ns", pa.int64(), nullable=False),  # true receipt time
+            pa.field("truth_ns", pa.int64()),  # true receipt time; null: none (imported)
             pa.field("local_ns", pa.int64(), nullable=False),  # worker's clock at receipt
             pa.field("send_local_ns", pa.int64(), nullable=False),  # coordinator's clock, from wire
             *_source_fields(sources),
@@ -113,7 +113,7 @@ def send_schema(sources: Sequence[str]) -> pa.Schema:
         [
             pa.field("event_id", pa.uint64(), nullable=False),
             pa.field("seq", pa.uint64(), nullable=False),
-            pa.field("truth_ns", pa.int64(), nullable=False),  # true send time
+            pa.field("truth_ns", pa.int64()),  # true send time; null: none (imported)
             pa.field("local_ns", pa.int64(), nullable=False),  # coordinator's clock at send
             pa.field("scheduled_delay_ns", pa.int64(), nullable=False),
             pa.field("pacing_error_ns", pa.int64(), nullable=False),  # actual − intended send
