@@ -48,6 +48,7 @@ MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided bey
 SOCKET_BUFFER_BYTES = 32 << 20  # requested UDP buffer (the kernel may grant less)
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
+CW_BATCH = 2048  # commit-wait receipts evaluated together (one readings_at call per source)
 CW_MAX_BACKLOG = 2_000_000  # receipts waiting for T+Δ, per Δ; beyond it they are shed (counted)
 
 
@@ -322,6 +323,7 @@ class CommitWaitEvaluator:
         self.delays_ms = list(delays_ms) if self.sources else []
         self.local_now = local_now
         self._refine = [getattr(s, "reading_at", None) for s in self.sources]
+        self._refine_many = [getattr(s, "readings_at", None) for s in self.sources]
         self._queues: list[deque[tuple[int, int]]] = [deque() for _ in self.delays_ms]
         self._writers = [
             PartWriter(directory, commit_wait_prefix(d), commit_wait_schema(self.names, d),
@@ -356,42 +358,62 @@ class CommitWaitEvaluator:
             self._thread.start()
         return self
 
-    def _evaluate(self, k: int, event_id: int, local_ns: int, now_local: int) -> tuple:
-        row: list[int | None] = [event_id, now_local - local_ns]
-        for fn in self._refine:
+    def _evaluate(self, batch: list[tuple[int, int]], now_local: int) -> list[tuple]:
+        """Rows for due receipts ``(event_id, local_ns)`` evaluated when the clock read
+        ``now_local``: each source's retrospective readings, asked for the whole batch at once
+        when the source can (``readings_at``, identical results), else one by one."""
+        rows: list[list[int | None]] = [[eid, now_local - local] for eid, local in batch]
+        locals_ = [local for _, local in batch]
+        for fn, many in zip(self._refine, self._refine_many, strict=True):
             if fn is None:
-                row += (None, None, CW_NO_REFINEMENT)
+                for row in rows:
+                    row += (None, None, CW_NO_REFINEMENT)
                 continue
-            try:
-                r: Reading = fn(local_ns)
-            except Exception as e:  # a broken source must not lose the trace; count it
-                self.errors += 1
-                if self.first_error is None:
-                    self.first_error = f"{type(e).__name__}: {e}"
-                row += (None, None, None)
-                continue
-            row += (r.earliest_ns, r.latest_ns, int(r.status))
-        return tuple(row)
+            rs: list[Reading | None] | None = None
+            if many is not None:
+                try:
+                    rs = many(locals_)
+                except Exception:  # counted below, receipt by receipt
+                    rs = None
+            if rs is None:
+                rs = [self._one(fn, local) for local in locals_]
+            for row, r in zip(rows, rs, strict=True):
+                row += (None, None, None) if r is None else (r.earliest_ns, r.latest_ns,
+                                                             int(r.status))  # fmt: skip
+        return [tuple(row) for row in rows]
+
+    def _one(self, fn: Callable[[int], Reading], local_ns: int) -> Reading | None:
+        """One retrospective reading; a broken source must not lose the trace: count it."""
+        try:
+            return fn(local_ns)
+        except Exception as e:
+            self.errors += 1
+            if self.first_error is None:
+                self.first_error = f"{type(e).__name__}: {e}"
+            return None
 
     def run_due(self, budget_s: float | None = None) -> int:
         """Evaluate every queued receipt whose T+Δ has passed (within ``budget_s`` of wall time
-        if given); return how many were done."""
+        if given), in batches of at most CW_BATCH; return how many were done."""
         done = 0
         until = None if budget_s is None else time.monotonic() + budget_s
         for k, d in enumerate(self.delays_ms):
             q = self._queues[k]
             w = self._writers[k]
             delta = d * 1_000_000
-            now_local = self.local_now()
-            while q and q[0][1] + delta <= now_local:
-                if until is not None and done & 63 == 0 and time.monotonic() > until:
+            while q:
+                if until is not None and time.monotonic() > until:
                     break
-                eid, local = q.popleft()
-                w.append(self._evaluate(k, eid, local, now_local))
-                done += 1
-                self.evaluated[k] += 1
-                if done & 255 == 0:
-                    now_local = self.local_now()
+                now_local = self.local_now()
+                batch: list[tuple[int, int]] = []
+                while q and q[0][1] + delta <= now_local and len(batch) < CW_BATCH:
+                    batch.append(q.popleft())
+                if not batch:
+                    break
+                for row in self._evaluate(batch, now_local):
+                    w.append(row)
+                done += len(batch)
+                self.evaluated[k] += len(batch)
         return done
 
     def _run(self) -> None:
