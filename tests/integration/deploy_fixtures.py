@@ -1,0 +1,135 @@
+"""Real components for the deploy tests: an sshd and a single-node Slurm on loopback, each
+started here with throwaway keys and config in a temporary folder and stopped by PID."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import require_command
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_pid(p: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, the process we started."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_tcp(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with code {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{what} did not listen on {port} within {timeout} s")
+
+
+@dataclass
+class Sshd:
+    port: int
+    user: str
+    identity: Path
+    known_hosts: Path
+
+
+def start_sshd(tmp: Path) -> Iterator[Sshd]:
+    sshd = require_command("sshd", "the SSH launcher test needs a real OpenSSH server")
+    keygen = require_command("ssh-keygen")
+    require_command("ssh")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for key in ("host_key", "id_user"):
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / key)],
+                       check=True)  # fmt: skip
+    auth = tmp / "authorized_keys"
+    auth.write_text((tmp / "id_user.pub").read_text())
+    auth.chmod(0o600)
+    port = free_port()
+    user = getpass.getuser()
+    hostpub = (tmp / "host_key.pub").read_text().split()
+    kh = tmp / "known_hosts"
+    kh.write_text(
+        "".join(f"[{h}]:{port} {hostpub[0]} {hostpub[1]}\n" for h in ("127.0.0.1", "localhost"))
+    )
+    cfg = tmp / "sshd_config"
+    cfg.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp / 'host_key'}\n"
+        f"PidFile {tmp / 'sshd.pid'}\nAuthorizedKeysFile {auth}\nAllowUsers {user}\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nLogLevel ERROR\n"
+        "MaxStartups 50\nMaxSessions 50\n"
+    )
+    made_run = False
+    if os.geteuid() == 0 and not Path("/run/sshd").exists():
+        Path("/run/sshd").mkdir(mode=0o755)  # sshd's privilege-separation directory
+        made_run = True
+    log = open(tmp / "sshd.log", "wb")  # noqa: SIM115
+    p = subprocess.Popen([sshd, "-D", "-e", "-f", str(cfg)], stdout=log, stderr=log,
+                         stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_tcp(port, p, "sshd")
+        yield Sshd(port, user, tmp / "id_user", kh)
+    finally:
+        stop_pid(p)
+        log.close()
+        if made_run:
+            try:
+                Path("/run/sshd").rmdir()
+            except OSError:
+                pass
+
+
+def ssh_cluster(s: Sshd, **extra) -> dict:
+    return {
+        "launcher": "ssh",
+        "control_address": "127.0.0.1",
+        "python": sys.executable,
+        "ssh": {"port": s.port, "user": s.user, "identity_file": str(s.identity),
+                "known_hosts_file": str(s.known_hosts), "strict_host_key_checking": "yes"},
+        **extra,
+    }  # fmt: skip
+
+
+def write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def experiment(events: int = 60, interval_ms: float = 5.0, **extra) -> dict:
+    """A short 2-worker experiment (few events, short warmup)."""
+    return {
+        "name": "dep",
+        "nodes": [
+            {"name": "coordinator", "role": "coordinator", "offset_ms": 1.0, "drift_ppm": 10.0},
+            {"name": "W0", "offset_ms": 3.0, "drift_ppm": 40.0},
+            {"name": "W1", "offset_ms": -2.0, "drift_ppm": -25.0},
+        ],
+        "workload": {"events": events, "interval_ms": interval_ms},
+        "run": {"warmup_s": 0.5, "drain_s": 0.3, "batch_rows": 50},
+        "ntp": {"poll_s": 0.5},
+        "commit_wait": {"delays_s": [0.05]},
+        **extra,
+    }
