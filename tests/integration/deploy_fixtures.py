@@ -133,3 +133,82 @@ def experiment(events: int = 60, interval_ms: float = 5.0, **extra) -> dict:
         "commit_wait": {"delays_s": [0.05]},
         **extra,
     }
+
+
+def start_slurm(tmp: Path) -> Iterator[dict[str, str]]:
+    """munged + slurmctld + slurmd as a one-node cluster on loopback; yields the environment
+    (SLURM_CONF) for slurm commands."""
+    munged = require_command("munged", "the Slurm launcher test needs munge")
+    ctld = require_command("slurmctld", "the Slurm launcher test needs a real Slurm")
+    slurmd = require_command("slurmd", "the Slurm launcher test needs a real Slurm")
+    for c in ("sbatch", "srun", "squeue", "scancel", "scontrol", "sinfo"):
+        require_command(c, "slurm-client")
+    tmp.mkdir(parents=True, exist_ok=True)
+    tmp.chmod(0o700)
+    key = tmp / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o600)
+    sock = tmp / "munge.sock"
+    host = socket.gethostname()
+    cpus = 2
+    conf = tmp / "slurm.conf"
+    conf.write_text(
+        "\n".join([
+            "ClusterName=skewlabtest",
+            f"SlurmctldHost={host}(127.0.0.1)",
+            f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}",
+            "AuthType=auth/munge", f"AuthInfo=socket={sock}", "CredType=cred/munge",
+            "SlurmUser=root", "SlurmdUser=root",
+            f"StateSaveLocation={tmp / 'state'}", f"SlurmdSpoolDir={tmp / 'spool'}",
+            f"SlurmctldPidFile={tmp / 'slurmctld.pid'}", f"SlurmdPidFile={tmp / 'slurmd.pid'}",
+            f"SlurmctldLogFile={tmp / 'slurmctld.log'}", f"SlurmdLogFile={tmp / 'slurmd.log'}",
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
+            "JobAcctGatherType=jobacct_gather/none", "SwitchType=switch/none",
+            "MpiDefault=none", "SchedulerType=sched/builtin", "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core", "ReturnToService=2", "MailProg=/bin/true",
+            f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN",
+            f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP "
+            "OverSubscribe=FORCE:8",
+            "",
+        ])
+    )  # fmt: skip
+    (tmp / "state").mkdir()
+    (tmp / "spool").mkdir()
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    for k in [k for k in env if k.startswith("SLURM_") and k != "SLURM_CONF"]:
+        del env[k]
+    procs: list[subprocess.Popen] = []
+    logs = open(tmp / "daemons.log", "wb")  # noqa: SIM115
+    try:
+        procs.append(subprocess.Popen(
+            [munged, "-F", "-f", f"--key-file={key}", f"--socket={sock}",
+             f"--pid-file={tmp / 'munged.pid'}", f"--log-file={tmp / 'munged.log'}",
+             f"--seed-file={tmp / 'munge.seed'}"],
+            stdout=logs, stderr=logs, stdin=subprocess.DEVNULL,
+        ))  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for cmd in ([ctld, "-D", "-i"], [slurmd, "-D"]):
+            procs.append(subprocess.Popen(cmd, env=env, stdout=logs, stderr=logs,
+                                          stdin=subprocess.DEVNULL))  # fmt: skip
+        deadline = time.monotonic() + 30
+        state = ""
+        while time.monotonic() < deadline:
+            for p in procs:
+                if p.poll() is not None:
+                    raise AssertionError(f"{p.args[0]} exited with {p.returncode}; see {tmp}")
+            r = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
+                               text=True, timeout=10)  # fmt: skip
+            state = r.stdout.strip()
+            if state == "idle":
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"slurm node not idle within 30 s (state {state!r}); see {tmp}")
+        yield env
+    finally:
+        for p in reversed(procs):
+            stop_pid(p, grace=10)
+        logs.close()
