@@ -184,3 +184,29 @@ def test_poller_rejects_the_falseticker_and_uses_a_truechimer() -> None:
     clients[1].offset = None
     assert p.poll_once() is None and state.latest is s and state.failures == 1
     assert p.counts()["ntp_selection"]["c"]["falseticker:no_majority"] == 1
+
+
+def test_poller_places_a_sample_with_the_gap_at_its_t4() -> None:
+    """A step that lands between T4 and the moment the sample is stored must not be taken as
+    the sample's gap (it would misplace the sample by the step on the monotonic timescale)."""
+    from skewlab.clocks.oscillator import NodeClock, Oscillator
+    from skewlab.timebase import VirtualClock
+
+    t4_truth = 10**18
+    host = VirtualClock(t4_truth)
+    step = ClockFault("step", t4_truth + 1_000, delta_ns=50_000_000)
+    clock = NodeClock(Oscillator(faults=(step,)), host)
+
+    class _Client(_FakeClient):
+        def best_of(self, n: int):
+            t1 = t4_truth - 2_000
+            s = compute_sample("a", t1, t1 + 1_000, t1 + 1_100, t4_truth, truth_t1_ns=t1,
+                               truth_t4_ns=t4_truth)  # fmt: skip
+            host.advance(5_000)  # the step happens before the poller stores the sample
+            return s
+
+    state = SyncState(clock=clock)
+    NtpPoller(_Client("a", 0), state, 1.0, 1).poll_once()  # type: ignore[arg-type]
+    assert clock.gaps_ns() == (50_000_000, 50_000_000)  # now: stepped
+    assert (state.latest_gap_ns, state.latest_step_gap_ns) == (0, 0)  # at T4: not yet
+    assert state.latest_mono_ns == t4_truth

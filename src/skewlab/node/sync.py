@@ -69,7 +69,14 @@ class NtpPoller:
         if s is None:
             self.state.note_failure()
             return None
-        self.state.add(s)
+        clock = self.state.clock
+        if clock is not None and s.truth_t4_ns is not None:
+            # the gaps at T4 itself: read later, a step in between would misplace the sample
+            # on the monotonic timescale by the step's size
+            gap, step_gap = clock.oscillator.gaps_at(s.truth_t4_ns)
+            self.state.add(s, gap, step_gap)
+        else:
+            self.state.add(s)
         self.samples += 1
         if self.writer is not None:
             self.writer.append(
