@@ -1,0 +1,308 @@
+"""Parameter sweeps (``skewlab sweep SWEEP_FILE``): a grid of experiment variants, run in
+simulation (or real time), in parallel, resumable, with one combined table and figures.
+
+A sweep file (TOML/YAML/JSON)::
+
+    name = "rate-vs-poll"
+    base = "experiment.toml"          # optional; relative to the sweep file; default spec if absent
+    [set]                              # optional fixed overrides (dotted paths)
+    "workload.events" = 200
+    [grid]                             # every combination is one cell
+    "workload.interval_ms" = [5, 20, 50]
+    "ntp.poll_s" = [1, 4]
+    "nodes[1].drift_ppm" = [0, 40]
+    workers = [2, 4]                   # special: number of workers (nodes cloned from the last)
+
+Paths are dotted keys into the spec with ``[i]`` for list items (``nodes[1].drift_ppm``);
+``network`` takes a profile name; ``sources`` a list. Each cell is a results folder
+``OUT/<name>/cell-NNN-<key>/`` with a ``cell.json`` (its parameters) and, once analysed, a
+``completed`` marker: a rerun skips completed cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skewlab.spec import ExperimentSpec, SpecError, from_dict
+from skewlab.store import write_json_atomic
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+MARKER = "completed"
+WORKERS_KEY = "workers"
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at a dotted path (``nodes[1].drift_ppm``) of a spec dict, in place."""
+    steps: list[str | int] = [m.group(1) if m.group(1) is not None else int(m.group(2))
+                              for m in _STEP.finditer(path)]  # fmt: skip
+    if not steps:
+        raise SpecError(f"empty parameter path {path!r}")
+    cur: Any = data
+    for a, b in itertools.pairwise(steps):
+        if isinstance(a, int):
+            if not isinstance(cur, list) or a >= len(cur):
+                raise SpecError(f"{path}: no item [{a}]")
+            cur = cur[a]
+        else:
+            if not isinstance(cur, dict):
+                raise SpecError(f"{path}: {a!r} is not inside a table")
+            cur = cur.setdefault(a, [] if isinstance(b, int) else {})
+    last = steps[-1]
+    if isinstance(last, int):
+        if not isinstance(cur, list) or last >= len(cur):
+            raise SpecError(f"{path}: no item [{last}]")
+        cur[last] = value
+    else:
+        if not isinstance(cur, dict):
+            raise SpecError(f"{path}: not inside a table")
+        cur[last] = value
+
+
+def with_workers(data: dict[str, Any], n: int) -> None:
+    """Make the spec have ``n`` workers: keep the first n, or clone the last one (W2, W3...)."""
+    nodes = data["nodes"]
+    workers = [x for x in nodes if x.get("role", "worker") == "worker"]
+    others = [x for x in nodes if x.get("role", "worker") != "worker"]
+    if n < 2:
+        raise SpecError("workers: at least two are needed")
+    keep = workers[:n]
+    names = {x["name"] for x in nodes}
+    i = len(keep)
+    while len(keep) < n:
+        new = copy.deepcopy(workers[-1])
+        while f"W{i}" in names:
+            i += 1
+        new["name"] = f"W{i}"
+        names.add(new["name"])
+        new["port"] = 0
+        keep.append(new)
+    data["nodes"] = others + keep
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    """Read and check a sweep file; ``base`` is resolved against the file's folder."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError(f"cannot read sweep file {path}: {e.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise SpecError(f"{path}: sweep files must end in .toml, .yaml, .yml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()}: {e}") from None
+    unknown = set(data) - {"name", "base", "set", "grid"}
+    if unknown:
+        raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; use name, base, set, grid")
+    grid = data.get("grid") or {}
+    if not isinstance(grid, dict) or not grid:
+        raise SpecError(f"{path}: grid: a table of parameter → list of values is needed")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise SpecError(f"{path}: grid.{k}: a non-empty list of values is needed")
+    if data.get("base"):
+        data["base"] = str((path.parent / data["base"]).resolve())
+    data.setdefault("name", path.stem)
+    return data
+
+
+def cells(sweep: dict[str, Any]) -> list[tuple[dict[str, Any], ExperimentSpec]]:
+    """Every grid combination: (its parameters, its validated spec)."""
+    from skewlab import spec as spec_mod
+
+    base = spec_mod.load(sweep["base"]) if sweep.get("base") else ExperimentSpec()
+    base_data = json.loads(base.to_json())
+    keys = list(sweep["grid"])
+    out = []
+    for combo in itertools.product(*(sweep["grid"][k] for k in keys)):
+        params = dict(zip(keys, combo, strict=True))
+        data = copy.deepcopy(base_data)
+        for k, v in (sweep.get("set") or {}).items():
+            set_path(data, k, v)
+        for k, v in params.items():
+            if k == WORKERS_KEY:
+                with_workers(data, int(v))
+            elif k == "network" and isinstance(v, str):
+                data["network"] = {"profile": v, "links": data["network"].get("links", {})}
+            else:
+                set_path(data, k, v)
+        label = ", ".join(f"{k}={v}" for k, v in params.items())
+        out.append((params, from_dict(data, f"sweep cell ({label})")))
+    return out
+
+
+def cell_dir(out: Path, index: int, params: dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    return out / f"cell-{index:03d}-{key}"
+
+
+def _run_cell(args: tuple[str, str, dict[str, Any], bool, bool]) -> dict[str, Any]:
+    """Run and analyse one cell (in a pool process); write its marker when done."""
+    spec_json, folder, params, real, figures = args
+    from skewlab.analysis import analyze
+    from skewlab.store import ResultsDir
+
+    spec = ExperimentSpec.model_validate_json(spec_json)
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(d / "cell.json", {"parameters": params})
+    run_dir = d / "run"
+    if real:
+        from skewlab.deploy.local import LocalLauncher
+
+        LocalLauncher(spec, d, results_dir=run_dir).run()
+    else:
+        from skewlab.sim.simulate import simulate
+
+        simulate(spec, d, results_dir=run_dir)
+    stats = analyze(ResultsDir(run_dir), make_figures=figures)
+    row = table_row(params, stats)
+    write_json_atomic(d / "row.json", row)
+    (d / MARKER).write_text("ok\n")
+    return row
+
+
+def table_row(params: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    """One flat row: the cell's parameters, then ``<source>.<metric>`` headline numbers."""
+    from skewlab.sim.validate import headline
+
+    row: dict[str, Any] = {f"param:{k}": (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                           for k, v in params.items()}  # fmt: skip
+    for s, ms in headline(stats).items():
+        for k, v in ms.items():
+            row[f"{s}.{k}"] = v
+    for s, sm in stats["summary"].items():
+        for size, r in (sm.get("window_ambiguous_rate") or {}).items():
+            row[f"{s}.window_ambiguous_rate_{size}ms"] = None if r is None else r["rate"]
+    return row
+
+
+def run_sweep(
+    sweep_file: Path,
+    out: Path,
+    jobs: int = 2,
+    real: bool = False,
+    figures: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run every cell not yet completed, then write sweep.csv, sweep.parquet and figures."""
+    say = progress or (lambda _s: None)
+    sweep = load_sweep(sweep_file)
+    root = out / sweep["name"]
+    root.mkdir(parents=True, exist_ok=True)
+    grid = cells(sweep)
+    todo, rows, skipped = [], {}, 0
+    for i, (params, spec) in enumerate(grid):
+        d = cell_dir(root, i, params)
+        if (d / MARKER).exists():
+            rows[i] = json.loads((d / "row.json").read_text())
+            skipped += 1
+        else:
+            todo.append((i, (spec.to_json(), str(d), params, real, figures)))
+    say(f"sweep {sweep['name']}: {len(grid)} cells, {skipped} already done, {len(todo)} to run")
+    if real:
+        jobs = 1  # real runs share the host clock and CPU: one at a time keeps them honest
+    if todo:
+        if jobs <= 1:
+            for i, a in todo:
+                rows[i] = _run_cell(a)
+                say(f"cell {i} done")
+        else:
+            with ProcessPoolExecutor(jobs) as ex:
+                for (i, _a), row in zip(todo, ex.map(_run_cell, [a for _, a in todo]),
+                                        strict=True):  # fmt: skip
+                    rows[i] = row
+                    say(f"cell {i} done")
+    ordered = [rows[i] for i in range(len(grid))]
+    files = write_table(root, ordered)
+    files += sweep_figures(root, ordered, list(sweep["grid"]))
+    return {"root": str(root), "rows": ordered, "ran": len(todo), "skipped": skipped,
+            "files": files}  # fmt: skip
+
+
+def write_table(root: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """sweep.csv and sweep.parquet: one row per cell."""
+    import polars as pl
+
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    df.write_csv(root / "sweep.csv")
+    df.write_parquet(root / "sweep.parquet")
+    return ["sweep.csv", "sweep.parquet"]
+
+
+def format_table(rows: list[dict[str, Any]], max_cols: int = 8) -> str:
+    """The parameters and a few headline metrics per cell, for the terminal."""
+    if not rows:
+        return "(no cells)"
+    params = [k for k in rows[0] if k.startswith("param:")]
+    metrics = [k for k in rows[0] if k.endswith(("ordering_wrong_rate", "coverage", "mae_ns"))]
+    cols = params + metrics[: max(0, max_cols - len(params))]
+
+    def f(v: Any) -> str:
+        return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    w = [max(len(c.removeprefix("param:")), *(len(f(r.get(c))) for r in rows)) for c in cols]
+    lines = ["  ".join(c.removeprefix("param:").rjust(n) for c, n in zip(cols, w, strict=True))]
+    for r in rows:
+        lines.append("  ".join(f(r.get(c)).rjust(n) for c, n in zip(cols, w, strict=True)))
+    return "\n".join(lines)
+
+
+def sweep_figures(root: Path, rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """One figure per swept parameter: every source's headline metrics against it (mean over
+    the other parameters' values, one line per source)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figdir = root / "figures"
+    figdir.mkdir(exist_ok=True)
+    metric_names = sorted({k.split(".", 1)[1] for k in rows[0] if "." in k
+                           and not k.startswith("param:")})  # fmt: skip
+    sources = sorted({k.split(".", 1)[0] for k in rows[0] if "." in k
+                      and not k.startswith("param:")})  # fmt: skip
+    out = []
+    for key in keys:
+        pk = f"param:{key}"
+        xs = list(dict.fromkeys(r[pk] for r in rows))
+        numeric = all(isinstance(x, (int, float)) for x in xs)
+        shown = [m for m in metric_names
+                 if any(r.get(f"{s}.{m}") is not None for r in rows for s in sources)]  # fmt: skip
+        fig, axes = plt.subplots(len(shown), 1, figsize=(6, 2.2 * len(shown)), squeeze=False)
+        for ax, metric in zip(axes[:, 0], shown, strict=True):
+            for s in sources:
+                ys = []
+                for x in xs:
+                    v = [r[f"{s}.{metric}"] for r in rows
+                         if r[pk] == x and r.get(f"{s}.{metric}") is not None]  # fmt: skip
+                    ys.append(sum(v) / len(v) if v else float("nan"))
+                pos = xs if numeric else list(range(len(xs)))
+                ax.plot(pos, ys, marker="o", label=s)
+            if not numeric:
+                ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+            ax.set_ylabel(metric, fontsize=7)
+        axes[-1, 0].set_xlabel(key)
+        axes[0, 0].legend(fontsize=6, ncols=3)
+        fig.tight_layout()
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+        p = figdir / f"vs_{safe}.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        out.append(str(p.relative_to(root)))
+    return out
