@@ -281,18 +281,16 @@ def intervals_at(
         f = (sw * swdy - swd * swy) / det
         a_fit = (swy - f * swd) / sw
         a = swy / sw if len(ss) < 2 else np.where(det <= 0.0, swy / sw, a_fit)
-    out: list[tuple[int, int, int] | None] = []
-    floor, ceil = math.floor, math.ceil
-    for n, mono, yr, lo_k, hi_k, a_k in zip(
-        cnt.tolist(), monos, y_ref.tolist(), lo.tolist(), hi.tolist(), a.tolist(), strict=True
-    ):
-        if n == 0:
-            out.append(None)
-            continue
-        est = min(max(a_k, lo_k), hi_k)
-        base = mono + yr
-        out.append((base + floor(lo_k) - 1, base + round(est), base + ceil(hi_k) + 1))
-    return out
+        # floor / ceil / round-half-even (Python's round) exactly, then integer ns in int64
+        ok = cnt > 0
+        lo = np.where(ok, lo, 0.0)
+        hi = np.where(ok, hi, 0.0)
+        est = np.rint(np.minimum(np.maximum(np.where(ok, a, 0.0), lo), hi)).astype(np.int64)
+        base = p + y_ref
+        lo_ns = (base + np.floor(lo).astype(np.int64) - 1).tolist()
+        est_ns = (base + est).tolist()
+        hi_ns = (base + np.ceil(hi).astype(np.int64) + 1).tolist()
+    return [(lo_ns[k], est_ns[k], hi_ns[k]) if good else None for k, good in enumerate(ok.tolist())]
 
 
 def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
@@ -307,6 +305,10 @@ def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
     if not outside.any():
         return A, F, cnt
     ch = np.flatnonzero(outside.any(axis=1))
+    if len(ch) == A.shape[0]:
+        out = _clip_uniform(A, F, cnt, vp)
+        if out is not None:
+            return out
     a, f, v, n = A[ch], F[ch], vp[ch], cnt[ch]
     valid = idx < n[:, None]
     nxt = np.where(idx + 1 < n[:, None], idx + 1, 0)
@@ -336,3 +338,46 @@ def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
     F[ch, : f2.shape[1]] = f2
     cnt[ch] = new_n
     return A, F, cnt
+
+
+def _clip_uniform(A, F, cnt, vp):  # type: ignore[no-untyped-def]
+    """The common case of ``_clip_many``: every row has the same vertex count and the same
+    inside/crossing pattern, so the output columns are the same for all rows (plain column
+    selection instead of a per-row scatter; identical arithmetic). None if not uniform."""
+    import numpy as np
+
+    n = int(cnt[0])
+    if n == 0 or (cnt != n).any():
+        return None
+    v = vp[:, :n]
+    nxt = [*range(1, n), 0]
+    vq = v[:, nxt]
+    keep = v <= 0
+    cross = ((v < 0) & (vq > 0)) | ((vq < 0) & (v > 0))
+    k0, c0 = keep[0], cross[0]
+    if (keep != k0).any() or (cross != c0).any():
+        return None
+    k0, c0 = k0.tolist(), c0.tolist()
+    take: list[int] = []  # output column j: input column (kept) or −1 − i (crossing after i)
+    for i in range(n):
+        if k0[i]:
+            take.append(i)
+        if c0[i]:
+            take.append(-1 - i)
+    a2 = np.empty((A.shape[0], max(len(take), 1)))
+    f2 = np.empty_like(a2)
+    kc = [j for j, i in enumerate(take) if i >= 0]
+    if kc:
+        src = [take[j] for j in kc]
+        a2[:, kc] = A[:, src]
+        f2[:, kc] = F[:, src]
+    xc = [j for j, i in enumerate(take) if i < 0]
+    if xc:
+        src = [-1 - take[j] for j in xc]
+        dst = [nxt[i] for i in src]
+        vs = v[:, src]
+        t = vs / (vs - v[:, dst])
+        ap, fp = A[:, src], F[:, src]
+        a2[:, xc] = ap + t * (A[:, dst] - ap)
+        f2[:, xc] = fp + t * (F[:, dst] - fp)
+    return a2, f2, np.full(A.shape[0], len(take), dtype=np.int64)

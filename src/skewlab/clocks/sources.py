@@ -409,8 +409,12 @@ class SkewlabSource:
             else:
                 smp = list(chosen.samples)
                 rs = [interval_at(smp, m, w, fmax) for m in monos]
+            first, last = chosen.first_m_ns, chosen.last_m_ns
             for (k, mono, widen, t4), r in zip(items, rs, strict=True):
-                out[k] = self._finish(chosen, mono, widen, t4, r)
+                if r is not None:  # _finish, inlined
+                    lo, est, hi = r
+                    status = _SYNC if first <= mono <= last else _FREE
+                    out[k] = Reading(est, lo - widen, hi + widen, status, t4)
         return out
 
     @staticmethod
