@@ -184,6 +184,12 @@ from skewlab.deploy.cli import deploy  # noqa: E402
 
 cli.add_command(deploy)
 
+from skewlab.sim.cli import simulate, sweep, validate_cmd  # noqa: E402
+
+cli.add_command(simulate)
+cli.add_command(sweep)
+cli.add_command(validate_cmd)
+
 
 def main() -> None:
     cli()
