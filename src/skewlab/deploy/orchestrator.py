@@ -352,6 +352,7 @@ class Orchestrator:
         self.meta = meta = {
             "experiment_id": res.root.name,
             "skewlab_version": __version__,
+            "skewlab_commit": source_commit(),
             "python": platform.python_version(),
             "platform": platform.platform(),
             "host": platform.node(),
@@ -486,6 +487,22 @@ class Orchestrator:
             {n: (p.done or {}) for n, p in self.procs.items()},
             time.monotonic() - started,
         )
+
+
+def source_commit() -> str | None:
+    """The git commit of the skewlab source in use (with ``+dirty`` if it has local changes),
+    or None when it is not a git checkout (an installed wheel)."""
+    src = Path(__file__).resolve().parent.parent  # the skewlab package
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5)  # fmt: skip
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=5)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def hostport(host: str, port: int | str) -> str:
