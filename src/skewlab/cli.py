@@ -190,6 +190,10 @@ cli.add_command(simulate)
 cli.add_command(sweep)
 cli.add_command(validate_cmd)
 
+from skewlab.analysis.importer import import_legacy_cmd  # noqa: E402
+
+cli.add_command(import_legacy_cmd)
+
 
 def main() -> None:
     cli()

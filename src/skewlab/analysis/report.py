@@ -57,6 +57,34 @@ def cnt(v: int | None) -> str:
     return NA if v is None else str(v)
 
 
+# For imported traces: each metric, the frame its readings come from, and what is available.
+IMPORT_FRAMES = (
+    (
+        "causality (estimates and bounds)",
+        "the coordinator's send reading (its clock) vs the worker's receipt reading (its clock), "
+        "same source",
+        "yes",
+    ),
+    (
+        "ordering between workers",
+        "worker a's vs worker b's receipt reading, same source",
+        "claimed / ambiguous counts only",
+    ),
+    (
+        "window assignment and agreement",
+        "each worker's own receipt reading; agreement compares the workers' windows",
+        "ambiguity and agreement only",
+    ),
+    ("coordination cost", "as ordering and windows", "coordinate only (no repairs)"),
+    (
+        "commit-wait",
+        "the receipt interval's width (2ε) in the worker's frame",
+        "yes (bounded sources)",
+    ),
+    ("error vs truth, bound coverage, correct / wrong", "true time", "no (n/a)"),
+)
+
+
 def _frames(stats: dict[str, Any]) -> list[Block]:
     b: list[Block] = [H("Frames and availability")]
     b.append(
@@ -78,6 +106,22 @@ def _frames(stats: dict[str, Any]) -> list[Block]:
                 "ambiguity, agreement between workers, commit-wait) are reported."
             )
         )
+        if stats.get("truth_unavailable_reason"):
+            b.append(P(f"Reason: {stats['truth_unavailable_reason']}."))
+    imp = stats.get("import")
+    if imp:
+        b.append(
+            P(
+                f"**Imported traces** ({imp.get('format', 'unknown format')}) from "
+                f"`{imp.get('source_dir', '?')}`; no true time. Each source below is the legacy "
+                "column named here; every reading is in its own node's frame (the legacy "
+                "framework did not re-stamp anything)."
+            )
+        )
+        b.append(
+            Table(["source / column", "made from"], [[k, v] for k, v in imp["mapping"].items()])
+        )
+        b.append(Table(["metric", "frame", "available"], [list(r) for r in IMPORT_FRAMES]))
     return b
 
 

@@ -43,11 +43,18 @@ def _sizes_ms(t: Traces) -> list[int]:
     return [s // NS_PER_MS for s in t.settings.window_sizes_ns]
 
 
-def _truth_present(t: Traces, sends: pl.DataFrame) -> bool:
-    """Truth is available if the metadata says so and the send trace carries it."""
+def _truth_present(t: Traces, sends: pl.DataFrame) -> tuple[bool, str | None]:
+    """Truth is available if the metadata says so and every send and receipt carries it. A null
+    truth_ns is "no true time" (imported traces): any null makes truth unavailable for the whole
+    analysis, so a missing value is never read as 0 or as a miss. Returns (available, reason)."""
     if not t.truth_available:
-        return False
-    return sends.height == 0 or sends.get_column("truth_ns").null_count() < sends.height
+        return False, "metadata.json: truth_available false"
+    if sends.get_column("truth_ns").null_count():
+        return False, "the send trace has null truth_ns"
+    for w, lf in t.receipts.items():
+        if lf.select(pl.col("truth_ns").null_count()).collect().item():
+            return False, f"worker {w}'s receipts have null truth_ns"
+    return True, None
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -385,7 +392,7 @@ def _needs_fallback(t: Traces) -> bool:
 def compute(t: Traces) -> dict[str, Any]:
     """All metrics of a loaded results folder, as the stats.json document (without figures)."""
     sends = _read_sends(t)
-    truth = _truth_present(t, sends)
+    truth, no_truth_reason = _truth_present(t, sends)
     sent = sends.get_column("event_id").n_unique()
     coordinator = _coordinator(t, truth, sends)
     key = _send_key(sends, sent)
@@ -402,7 +409,9 @@ def compute(t: Traces) -> dict[str, Any]:
         "stats_version": STATS_VERSION,
         "experiment_id": t.results.root.name,
         "truth_available": truth,
+        "truth_unavailable_reason": no_truth_reason,
         "imported": t.metadata.get("import") is not None,
+        "import": t.metadata.get("import"),  # what an imported folder was made from
         "parameters": params,
         "config_key": config_key(params),
         "settings": {
