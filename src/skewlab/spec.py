@@ -44,6 +44,9 @@ class NodeSpec(_Model):
     offset_ms: float = 0.0
     drift_ppm: float = Field(0.0, ge=-1000, le=1000)
     wander_ppb: float = Field(0.0, ge=0, le=1000)  # random-walk frequency wander, σ ppb/√s
+    # Clock discipline profile (clocks/discipline.py): "free" = undisciplined oscillator;
+    # "disciplined" = a servo slews the node's system clock toward its NTP samples.
+    discipline: Literal["free", "disciplined"] = "free"
     port: int = Field(0, ge=0, le=65535)  # data port; 0 = any free port
 
     @field_validator("name")

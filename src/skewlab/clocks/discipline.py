@@ -40,7 +40,7 @@ class Discipline:
 
     def correction_at(self, mono_ns: int) -> int:
         """Correction (ns) added to the monotonic reading to give the realtime clock."""
-        k = len(self._m) - 1
+        k = len(self._r) - 1  # _r is appended last: segment k is complete (poller thread)
         if mono_ns < self._m[k]:
             k = bisect_right(self._m, mono_ns) - 1
             if k < 0:

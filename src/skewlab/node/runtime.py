@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skewlab.clocks.base import Reading
+from skewlab.clocks.discipline import make_discipline
 from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
@@ -84,6 +85,9 @@ class NodeContext:
             wander_ppb=n.wander_ppb,
             seed=self.spec.seed * 1000 + self.spec.nodes.index(n),
             faults=clock_faults(self.spec, self.name, self.t0_ns),
+            # "disciplined": a servo slews the system clock toward NTP (it follows the node's
+            # SyncState, see _start_sync); "free": none
+            discipline=make_discipline(n.discipline),
         )
         self._record_clock_faults()
         return NodeClock(osc)
@@ -231,6 +235,9 @@ def run_ntp_server(ctx: NodeContext) -> int:
 def _start_sync(ctx: NodeContext, clock: NodeClock) -> tuple[SyncState, NtpPoller]:
     assert ctx.ntp_addr is not None
     state = SyncState(clock=clock)  # sources map local readings to monotonic time through it
+    disc = getattr(clock.oscillator, "discipline", None)
+    if disc is not None:
+        disc.follow(state)  # subscribed before the first poll: every sample updates the servo
     addrs = ctx.ntp_addrs or [ctx.ntp_addr]
     clients = [NtpClient(h, p, clock=clock, timeout_s=ctx.spec.ntp.timeout_s) for h, p in addrs]
     ntp_writer = PartWriter(ctx.results.node_dir(ctx.name), "ntp", NTP_SCHEMA, batch_rows=64)
