@@ -194,6 +194,10 @@ from skewlab.analysis.importer import import_legacy_cmd  # noqa: E402
 
 cli.add_command(import_legacy_cmd)
 
+from skewlab.analysis.compare import compare_cmd  # noqa: E402
+
+cli.add_command(compare_cmd)
+
 
 def main() -> None:
     cli()
