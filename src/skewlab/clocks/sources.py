@@ -27,6 +27,7 @@ NS_PER_S = 1_000_000_000
 _NONE = Reading.none()
 _SYNC = Status.SYNCHRONIZED
 _FREE = Status.FREE_RUNNING
+_tuple_new = tuple.__new__  # Reading is a named tuple: construct it without its Python __new__
 
 
 class SystemSource:
@@ -39,7 +40,7 @@ class SystemSource:
         self.state = state
 
     def read(self, local_ns: int) -> Reading:
-        return Reading(local_ns, local_ns, local_ns, Status.FREE_RUNNING, None)
+        return _tuple_new(Reading, (local_ns, local_ns, local_ns, _FREE, None))
 
 
 class NtpPointSource:
@@ -59,14 +60,11 @@ class NtpPointSource:
     def read(self, local_ns: int) -> Reading:
         s = self.state.latest
         if s is None:
-            return Reading.none()
+            return _NONE
         est = local_ns + s.offset_ns
-        status = (
-            Status.SYNCHRONIZED
-            if local_ns - s.t4_ns <= self.stale_after_ns
-            else Status.FREE_RUNNING
-        )
-        return Reading(est, est, est, status, s.t4_ns)
+        t4 = s.t4_ns
+        status = _SYNC if local_ns - t4 <= self.stale_after_ns else _FREE
+        return _tuple_new(Reading, (est, est, est, status, t4))
 
 
 def _ceil_rate(age_ns: int, rate_ppb: int) -> int:
@@ -109,7 +107,7 @@ class TrueTimeSource:
     def read(self, local_ns: int) -> Reading:
         snap = self._snap
         if snap is None:
-            return Reading.none()
+            return _NONE
         t4, theta, lam = snap
         age = local_ns - t4
         if age > self.unsync_ns:
@@ -117,7 +115,8 @@ class TrueTimeSource:
         # ε = λ + max_drift·age, the growth rounded up (inlined _ceil_rate: hot path)
         eps = lam - ((-age * self.rate_ppb) // NS_PER_S) if age > 0 else lam
         est = local_ns + theta
-        return Reading(est, est - eps, est + eps, _SYNC if age <= self.stale_ns else _FREE, t4)
+        status = _SYNC if age <= self.stale_ns else _FREE
+        return _tuple_new(Reading, (est, est - eps, est + eps, status, t4))
 
 
 class ClockBoundSource:
@@ -156,7 +155,7 @@ class ClockBoundSource:
     def read(self, local_ns: int) -> Reading:
         snap = self._snap
         if snap is None:
-            return Reading.none()
+            return _NONE
         t4, base = snap
         age = local_ns - t4
         if age > self.unsync_ns:
@@ -164,7 +163,7 @@ class ClockBoundSource:
         # CEB = |θ| + λ + max_drift·age, the growth rounded up (inlined _ceil_rate: hot path)
         ceb = base - ((-age * self.rate_ppb) // NS_PER_S) if age > 0 else base
         status = _SYNC if age <= self.stale_ns else _FREE
-        return Reading(local_ns, local_ns - ceb, local_ns + ceb, status, t4)
+        return _tuple_new(Reading, (local_ns, local_ns - ceb, local_ns + ceb, status, t4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,14 +326,17 @@ class SkewlabSource:
             return Reading(est_ns, lo_ns, hi_ns, status, t4)
         # Model.bounds_at inlined for the common one-piece envelope (hot path): same formula,
         # rounded outward by at least 1 ns through int() truncation.
-        tau = age / NS_PER_S
+        tau = age / 1_000_000_000  # NS_PER_S as a constant (no global lookup)
         ww = w * tau**1.5 if w else 0.0
         hi = a_hi + f_hi * tau + ww
         lo = a_lo + f_lo * tau - ww
         est = fa + ff * tau
         est = lo if est < lo else (hi if est > hi else est)
         base = mono + y_ref
-        return Reading(base + int(est), base + int(lo) - 2, base + int(hi) + 2, status, t4)
+        # tuple.__new__ builds the same Reading without the named tuple's Python-level __new__
+        return _tuple_new(
+            Reading, (base + int(est), base + int(lo) - 2, base + int(hi) + 2, status, t4)
+        )
 
     # -- retrospective refinement ------------------------------------------------------------
 

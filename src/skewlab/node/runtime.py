@@ -571,8 +571,7 @@ class Receiver:
                     max_seq = seq
                 row = (eid, seq, truth, local, v[8])
                 for read in readers:
-                    r = read(local)
-                    row += (r.estimate_ns, r.earliest_ns, r.latest_ns, r.status)
+                    row += read(local)[:4]  # (estimate, earliest, latest, status)
                 append(row + v[10:])
                 if push is not None:
                     push(eid, local)
@@ -716,14 +715,14 @@ def broadcast(
         flat: tuple = ()
         own: tuple = ()
         for read in readers:
-            r = read(local)
-            e = r.estimate_ns
+            r = read(local)  # Reading: (estimate, earliest, latest, status, as_of)
+            e = r[0]
             if e is None:
                 flat += none_flat
-                own += (None, None, None, r.status)
+                own += (None, None, None, r[3])
             else:
-                flat += (r.status, e, r.earliest_ns, r.latest_ns)
-                own += (e, r.earliest_ns, r.latest_ns, r.status)
+                flat += (r[3], e, r[1], r[2])
+                own += r[:4]
         data = encode(kind_event, i, i, local, flat, payload)
         ok = 0
         for j in range(nw):
