@@ -146,10 +146,18 @@ def _ms(v: Any) -> str:
     return "—" if v is None else f"{v / 1e6:8.3f}"
 
 
+def _pct(r: dict[str, Any] | None) -> str:
+    """A stats.json rate as a percentage; — when not applicable, unavailable or n = 0."""
+    return "—" if not r or r.get("rate") is None else f"{100 * r['rate']:.2f}"
+
+
 def summary_table(stats: dict[str, Any]) -> str:
+    """Per worker and source: accounting, causality, error vs truth; for bounded sources also
+    bound coverage and the share of causality decisions left ambiguous (in %)."""
     lines = []
     hdr = f"{'worker':<8} {'source':<11} {'recv':>6} {'lost':>5} {'causal viol':>12} " \
-          f"{'mean err ms':>12} {'p99 |err| ms':>13} {'max |err| ms':>13}"  # fmt: skip
+          f"{'mean err ms':>12} {'p99 |err| ms':>13} {'max |err| ms':>13} " \
+          f"{'cover %':>8} {'ambig %':>8}"  # fmt: skip
     lines.append(hdr)
     lines.append("-" * len(hdr))
     for w, ws in stats["workers"].items():
@@ -157,10 +165,12 @@ def summary_table(stats: dict[str, Any]) -> str:
         for src, ss in ws["sources"].items():
             c, e = ss["causality"], ss["error_vs_truth"]
             viol = f"{c['violations']}/{c['decided']}"
+            bq = ss.get("bound_quality") or {}
+            amb = (c.get("bounded") or {}).get("ambiguous_rate")
             lines.append(
                 f"{w:<8} {src:<11} {acc['received']:>6} {acc['lost']:>5} {viol:>12} "
                 f"{_ms(e.get('mean_ns')):>12} {_ms(e.get('p99_abs_ns')):>13} "
-                f"{_ms(e.get('max_abs_ns')):>13}"
+                f"{_ms(e.get('max_abs_ns')):>13} {_pct(bq.get('coverage')):>8} {_pct(amb):>8}"
             )
     return "\n".join(lines)
 

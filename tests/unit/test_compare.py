@@ -84,3 +84,16 @@ def test_compare_cli_figure_json_and_errors(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no stats.json" in r.output
     r = CliRunner().invoke(cli, ["compare", *runs, "--window", "50", "--no-figure"])
     assert r.exit_code == 2 and "window size 50 ms" in r.output
+
+
+def test_summary_table_bounded_columns(tmp_path: Path) -> None:
+    from skewlab.cli import summary_table
+
+    res = write_run(tmp_path / "r", SENDS, RECEIPTS, window_sizes_ms=[100])
+    lines = summary_table(analyze(res, make_figures=False)).splitlines()
+    row = {tuple(ln.split()[:2]): ln.split() for ln in lines[2:]}
+    # A's truetime intervals cover truth in 2 of 2 receipts; both are provably after their
+    # send (send latest 1002 < 1003 and 2002 < 2003), so 0 of 2 causality decisions ambiguous
+    assert row[("A", "truetime")][-2:] == ["100.00", "0.00"]
+    assert row[("A", "system")][-2:] == ["—", "—"]  # a point source: not applicable
+    assert row[("A", "system")][4] == "1/2"  # the existing causality column is unchanged
