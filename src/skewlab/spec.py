@@ -232,12 +232,9 @@ class ExperimentSpec(_Model):
 
     @model_validator(mode="after")
     def _network_ok(self) -> ExperimentSpec:
-        from skewlab.net.profiles import experiment_paths
+        from skewlab.net.profiles import spec_paths
 
-        names = [n.name for n in self.nodes]
-        self.network.check_paths(
-            experiment_paths(self.coordinator.name, [w.name for w in self.workers], names)
-        )
+        self.network.check_paths(spec_paths(self))
         return self
 
     @model_validator(mode="after")

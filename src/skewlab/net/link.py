@@ -393,14 +393,10 @@ class Network:
     """The relays of one run: ``via(src, dst, "host:port")`` gives the address a node should use."""
 
     def __init__(self, spec: Any, results: Any) -> None:
-        from skewlab.net.profiles import experiment_paths
+        from skewlab.net.profiles import spec_paths
 
         self.results = results
-        net = spec.network
-        paths = experiment_paths(
-            spec.coordinator.name, [w.name for w in spec.workers], [n.name for n in spec.nodes]
-        )
-        self.relayed = net.relayed(paths)
+        self.relayed = spec.network.relayed(spec_paths(spec))
         self.hub = LinkHub(spec.run.host, spec.seed).start() if self.relayed else None
 
     @classmethod

@@ -124,6 +124,21 @@ def experiment_paths(
     ]
 
 
+def ntp_server_names(count: int) -> tuple[str, ...]:
+    """Node names of the embedded NTP servers: ``ntp-server``, ``ntp-server-1``, ..."""
+    return tuple(NTP_SERVER_NODE if i == 0 else f"{NTP_SERVER_NODE}-{i}" for i in range(count))
+
+
+def spec_paths(spec: Any) -> list[str]:
+    """Every path of an ExperimentSpec (all of its embedded NTP servers included)."""
+    return experiment_paths(
+        spec.coordinator.name,
+        [w.name for w in spec.workers],
+        [n.name for n in spec.nodes],
+        ntp_server_names(getattr(spec.ntp, "servers", 1)),
+    )
+
+
 class NetworkSpec(_Model):
     """``network``: a default profile for every path plus per-path overrides.
 
