@@ -384,19 +384,35 @@ def _worker_job(name: str) -> dict[str, Any]:
     pos = 0
 
     def evaluate_until(t: int) -> None:
+        """Re-evaluate every receipt due before t on the samples visible now (one batch:
+        ``readings_at`` where the source has it, else ``reading_at`` one by one)."""
         nonlocal pos
-        while pos < len(pending) and pending[pos][0] < t:
-            _due, di, eid, loc, now_loc = pending[pos]
+        stop = pos
+        while stop < len(pending) and pending[stop][0] < t:
+            stop += 1
+        if stop == pos:
+            return
+        batch = pending[pos:stop]
+        locs = [b[3] for b in batch]
+        per_src = []
+        for src, fn in zip(cw_sources, refine, strict=True):
+            if fn is None:
+                per_src.append(None)
+            elif hasattr(src, "readings_at"):
+                per_src.append(src.readings_at(locs))
+            else:
+                per_src.append([fn(x) for x in locs])
+        for i, (_due, di, eid, loc, now_loc) in enumerate(batch):
             row: list[int | None] = [eid, now_loc - loc]
-            for fn in refine:
-                if fn is None:
+            for rs in per_src:
+                if rs is None:
                     row += (None, None, CW_NO_REFINEMENT)
                 else:
-                    r = fn(loc)
+                    r = rs[i]
                     row += (r.earliest_ns, r.latest_ns, int(r.status))
             cw_w[di].append(tuple(row))
             cw_done[di] += 1
-            pos += 1
+        pos = stop
 
     end = max(int(truth[-1]) if len(truth) else plan.coord_start,
               max((p[0] for p in pending), default=0)) + spec.run.drain_s * NS_PER_S  # fmt: skip
