@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import threading
 import time
 from array import array
@@ -49,6 +50,11 @@ MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided bey
 SOCKET_BUFFER_BYTES = 32 << 20  # requested UDP buffer (the kernel may grant less)
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
+# Linux's SO_RCVBUFFORCE / SO_SNDBUFFORCE (<asm-generic/socket.h>): Python's socket module does
+# not export them, so without the numbers the *FORCE path was never taken.
+_LINUX = sys.platform.startswith("linux")
+SO_RCVBUFFORCE: int | None = getattr(socket, "SO_RCVBUFFORCE", 33 if _LINUX else None)
+SO_SNDBUFFORCE: int | None = getattr(socket, "SO_SNDBUFFORCE", 32 if _LINUX else None)
 CW_BATCH = 2048  # commit-wait receipts evaluated together (one readings_at call per source)
 CW_MAX_BACKLOG = 2_000_000  # receipts waiting for T+Δ, per Δ; beyond it they are shed (counted)
 
@@ -135,8 +141,8 @@ def bind_udp(host: str, port: int, what: str) -> socket.socket:
     except OSError as e:
         sock.close()
         raise NodeFailure(f"cannot bind {what} to {host}:{port}: {e.strerror}") from None
-    _big_buffer(sock, socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None))
-    _big_buffer(sock, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None))
+    _big_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE)
+    _big_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE)
     return sock
 
 
@@ -178,7 +184,7 @@ def udp_drops(sock: socket.socket) -> int | None:
 def _connected(host: str, addr: tuple[str, int]) -> socket.socket:
     """A UDP socket on ``host`` connected to ``addr`` (one per destination)."""
     s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_DGRAM)
-    _big_buffer(s, socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None))
+    _big_buffer(s, socket.SO_SNDBUF, SO_SNDBUFFORCE)
     s.bind((host, 0))
     s.connect(addr)
     return s
