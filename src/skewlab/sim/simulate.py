@@ -368,7 +368,7 @@ def _worker_job(name: str) -> dict[str, Any]:
     pick = np.flatnonzero(order % plan.cw_every == 0) if cw_ms else np.zeros(0, np.int64)
     for di, d in enumerate(cw_ms):
         due = truth[pick] + d * NS_PER_MS
-        for _ in range(4):  # first true instant at which local ≥ receipt local + Δ
+        for _ in range(16):  # first true instant at which local ≥ receipt local + Δ
             short = local_all[pick] + d * NS_PER_MS - node.osc.local_at_array(due)
             if not (short > 0).any():
                 break
