@@ -45,6 +45,7 @@ def run_rate(
     rate: float, duration_s: float, sources: list[str] | None, out: Path, cw: bool = True
 ) -> dict:
     spec = make_spec(rate, duration_s, sources, cw)
+    load0 = os.getloadavg()[0]
     try:
         outcome = LocalLauncher(spec, out).run()
     except LaunchError as e:
@@ -58,6 +59,7 @@ def run_rate(
     elapsed = coord.get("elapsed_s") or 0.0
     r = {
         "rate": rate,
+        "load1": (load0, os.getloadavg()[0]),  # 1-min load average before / after the run
         "sources": spec.sources,
         "achieved": achieved,
         "lost": lost,
@@ -72,6 +74,12 @@ def run_rate(
         "pacing_p99_us": (coord.get("pacing_error_p99_ns") or 0) / 1e3,
         "cost_median_us": {w: (nodes[w].get("cost_median_ns") or 0) / 1e3 for w in WORKERS},
         "cost_p99_us": {w: (nodes[w].get("cost_p99_ns") or 0) / 1e3 for w in WORKERS},
+        # CPU per event of each worker over its whole receive phase (receive loop, trace
+        # writes, commit-wait thread)
+        "cpu_per_event_us": {
+            w: round(1e6 * nodes[w].get("cpu_run_s", 0.0) / max(1, coord.get("sent") or 1), 1)
+            for w in WORKERS
+        },
     }
     r["ok"] = lost == 0 and achieved >= 0.97 * rate
     return r
@@ -87,7 +95,9 @@ def show(r: dict) -> None:
     print(
         f"rate {r['rate']:>9,.0f}/s  achieved {r['achieved']:>9,.0f}/s  lost {r['lost']:>6}"
         f"  {'ok  ' if r['ok'] else 'FAIL'}  cpu: {cpu}  pacing p99 {r['pacing_p99_us']:.0f} us"
-        f"  worker cost median {med} us, p99 {p99} us",
+        f"  worker cost median {med} us, p99 {p99} us"
+        f"  worker CPU/event {' '.join(str(v) for v in r['cpu_per_event_us'].values())} us"
+        f"  load {r['load1'][0]:.1f}->{r['load1'][1]:.1f}",
         flush=True,
     )
 
