@@ -43,6 +43,8 @@ class CompareError(Exception):
 def load_stats(d: Path) -> dict[str, Any]:
     """A run's stats.json, or a clear error if the folder has none."""
     res = ResultsDir(d)
+    if not d.is_dir():
+        raise CompareError(f"{d}: not a folder")
     if not res.stats_path.is_file():
         hint = " (run `skewlab analyze` on it first)" if res.spec_path.is_file() else ""
         raise CompareError(f"{d}: no stats.json{hint}")

@@ -129,7 +129,7 @@ def _kind(name: str) -> str:
 
 
 def _lines(path: Path) -> Iterator[str]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # tolerate a byte-order mark
         yield from f
 
 
