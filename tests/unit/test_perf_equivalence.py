@@ -12,11 +12,20 @@ from __future__ import annotations
 import random
 from bisect import bisect_right
 
+import numpy as np
 import pytest
 
 from skewlab.clocks.base import Reading, Status
 from skewlab.clocks.discipline import Discipline
-from skewlab.clocks.estimator import Sample, interval_at, intervals_at, prepare_group
+from skewlab.clocks.estimator import (
+    Sample,
+    _float_bounds,
+    feasible_polygon,
+    interval_at,
+    intervals_at,
+    prepare_group,
+    weighted_fit,
+)
 from skewlab.clocks.oscillator import ClockFault, Oscillator
 from skewlab.clocks.sources import SkewlabSource
 from skewlab.sim.harness import DelayModel, Harness, PathModel
@@ -68,6 +77,13 @@ CASES = {
         {"window": 10, "archive": 30, "unsync_after_s": 8.0},
         False,
     ),
+    # the realtime clock steps back by more than the poll interval: the archive's local T4s
+    # are no longer ascending, so readings_at selects with bisect (no numpy searchsorted)
+    "backward_step": (
+        {"drift_ppb": 5_000, "faults": (ClockFault("step", T0 + 24 * S, delta_ns=-7 * S),)},
+        {"window": 8},
+        False,
+    ),
     "disciplined_no_wander_allowance": (
         {"offset_ns": 2_000_000, "drift_ppb": 30_000},
         {"wander_allowance": 0.0, "window": 12},
@@ -95,7 +111,7 @@ def test_cached_and_batched_reading_at_equal_the_original(case: str) -> None:
     rng = random.Random(seed)
     compared = distinct = 0
     for checkpoint_s in (9, 31, 58):
-        for _ in h.run(checkpoint_s - (h.host.now_ns() - T0) / S, 500):
+        for _ in h.run(checkpoint_s, 500):  # on from where it is to t0 + checkpoint_s
             pass
         arch = src.archive
         first, last = arch[0].t4_local_ns, arch[-1].t4_local_ns
@@ -111,6 +127,8 @@ def test_cached_and_batched_reading_at_equal_the_original(case: str) -> None:
         assert got_one == want
         assert got_many == want
         assert any(c.group for c in src._view.groups.values())  # the vectorized path ran
+        # the selection path: numpy (ascending archive) or bisect (after a backward step)
+        assert src._view.sorted == (case != "backward_step" or checkpoint_s < 24)
         compared += len(queries)
         distinct += len({r for r in want if r.estimate_ns is not None})
     # the comparison covered real intervals, not only "no value" answers
@@ -139,4 +157,15 @@ def test_intervals_at_equals_interval_at_on_random_sample_sets() -> None:
         got = intervals_at(prepare_group(samples), monos, w, 1e6)
         assert got == want
         nones += sum(r is None for r in want)
+        # the floats before rounding too: bit for bit, so no rounding edge can ever differ
+        lo, hi, a, y_ref, ok = _float_bounds(prepare_group(samples), np.array(monos), w, 1e6)
+        for k, p in enumerate(monos):
+            yr = min(samples, key=lambda s, p=p: abs(s.m_ns - p)).y_ns
+            assert int(y_ref[k]) == yr
+            poly = feasible_polygon(samples, p, yr, w, 1e6)
+            assert bool(ok[k]) == bool(poly)
+            if poly:
+                assert float(lo[k]) == min(v[0] for v in poly)
+                assert float(hi[k]) == max(v[0] for v in poly)
+                assert float(a[k]) == weighted_fit(samples, p, yr)[0]
     assert nones > 0  # inconsistent sample sets were exercised

@@ -240,11 +240,37 @@ def intervals_at(
     Offsets relative to y_ref must fit in float64 exactly (|Δm|, |Δy| < 2^53 ns)."""
     import numpy as np
 
-    ss = group.samples
-    q = len(monos)
-    if q == 0:
+    if not monos:
         return []
-    p = np.array(monos, dtype=np.int64)
+    lo, est, hi, ok = intervals_arrays(group, np.array(monos, dtype=np.int64), w, fmax_ppb)
+    lo_ns, est_ns, hi_ns = lo.tolist(), est.tolist(), hi.tolist()
+    return [(lo_ns[k], est_ns[k], hi_ns[k]) if good else None for k, good in enumerate(ok.tolist())]
+
+
+def intervals_arrays(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
+    """``intervals_at`` on an int64 array of instants, as arrays (earliest, estimate, latest,
+    ok); where ok is False the samples are inconsistent (``interval_at`` gives None)."""
+    import numpy as np
+
+    lo, hi, a, y_ref, ok = _float_bounds(group, p, w, fmax_ppb)
+    with np.errstate(invalid="ignore"):
+        # floor / ceil / round-half-even (Python's round) exactly, then integer ns in int64
+        lo = np.where(ok, lo, 0.0)
+        hi = np.where(ok, hi, 0.0)
+        est = np.rint(np.minimum(np.maximum(np.where(ok, a, 0.0), lo), hi)).astype(np.int64)
+        base = p + y_ref
+        lo_ns = base + np.floor(lo).astype(np.int64) - 1
+        hi_ns = base + np.ceil(hi).astype(np.int64) + 1
+    return lo_ns, base + est, hi_ns, ok
+
+
+def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
+    """Per instant, before rounding: (min a, max a over the polygon, the fitted a, y_ref,
+    polygon not empty) — the floats ``interval_at`` computes (compared exactly in tests)."""
+    import numpy as np
+
+    ss = group.samples
+    q = len(p)
     # y_ref: the y of the first sample nearest to each instant (min() keeps the first)
     near = np.argmin(np.abs(group.m[None, :] - p[:, None]), axis=1)
     y_ref = group.y[near]
@@ -281,16 +307,7 @@ def intervals_at(
         f = (sw * swdy - swd * swy) / det
         a_fit = (swy - f * swd) / sw
         a = swy / sw if len(ss) < 2 else np.where(det <= 0.0, swy / sw, a_fit)
-        # floor / ceil / round-half-even (Python's round) exactly, then integer ns in int64
-        ok = cnt > 0
-        lo = np.where(ok, lo, 0.0)
-        hi = np.where(ok, hi, 0.0)
-        est = np.rint(np.minimum(np.maximum(np.where(ok, a, 0.0), lo), hi)).astype(np.int64)
-        base = p + y_ref
-        lo_ns = (base + np.floor(lo).astype(np.int64) - 1).tolist()
-        est_ns = (base + est).tolist()
-        hi_ns = (base + np.ceil(hi).astype(np.int64) + 1).tolist()
-    return [(lo_ns[k], est_ns[k], hi_ns[k]) if good else None for k, good in enumerate(ok.tolist())]
+    return lo, hi, a, y_ref, cnt > 0
 
 
 def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from skewlab.clocks.base import ClockSource, Reading, Status
@@ -17,6 +18,7 @@ from skewlab.clocks.estimator import (
     Sample,
     build_model,
     interval_at,
+    intervals_arrays,
     intervals_at,
     prepare_group,
 )
@@ -192,13 +194,33 @@ class _ArchiveView:
     """An immutable snapshot of the archive, published at sample time: the entries and their
     time lists (built once per sample, not per read) and the memoized sample groups."""
 
-    __slots__ = ("entries", "groups", "m_ns", "t4_local_ns")
+    __slots__ = ("_arrays", "entries", "groups", "m_ns", "sorted", "t4_local_ns")
 
     def __init__(self, entries: tuple[_Entry, ...], t4_local_ns: list[int], m_ns: list[int]):
         self.entries = entries
         self.t4_local_ns = t4_local_ns  # entries' T4 on the realtime clock, archive order
         self.m_ns = m_ns  # entries' T4 on the monotonic timescale, archive order
         self.groups: dict[tuple[int, int], _Chosen] = {}  # (window start, epoch) → samples
+        # Both lists ascending (no backward step of the realtime clock in the archive): then
+        # numpy's searchsorted(side="right") is exactly bisect_right and selection vectorizes.
+        self.sorted = all(a <= b for a, b in pairwise(t4_local_ns)) and all(
+            a <= b for a, b in pairwise(m_ns)
+        )
+        self._arrays: tuple | None = None
+
+    def arrays(self) -> tuple:
+        """(T4 local, gap, T4 monotonic, epoch) as int64 arrays, built on first use."""
+        if self._arrays is None:
+            import numpy as np
+
+            e = self.entries
+            self._arrays = (
+                np.array(self.t4_local_ns, dtype=np.int64),
+                np.array([x.gap_ns for x in e], dtype=np.int64),
+                np.array(self.m_ns, dtype=np.int64),
+                np.array([x.epoch for x in e], dtype=np.int64),
+            )
+        return self._arrays
 
 
 BATCH_MIN = 8  # readings_at: groups with fewer queries use the scalar interval_at
@@ -360,14 +382,19 @@ class SkewlabSource:
                 widen = _ceil_rate(abs(past_local_ns - ej.t4_local_ns), slew)
         i = bisect_right(view.m_ns, past_mono_ns)
         near = arch[i - 1] if i > 0 else arch[0]
-        key = (max(0, i - self.window // 2), near.epoch)
+        chosen = self._chosen(view, max(0, i - self.window // 2), near.epoch)
+        return chosen, past_mono_ns, widen, near.t4_local_ns
+
+    def _chosen(self, view: _ArchiveView, lo_i: int, epoch: int) -> _Chosen:
+        """The samples of the window starting at archive index lo_i, of one epoch (memoized)."""
+        key = (lo_i, epoch)
         chosen = view.groups.get(key)
         if chosen is None:
-            lo_i, epoch = key
+            arch = view.entries
             smp = tuple(e.sample for e in arch[lo_i : lo_i + self.window] if e.epoch == epoch)
             chosen = _Chosen(smp, max(s.m_ns for s in smp), smp[0].m_ns, smp[-1].m_ns)
             view.groups[key] = chosen
-        return chosen, past_mono_ns, widen, near.t4_local_ns
+        return chosen
 
     def reading_at(self, past_local_ns: int, past_mono_ns: int | None = None) -> Reading:
         """The interval for a past local reading, using samples before *and after* it.
@@ -394,6 +421,9 @@ class SkewlabSource:
         if view is None:
             return out
         slew = self._slew_ppb()
+        if view.sorted and len(past_local_ns) >= BATCH_MIN:
+            self._readings_at_vectorized(view, past_local_ns, slew, out)
+            return out
         unsync = self.unsync_ns
         pending: dict[int, tuple[_Chosen, list[tuple[int, int, int, int]]]] = {}
         for k, loc in enumerate(past_local_ns):
@@ -418,6 +448,54 @@ class SkewlabSource:
                     status = _SYNC if first <= mono <= last else _FREE
                     out[k] = Reading(est, lo - widen, hi + widen, status, t4)
         return out
+
+    def _readings_at_vectorized(
+        self, view: _ArchiveView, past_local_ns: Sequence[int], slew: int | None, out: list
+    ) -> None:
+        """``readings_at`` with the selection done in numpy too (archive lists ascending)."""
+        import numpy as np
+
+        t4s, gaps, ms, epochs = view.arrays()
+        loc = np.array(past_local_ns, dtype=np.int64)
+        j = np.maximum(np.searchsorted(t4s, loc, side="right") - 1, 0)
+        mono = loc - gaps[j]
+        i = np.searchsorted(ms, mono, side="right")
+        near = np.maximum(i - 1, 0)
+        lo_i = np.maximum(i - self.window // 2, 0)
+        epoch = epochs[near]
+        if slew is None:
+            widen = [0] * len(loc)
+        else:  # _ceil_rate(|local − T4 of the earlier sample|, slew), exact in Python ints
+            widen = [-((-d * slew) // NS_PER_S) if d > 0 else 0
+                     for d in np.abs(loc - t4s[j]).tolist()]  # fmt: skip
+        t4_near = t4s[near]
+        keys, inverse = np.unique(np.stack((lo_i, epoch), axis=1), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        w, fmax, unsync = self.w, self.fmax_ppb, self.unsync_ns
+        for g, (k_lo, k_epoch) in enumerate(keys.tolist()):
+            chosen = self._chosen(view, k_lo, k_epoch)
+            idx = np.flatnonzero(inverse == g)
+            idx = idx[mono[idx] - chosen.max_m_ns <= unsync]
+            if len(idx) == 0:
+                continue
+            m = mono[idx]
+            first, last = chosen.first_m_ns, chosen.last_m_ns
+            if len(idx) >= BATCH_MIN:
+                if not chosen.group:
+                    chosen.group.append(prepare_group(chosen.samples))
+                lo, est, hi, ok = intervals_arrays(chosen.group[0], m, w, fmax)
+                rs = zip(lo.tolist(), est.tolist(), hi.tolist(), ok.tolist(), strict=True)
+            else:
+                smp = list(chosen.samples)
+                rs = ((*r, True) if r is not None else (0, 0, 0, False)
+                      for r in (interval_at(smp, x, w, fmax) for x in m.tolist()))  # fmt: skip
+            for k, mk, t4, (lo_k, est_k, hi_k, good) in zip(
+                idx.tolist(), m.tolist(), t4_near[idx].tolist(), rs, strict=True
+            ):
+                if good:
+                    wk = widen[k]
+                    status = _SYNC if first <= mk <= last else _FREE
+                    out[k] = _tuple_new(Reading, (est_k, lo_k - wk, hi_k + wk, status, t4))
 
     @staticmethod
     def _finish(
