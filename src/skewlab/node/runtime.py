@@ -694,7 +694,6 @@ def broadcast(
     names = [w[0] for w in workers]
     addrs = [(h, p) for _, h, p in workers]
     nw = len(addrs)
-    sent_to = [0] * nw
     failed_to = [0] * nw
     errors: Counter[str] = Counter()
     readers = [s.read for s in sources]
@@ -730,15 +729,14 @@ def broadcast(
                 flat += (r[3], e, r[1], r[2])
                 own += r[:4]
         data = encode(kind_event, i, i, local, flat, payload)
-        ok = 0
-        for j in range(nw):
+        ok = nw
+        for j, snd in enumerate(sends):  # successes per worker: sent − failures (at the end)
             try:
-                sends[j](data)
-                sent_to[j] += 1
-                ok += 1
+                snd(data)
             except OSError as err:
                 failed_to[j] += 1
                 errors[type(err).__name__] += 1
+                ok -= 1
         late = actual - due
         append((i, i, truth, local, delay, late, ok, nw - ok, *own))
         if i % stride == 0:
@@ -766,7 +764,7 @@ def broadcast(
         o.close()
     counts: dict[str, Any] = {
         "sent": sent,
-        "sent_to": dict(zip(names, sent_to, strict=True)),
+        "sent_to": {n: sent - f for n, f in zip(names, failed_to, strict=True)},
         "send_failures": dict(zip(names, failed_to, strict=True)),
         "send_errors": dict(errors),
         "elapsed_s": round(elapsed / 1e9, 6),
