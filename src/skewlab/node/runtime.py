@@ -375,12 +375,12 @@ class CommitWaitEvaluator:
         """Rows for due receipts ``(event_id, local_ns)`` evaluated when the clock read
         ``now_local``: each source's retrospective readings, asked for the whole batch at once
         when the source can (``readings_at``, identical results), else one by one."""
-        rows: list[list[int | None]] = [[eid, now_local - local] for eid, local in batch]
+        n = len(batch)
         locals_ = [local for _, local in batch]
+        cols: list[list[Any]] = [[eid for eid, _ in batch], [now_local - x for x in locals_]]
         for fn, many in zip(self._refine, self._refine_many, strict=True):
             if fn is None:
-                for row in rows:
-                    row += (None, None, CW_NO_REFINEMENT)
+                cols += ([None] * n, [None] * n, [CW_NO_REFINEMENT] * n)
                 continue
             rs: list[Reading | None] | None = None
             if many is not None:
@@ -390,10 +390,10 @@ class CommitWaitEvaluator:
                     rs = None
             if rs is None:
                 rs = [self._one(fn, local) for local in locals_]
-            for row, r in zip(rows, rs, strict=True):
-                row += (None, None, None) if r is None else (r.earliest_ns, r.latest_ns,
-                                                             int(r.status))  # fmt: skip
-        return [tuple(row) for row in rows]
+            cols.append([None if r is None else r[1] for r in rs])  # earliest
+            cols.append([None if r is None else r[2] for r in rs])  # latest
+            cols.append([None if r is None else int(r[3]) for r in rs])  # status
+        return list(zip(*cols, strict=True))
 
     def _one(self, fn: Callable[[int], Reading], local_ns: int) -> Reading | None:
         """One retrospective reading; a broken source must not lose the trace: count it."""
