@@ -212,6 +212,7 @@ class Group:
     order: tuple[int, ...]  # indices sorted by λ (stable): the clipping order
     m: object  # numpy int64 array of m_ns, sample order
     y: object  # numpy int64 array of y_ns, sample order
+    lam: object  # numpy float64 array of λ (ns), sample order (exact: λ < 2^53)
     wgt: tuple[float, ...]  # regression weights 1/(λ² + 1), sample order
 
 
@@ -226,6 +227,7 @@ def prepare_group(samples: list[Sample] | tuple[Sample, ...]) -> Group:
         order,
         np.array([s.m_ns for s in ss], dtype=np.int64),
         np.array([s.y_ns for s in ss], dtype=np.int64),
+        np.array([float(s.lam_ns) for s in ss], dtype=np.float64),
         tuple(1.0 / (float(s.lam_ns) ** 2 + 1.0) for s in ss),
     )
 
@@ -266,14 +268,22 @@ def intervals_arrays(group: Group, p, w: float, fmax_ppb: float):  # type: ignor
 
 def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
     """Per instant, before rounding: (min a, max a over the polygon, the fitted a, y_ref,
-    polygon not empty) — the floats ``interval_at`` computes (compared exactly in tests)."""
+    polygon not empty) — the floats ``interval_at`` computes (compared exactly in tests).
+
+    Per-sample quantities are (samples × instants) matrices; polygons are rows of A, F padded
+    with NaN (a NaN vertex is never "outside", so padding needs no mask). The regression sums
+    are added sample by sample in sample order, as ``weighted_fit`` adds them."""
     import numpy as np
 
     ss = group.samples
-    q = len(p)
+    n, q = len(ss), len(p)
     # y_ref: the y of the first sample nearest to each instant (min() keeps the first)
     near = np.argmin(np.abs(group.m[None, :] - p[:, None]), axis=1)
     y_ref = group.y[near]
+    D = (group.m[:, None] - p[None, :]) / NS_PER_S  # d per sample and instant, s
+    Y = (group.y[:, None] - y_ref[None, :]).astype(np.float64)  # y − y_ref, ns
+    AD = np.abs(D)
+    E = group.lam[:, None] + w * AD * np.sqrt(AD)  # λ + w(|d|)
     big = 1e12
     A = np.empty((q, 4))
     F = np.empty((q, 4))
@@ -282,43 +292,42 @@ def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[n
     cnt = np.full(q, 4, dtype=np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         for k in group.order:
-            s = ss[k]
-            d = (s.m_ns - p) / NS_PER_S
-            ad = np.abs(d)
-            e = s.lam_ns + w * ad * np.sqrt(ad)
-            y = (s.y_ns - y_ref).astype(np.float64)
-            for c, sign in ((y + e, 1.0), (-(y - e), -1.0)):
-                A, F, cnt = _clip_many(A, F, cnt, d, c, sign)
-        valid = np.arange(A.shape[1])[None, :] < cnt[:, None]
-        lo = np.where(valid, A, np.inf).min(axis=1)
-        hi = np.where(valid, A, -np.inf).max(axis=1)
-        # weighted_fit's sums, accumulated in sample order
-        sw = swd = swdd = swy = swdy = 0.0
-        for s, wgt in zip(ss, group.wgt, strict=True):
-            d = (s.m_ns - p) / NS_PER_S
-            y = (s.y_ns - y_ref).astype(np.float64)
-            sw += wgt
-            wd = wgt * d
-            swd = swd + wd
-            swdd = swdd + wd * d
-            swy = swy + wgt * y
-            swdy = swdy + wd * y
+            d, y, e = D[k], Y[k], E[k]
+            A, F, cnt = _clip_many(A, F, cnt, d, y + e, 1.0)  # a + f·d ≤ y + e
+            A, F, cnt = _clip_many(A, F, cnt, d, -(y - e), -1.0)  # −(a + f·d) ≤ −(y − e)
+        lo = np.fmin.reduce(A, axis=1)  # NaN padding ignored; empty polygons give NaN
+        hi = np.fmax.reduce(A, axis=1)
+        # weighted_fit's sums, accumulated in sample order from 0.0
+        wgt = np.array(group.wgt)[:, None]
+        WD = wgt * D
+        terms = np.empty((n, 4, q))
+        terms[:, 0] = WD
+        terms[:, 1] = WD * D
+        terms[:, 2] = wgt * Y
+        terms[:, 3] = WD * Y
+        acc = np.zeros((4, q))
+        for k in range(n):  # 0.0 + t_0 + t_1 + …: the order weighted_fit adds in
+            acc = acc + terms[k]
+        swd, swdd, swy, swdy = acc
+        sw = 0.0
+        for x in group.wgt:
+            sw += x
         det = sw * swdd - swd * swd
         f = (sw * swdy - swd * swy) / det
         a_fit = (swy - f * swd) / sw
-        a = swy / sw if len(ss) < 2 else np.where(det <= 0.0, swy / sw, a_fit)
+        a = swy / sw if n < 2 else np.where(det <= 0.0, swy / sw, a_fit)
     return lo, hi, a, y_ref, cnt > 0
 
 
 def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
-    """``_clip`` on q polygons at once (row r holds cnt[r] vertices; d, c per row). Rows with
-    no vertex outside are left as they are (``_clip`` returns them unchanged); the others are
-    clipped and compacted. Returns (A, F, cnt), possibly widened; updated in place."""
+    """``_clip`` on q polygons at once (row r holds cnt[r] vertices, NaN after them; d, c per
+    row). Rows with no vertex outside are left as they are (``_clip`` returns them unchanged);
+    the others are clipped and compacted. Returns (A, F, cnt), possibly widened; in place."""
     import numpy as np
 
-    idx = np.arange(A.shape[1])[None, :]
-    vp = sign * (A + F * d[:, None]) - c[:, None]
-    outside = (vp > 0) & (idx < cnt[:, None])
+    vp = A + F * d[:, None]
+    vp = (vp if sign > 0 else -vp) - c[:, None]  # sign·(a + f·d) − c, exactly (sign = ±1)
+    outside = vp > 0
     if not outside.any():
         return A, F, cnt
     ch = np.flatnonzero(outside.any(axis=1))
@@ -326,6 +335,7 @@ def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
         out = _clip_uniform(A, F, cnt, vp)
         if out is not None:
             return out
+    idx = np.arange(A.shape[1])[None, :]
     a, f, v, n = A[ch], F[ch], vp[ch], cnt[ch]
     valid = idx < n[:, None]
     nxt = np.where(idx + 1 < n[:, None], idx + 1, 0)
@@ -337,10 +347,10 @@ def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
     new_n = nout.sum(axis=1)
     nv = int(new_n.max())
     if nv > A.shape[1]:
-        pad = np.zeros((A.shape[0], nv - A.shape[1]))
+        pad = np.full((A.shape[0], nv - A.shape[1]), np.nan)
         A, F = np.hstack((A, pad)), np.hstack((F, pad))
-    a2 = np.zeros((len(ch), max(nv, 1)))
-    f2 = np.zeros((len(ch), max(nv, 1)))
+    a2 = np.full((len(ch), A.shape[1]), np.nan)
+    f2 = np.full((len(ch), A.shape[1]), np.nan)
     r = np.broadcast_to(np.arange(len(ch))[:, None], v.shape)
     a2[r[keep], start[keep]] = a[keep]
     f2[r[keep], start[keep]] = f[keep]
@@ -351,8 +361,8 @@ def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]
         pos = (start + keep)[cross]
         a2[r[cross], pos] = (a + t * (aq - a))[cross]
         f2[r[cross], pos] = (f + t * (fq - f))[cross]
-    A[ch, : a2.shape[1]] = a2
-    F[ch, : f2.shape[1]] = f2
+    A[ch] = a2
+    F[ch] = f2
     cnt[ch] = new_n
     return A, F, cnt
 
