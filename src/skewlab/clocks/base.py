@@ -45,9 +45,12 @@ class ClockSource(Protocol):
     """A clock source turns one local-clock reading into a :class:`Reading`.
 
     ``read`` must be cheap (it runs in the worker's receive loop) and must not block.
+    ``host_ns``, when given, is the host-clock reading that ``local_ns`` was derived from (the
+    same instant): a source that consults the node clock's state at the reading instant (step
+    detection) uses it instead of reading the clock a second, later time.
     """
 
     name: str
     bounded: bool
 
-    def read(self, local_ns: int) -> Reading: ...
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading: ...

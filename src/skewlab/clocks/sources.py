@@ -41,7 +41,7 @@ class SystemSource:
     def __init__(self, state: SyncState, **_: Any) -> None:
         self.state = state
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         return _tuple_new(Reading, (local_ns, local_ns, local_ns, _FREE, None))
 
 
@@ -59,7 +59,7 @@ class NtpPointSource:
         self.state = state
         self.stale_after_ns = int(stale_after_s * 1e9)
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         s = self.state.latest
         if s is None:
             return _NONE
@@ -106,7 +106,7 @@ class TrueTimeSource:
     def _on_sample(self, s: NtpSample) -> None:
         self._snap = (s.t4_ns, s.offset_ns, s.root_distance_ns)
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
             return _NONE
@@ -154,7 +154,7 @@ class ClockBoundSource:
     def _on_sample(self, s: NtpSample) -> None:
         self._snap = (s.t4_ns, abs(s.offset_ns) + s.root_distance_ns)
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
             return _NONE
@@ -325,7 +325,7 @@ class SkewlabSource:
         """The current forward model (None before the first sample)."""
         return None if self._snap is None else self._snap[0]
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
             return _NONE
@@ -336,7 +336,9 @@ class SkewlabSource:
             mono = local_ns
             stepped = sgap0 != 0
         else:
-            gap, sgap = clock.gaps_ns()
+            # the gaps at the reading's own instant: a second clock read could land on the
+            # other side of a step or strobe edge and pair this value with the wrong status
+            gap, sgap = clock.gaps_ns() if host_ns is None else clock.oscillator.gaps_at(host_ns)
             mono = local_ns - gap
             stepped = not -thr <= sgap - sgap0 <= thr
         age = mono - anchor

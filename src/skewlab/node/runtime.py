@@ -577,7 +577,7 @@ class Receiver:
                     max_seq = seq
                 row = (eid, seq, truth, local, v[8])
                 for read in readers:
-                    row += read(local)[:4]  # (estimate, earliest, latest, status)
+                    row += read(local, truth)[:4]  # (estimate, earliest, latest, status)
                 append(row + v[10:])
                 if push is not None:
                     push(eid, local)
@@ -720,7 +720,7 @@ def broadcast(
         flat: tuple = ()
         own: tuple = ()
         for read in readers:
-            r = read(local)  # Reading: (estimate, earliest, latest, status, as_of)
+            r = read(local, truth)  # Reading: (estimate, earliest, latest, status, as_of)
             e = r[0]
             if e is None:
                 flat += none_flat

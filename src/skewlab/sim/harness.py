@@ -167,7 +167,7 @@ class Harness:
         """Move true time to t and read every source: (truth, local, readings)."""
         self.host.set(t_true)
         local = self.osc.local_at(t_true)
-        return t_true, local, [s.read(local) for s in self.sources]
+        return t_true, local, [s.read(local, t_true) for s in self.sources]
 
     def run(
         self, duration_s: float, read_every_ms: float

@@ -199,7 +199,7 @@ class ChronoTickMcpSource:
     def params(self) -> ChronoTickParams | None:
         return self._params
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         p = self._params
         if p is None:
             return Reading.none()

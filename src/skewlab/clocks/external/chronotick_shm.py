@@ -169,7 +169,7 @@ class ChronoTickShmSource:
             self._last = decode(raw).params
         return self._last
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         p = self.params()
         if p is None:
             return Reading.none()

@@ -184,7 +184,7 @@ class ChronySource:
     def close(self) -> None:
         self.poller.stop()
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         tr = self.poller.latest
         if tr is None:
             return Reading.none()

@@ -209,7 +209,7 @@ class ClockBoundShmSource:
             self._last_raw = None
         return self._last
 
-    def read(self, local_ns: int) -> Reading:
+    def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         ceb = self.snapshot()
         if ceb is None:
             return Reading.none()
