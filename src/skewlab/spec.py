@@ -283,13 +283,17 @@ def from_dict(data: dict[str, Any], origin: str = "config") -> ExperimentSpec:
         raise SpecError(_format_validation(e, origin)) from None
 
 
-def load(path: str | Path) -> ExperimentSpec:
-    """Load a TOML (.toml) or YAML (.yaml/.yml) or JSON file into a validated spec."""
+def load_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Read a TOML (.toml), YAML (.yaml/.yml) or JSON file whose top level is a mapping.
+
+    The one reader of every skewlab input file (experiments, cluster and sweep files); ``what``
+    names the kind of file in the errors (``cannot read cluster file x.toml: ...``).
+    """
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as e:
-        raise SpecError(f"cannot read config {p}: {e.strerror}") from None
+        raise SpecError(f"cannot read {what} file {p}: {e.strerror}") from None
     try:
         if p.suffix == ".toml":
             data = tomllib.loads(text)
@@ -298,9 +302,14 @@ def load(path: str | Path) -> ExperimentSpec:
         elif p.suffix == ".json":
             data = json.loads(text)
         else:
-            raise SpecError(f"{p}: config files must end in .toml, .yaml, .yml or .json")
+            raise SpecError(f"{p}: {what} files must end in .toml, .yaml, .yml or .json")
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
         raise SpecError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{p}: the top level must be a table/mapping")
-    return from_dict(data, str(p))
+    return data
+
+
+def load(path: str | Path) -> ExperimentSpec:
+    """Load a TOML (.toml) or YAML (.yaml/.yml) or JSON file into a validated spec."""
+    return from_dict(load_mapping(path, "config"), str(path))

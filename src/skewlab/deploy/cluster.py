@@ -6,16 +6,13 @@ names a command to run, only values that are passed as single, quoted arguments.
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from skewlab.spec import ExperimentSpec, SpecError
+from skewlab.spec import ExperimentSpec, SpecError, load_mapping
 
 NTP_NODE = "ntp-server"  # the embedded NTP server's node name (see orchestrator.py)
 
@@ -176,21 +173,4 @@ def from_dict(data: dict[str, Any], origin: str = "cluster", base: Path | None =
 def load(path: str | Path) -> ClusterSpec:
     """Load a cluster file (.toml, .yaml/.yml or .json)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise SpecError(f"cannot read cluster file {p}: {e.strerror}") from None
-    try:
-        if p.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif p.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        elif p.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise SpecError(f"{p}: cluster files must end in .toml, .yaml, .yml or .json")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
-        raise SpecError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{p}: the top level must be a table/mapping")
-    return from_dict(data, str(p), p.parent.resolve())
+    return from_dict(load_mapping(p, "cluster"), str(p), p.parent.resolve())

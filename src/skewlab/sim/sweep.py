@@ -26,14 +26,11 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from skewlab.spec import ExperimentSpec, SpecError, from_dict
+from skewlab.spec import ExperimentSpec, SpecError, from_dict, load_mapping
 from skewlab.store import write_json_atomic
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -91,21 +88,7 @@ def with_workers(data: dict[str, Any], n: int) -> None:
 
 def load_sweep(path: Path) -> dict[str, Any]:
     """Read and check a sweep file; ``base`` is resolved against the file's folder."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SpecError(f"cannot read sweep file {path}: {e.strerror}") from None
-    try:
-        if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise SpecError(f"{path}: sweep files must end in .toml, .yaml, .yml or .json")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
-        raise SpecError(f"{path}: not valid {path.suffix[1:].upper()}: {e}") from None
+    data = load_mapping(path, "sweep")
     unknown = set(data) - {"name", "base", "set", "grid"}
     if unknown:
         raise SpecError(f"{path}: unknown key(s) {sorted(unknown)}; use name, base, set, grid")
