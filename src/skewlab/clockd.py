@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import click
 
+from skewlab.cli_util import fail
 from skewlab.clocks.base import ClockSource, Reading, Status
 from skewlab.clocks.external.clockbound_shm import (
     CB_FREE_RUNNING,
@@ -90,11 +90,6 @@ class ClockDaemon:
         while not self.stop_event.is_set() and time.monotonic() < end:
             self.publish_once()
             self.stop_event.wait(min(self.interval_s, max(0.0, end - time.monotonic())))
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    click.echo(f"skewlab: error: {msg}", err=True)
-    sys.exit(code)
 
 
 @click.command("clockd")
@@ -172,14 +167,14 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
     try:
         kw: dict[str, Any] = parse_params(params, qualified=False)
     except ValueError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     factory = SOURCES.get(source_name)
     if factory is None:
-        _fail(f"unknown clock source {source_name!r}; known: {', '.join(sorted(SOURCES))}", 2)
+        fail(f"unknown clock source {source_name!r}; known: {', '.join(sorted(SOURCES))}", 2)
     state = SyncState()
     source = factory(state, **kw)
     if not getattr(source, "bounded", False):
-        _fail(f"source {source_name!r} gives no bound (a point source); choose a bounded one", 2)
+        fail(f"source {source_name!r} gives no bound (a point source); choose a bounded one", 2)
     poller = None
     if ntp:
         from skewlab.node.sync import NtpPoller
@@ -189,12 +184,12 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
         try:
             client = NtpClient(host.strip("[]"), int(port))
         except (ValueError, OSError) as e:
-            _fail(f"bad --ntp {ntp!r}: {e}", 2)
+            fail(f"bad --ntp {ntp!r}: {e}", 2)
         poller = NtpPoller(client, state, ntp_poll_s, 4).start()
     try:
         writer = ClockBoundWriter(path)
     except OSError as e:
-        _fail(f"cannot create {path}: {e.strerror}")
+        fail(f"cannot create {path}: {e.strerror}")
     daemon = ClockDaemon(source, writer, interval_s, void_after_s, min_drift_ppb)
 
     def _stop(_sig: int, _frame: object) -> None:

@@ -8,22 +8,17 @@ empty fields; integers stay exact integers.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import click
 import pyarrow.csv as pacsv
 
+from skewlab.cli_util import fail
 from skewlab.store import ResultsDir
 from skewlab.trace import load_receipts, read_parts
 
 _PART = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-\d{6}\.parquet$")
 _CW = re.compile(r"^cw\d+$")
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"skewlab: error: {msg}", err=True)
-    sys.exit(2)
 
 
 def export_csv(res: ResultsDir, out: Path) -> list[Path]:
@@ -63,15 +58,15 @@ def export(results_dir: Path, as_csv: bool, out: Path | None) -> None:
     """Export a results folder's traces (one file per node and trace) for other tools."""
     res = ResultsDir(results_dir)
     if not as_csv:
-        _fail("choose an export format: --csv")
+        fail("choose an export format: --csv", 2)
     if not res.spec_path.is_file():
-        _fail(f"{results_dir} is not a skewlab results folder (no spec.json)")
+        fail(f"{results_dir} is not a skewlab results folder (no spec.json)", 2)
     target = out if out is not None else res.csv_dir
     try:
         files = export_csv(res, target)
     except OSError as e:
-        _fail(f"cannot write to {target}: {e.strerror or e}")
+        fail(f"cannot write to {target}: {e.strerror or e}", 2)
     if not files:
-        _fail(f"{results_dir} has no traces to export")
+        fail(f"{results_dir} has no traces to export", 2)
     for f in files:
         click.echo(str(f))

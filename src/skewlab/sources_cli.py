@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
 import click
 
+from skewlab.cli_util import fail
 from skewlab.clocks.base import Reading
 
 
@@ -82,12 +82,10 @@ def sources(params: tuple[str, ...], ntp: str | None, wait_s: float, as_json: bo
     try:
         per_source = parse_params(params, qualified=True)
     except ValueError as e:
-        click.echo(f"skewlab: error: {e}", err=True)
-        sys.exit(2)
+        fail(str(e), 2)
     unknown = sorted(set(per_source) - set(SOURCES))
     if unknown:
-        click.echo(f"skewlab: error: unknown source(s) {', '.join(unknown)}", err=True)
-        sys.exit(2)
+        fail(f"unknown source(s) {', '.join(unknown)}", 2)
     state = SyncState()
     if ntp:
         from skewlab.ntp.client import NtpClient, NtpError
@@ -97,8 +95,7 @@ def sources(params: tuple[str, ...], ntp: str | None, wait_s: float, as_json: bo
             with NtpClient(host.strip("[]"), int(port)) as c:
                 state.add(c.best_of(4))
         except (ValueError, OSError, NtpError) as e:
-            click.echo(f"skewlab: error: NTP {ntp}: {e}", err=True)
-            sys.exit(1)
+            fail(f"NTP {ntp}: {e}")
     rows = []
     for name in sorted(SOURCES):
         p = per_source.get(name, {})

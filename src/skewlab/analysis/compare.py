@@ -263,7 +263,7 @@ def compare_cmd(
 ) -> None:
     """Put several analysed runs side by side: a table of each source's headline rates (95%
     intervals) per run, keyed by the parameters that differ, and a figure."""
-    from skewlab.cli import fail
+    from skewlab.cli_util import fail
 
     try:
         doc = compare(list(dirs), window)

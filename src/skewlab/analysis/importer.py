@@ -422,7 +422,7 @@ def import_legacy_cmd(src_dir: Path, out: Path, name: str | None, run_analysis: 
     """Import a folder of the original evaluation framework (coordinator.csv and
     worker_<node>.csv files) as a skewlab results folder (no true time: truth-based metrics
     are reported unavailable). Then: skewlab analyze <folder>."""
-    from skewlab.cli import fail
+    from skewlab.cli_util import fail
 
     try:
         res = import_legacy(src_dir, out, name)
@@ -432,6 +432,6 @@ def import_legacy_cmd(src_dir: Path, out: Path, name: str | None, run_analysis: 
     click.echo(f"imported: {res.root}")
     if run_analysis:
         from skewlab.analysis import analyze
-        from skewlab.cli import summary_table
+        from skewlab.cli_util import summary_table
 
         click.echo(summary_table(analyze(res)))

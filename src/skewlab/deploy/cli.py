@@ -10,12 +10,8 @@ from typing import Any
 
 import click
 
+from skewlab.cli_util import Progress, fail, load_spec
 from skewlab.spec import SpecError
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    click.echo(f"skewlab: error: {msg}", err=True)
-    sys.exit(code)
 
 
 def make_launcher(
@@ -38,7 +34,7 @@ def make_launcher(
 def analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> bool:
     """Analyse a results folder (complete or partial) and print the summary; False on failure."""
     from skewlab.analysis import analyze
-    from skewlab.cli import summary_table
+    from skewlab.cli_util import summary_table
 
     try:
         stats = analyze(res, make_figures=make_figures)
@@ -91,42 +87,38 @@ def deploy(
     and Ctrl-C; if a node fails, what was recorded is kept and analysed, and metadata.json
     names the node. See docs/DEPLOYMENT.md.
     """
-    from skewlab import spec as spec_mod
-    from skewlab.cli import Progress
     from skewlab.deploy import cluster as cluster_mod
     from skewlab.deploy.orchestrator import LaunchError
     from skewlab.store import ResultsDir, write_json_atomic
 
+    spec = load_spec(experiment, events)
     try:
-        spec = spec_mod.load(experiment)
-        if events is not None:
-            spec.workload.events = events
         cluster = cluster_mod.load(cluster_file) if cluster_file else None
     except SpecError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     name = launcher or (cluster.launcher if cluster else None) or "local"
     if name != "local" and cluster is None:
-        _fail(f"--launcher {name} needs --cluster FILE (hosts and node placement)", 2)
+        fail(f"--launcher {name} needs --cluster FILE (hosts and node placement)", 2)
     if cluster is not None:
         try:
             cluster.check_against(spec, str(cluster_file))
         except SpecError as e:
-            _fail(str(e).replace("\n", "; "), 2)
+            fail(str(e).replace("\n", "; "), 2)
     progress = Progress(not quiet)
 
     if name == "slurm" and not os.environ.get("SLURM_JOB_ID"):
         if preflight_only:
-            _fail("the Slurm pre-flight runs inside an allocation: salloc, then deploy", 2)
+            fail("the Slurm pre-flight runs inside an allocation: salloc, then deploy", 2)
         from skewlab.deploy.slurm import job_outcome, submit
 
         try:
             res, job = submit(spec, cluster, out, not no_figures, progress)
         except LaunchError as e:
             progress.end()
-            _fail(str(e))
+            fail(str(e))
         except KeyboardInterrupt:
             progress.end()
-            _fail("interrupted; the batch job was cancelled", 130)
+            fail("interrupted; the batch job was cancelled", 130)
         progress.end()
         meta = job_outcome(res)
         click.echo(f"slurm job {job}: {meta.get('status')}")
@@ -135,7 +127,7 @@ def deploy(
                        else "")  # fmt: skip
         click.echo(f"results: {res.root}")
         if meta.get("status") != "completed":
-            _fail(f"deploy failed in job {job}: {meta.get('error', 'unknown error')}")
+            fail(f"deploy failed in job {job}: {meta.get('error', 'unknown error')}")
         return
 
     runner = make_launcher(name, spec, cluster, out, progress, results_dir)
@@ -144,7 +136,7 @@ def deploy(
             runner.preflight()
         except LaunchError as e:
             progress.end()
-            _fail(str(e))
+            fail(str(e))
         progress.end()
         click.echo("pre-flight: every check passed")
         return
@@ -163,16 +155,16 @@ def deploy(
         if results_dir is not None:  # the sbatch path: tell the waiting side
             write_json_atomic(ResultsDir(results_dir).metadata_path,
                               {"status": "failed", "error": error, "launcher": name})  # fmt: skip
-        _fail(error or "interrupted", 130 if interrupted else 1)
+        fail(error or "interrupted", 130 if interrupted else 1)
     meta = runner.meta
     if interrupted:
-        _fail(f"interrupted; every node started was stopped; partial results in {res.root}", 130)
+        fail(f"interrupted; every node started was stopped; partial results in {res.root}", 130)
     if meta.get("failed_nodes"):
         failed = ", ".join(f"{n} ({why})" for n, why in meta["failed_nodes"].items())
         click.echo(f"failed node(s): {failed}; analysing the partial results", err=True)
     analysed = analyse_and_report(res, not no_figures, meta)
     click.echo(f"\nresults: {res.root}")
     if error:
-        _fail(error)
+        fail(error)
     if not analysed:
         sys.exit(1)

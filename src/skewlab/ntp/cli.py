@@ -10,14 +10,10 @@ from typing import Any
 
 import click
 
+from skewlab.cli_util import fail
 from skewlab.ntp.packet import KOD_CODES
 
 _MS = 1_000_000  # ns per ms
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    click.echo(f"skewlab: error: {msg}", err=True)
-    sys.exit(code)
 
 
 def parse_hostport(text: str, default_port: int = 123) -> tuple[str, int]:
@@ -135,9 +131,9 @@ def ntp_server(
         )
     except OSError as e:
         hint = " (ports below 1024 need root; try --port 12300)" if port < 1024 else ""
-        _fail(f"cannot bind {host}:{port}: {e.strerror}{hint}")
+        fail(f"cannot bind {host}:{port}: {e.strerror}{hint}")
     except ValueError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()
@@ -180,7 +176,7 @@ def ntp_query(servers: tuple[str, ...], burst: int, timeout: float, as_json: boo
         try:
             targets.append(parse_hostport(text))
         except ValueError as e:
-            _fail(str(e), 2)
+            fail(str(e), 2)
     outcomes: list[tuple[str, NtpSample | NtpError]] = []
     for host, port in targets:
         try:
@@ -227,7 +223,7 @@ def ntp_query(servers: tuple[str, ...], burst: int, timeout: float, as_json: boo
                 f"if at most {sel.falsetickers_allowed} server(s) are wrong"
             )
     if not any(r["offset_ns"] is not None for r in rows):
-        _fail("no server gave a valid sample")
+        fail("no server gave a valid sample")
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from skewlab.cli import Progress, fail, summary_table
+from skewlab.cli_util import Progress, fail, load_spec, summary_table
 from skewlab.spec import SpecError
 
 
@@ -50,7 +50,7 @@ def simulate(
     from skewlab.sim.simulate import SimError, SimOptions
     from skewlab.sim.simulate import simulate as run_sim
 
-    spec = _spec(experiment, events, seed)
+    spec = load_spec(experiment, events, seed)
     if validate:
         _validate(spec, out, quiet)
         return
@@ -63,20 +63,6 @@ def simulate(
     stats = analyze(res, make_figures=not no_figures)
     click.echo(summary_table(stats))
     click.echo(f"\nresults: {res.root}")
-
-
-def _spec(experiment: Path | None, events: int | None, seed: int | None) -> Any:
-    from skewlab import spec as spec_mod
-
-    try:
-        spec = spec_mod.load(experiment) if experiment else spec_mod.ExperimentSpec()
-        if events is not None:
-            spec.workload.events = events
-        if seed is not None:
-            spec.seed = seed
-    except SpecError as e:
-        fail(str(e), 2)
-    return spec
 
 
 def _validate(spec: Any, out: Path, quiet: bool) -> None:
@@ -110,7 +96,7 @@ def validate_cmd(experiment: Path | None, events: int | None, seed: int | None, 
                  quiet: bool) -> None:  # fmt: skip
     """Run EXPERIMENT in real time and in simulation; compare the headline metrics within the
     tolerances of docs/SIMULATION.md (exit 1 if they disagree)."""
-    _validate(_spec(experiment, events, seed), out, quiet)
+    _validate(load_spec(experiment, events, seed), out, quiet)
 
 
 @click.command()

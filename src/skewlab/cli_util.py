@@ -1,0 +1,103 @@
+"""What every ``skewlab`` command shares: the one-line error, the progress line, the summary
+table and loading an experiment with command-line overrides.
+
+Kept apart from ``skewlab.cli`` (which imports every command module to register it) so the
+command modules can import these without an import cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from skewlab.spec import ExperimentSpec, SpecError
+
+
+def fail(msg: str, code: int = 1) -> NoReturn:
+    """Print ``skewlab: error: msg`` on stderr (one line) and exit with ``code``."""
+    click.echo(f"skewlab: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def load_spec(config: Path | None, events: int | None = None,
+              seed: int | None = None) -> ExperimentSpec:  # fmt: skip
+    """The experiment of ``config`` (default: the built-in one) with the command line's
+    overrides applied; a bad file ends the command (exit 2) with the file's own error."""
+    from skewlab import spec as spec_mod
+
+    try:
+        spec = spec_mod.load(config) if config else ExperimentSpec()
+        if events is not None:
+            spec.workload.events = events
+        if seed is not None:
+            spec.seed = seed
+    except SpecError as e:
+        fail(str(e), 2)
+    return spec
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal and printed sparingly otherwise."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, line: str) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        if self.tty:
+            pad = max(0, self._width - len(line))
+            sys.stderr.write("\r" + line + " " * pad)
+            sys.stderr.flush()
+            self._width = len(line)
+        else:
+            now = time.monotonic()
+            if now - self._last >= 2.0 or not line.startswith(("sent", "warmup")):
+                click.echo(line, err=True)
+                self._last = now
+
+    def end(self) -> None:
+        if self.enabled and self.tty and self._width:
+            sys.stderr.write("\n")
+            self._width = 0
+
+
+def _ms(v: Any) -> str:
+    return "—" if v is None else f"{v / 1e6:8.3f}"
+
+
+def _pct(r: dict[str, Any] | None) -> str:
+    """A stats.json rate as a percentage; — when not applicable, unavailable or n = 0."""
+    return "—" if not r or r.get("rate") is None else f"{100 * r['rate']:.2f}"
+
+
+def summary_table(stats: dict[str, Any]) -> str:
+    """Per worker and source: accounting, causality, error vs truth; for bounded sources also
+    bound coverage and the share of causality decisions left ambiguous (in %)."""
+    lines = []
+    hdr = f"{'worker':<8} {'source':<11} {'recv':>6} {'lost':>5} {'causal viol':>12} " \
+          f"{'mean err ms':>12} {'p99 |err| ms':>13} {'max |err| ms':>13} " \
+          f"{'cover %':>8} {'ambig %':>8}"  # fmt: skip
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for w, ws in stats["workers"].items():
+        acc = ws["accounting"]
+        for src, ss in ws["sources"].items():
+            c, e = ss["causality"], ss["error_vs_truth"]
+            viol = f"{c['violations']}/{c['decided']}"
+            bq = ss.get("bound_quality") or {}
+            amb = (c.get("bounded") or {}).get("ambiguous_rate")
+            lines.append(
+                f"{w:<8} {src:<11} {acc['received']:>6} {acc['lost']:>5} {viol:>12} "
+                f"{_ms(e.get('mean_ns')):>12} {_ms(e.get('p99_abs_ns')):>13} "
+                f"{_ms(e.get('max_abs_ns')):>13} {_pct(bq.get('coverage')):>8} {_pct(amb):>8}"
+            )
+    return "\n".join(lines)
