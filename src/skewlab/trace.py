@@ -162,6 +162,12 @@ NTP_SCHEMA = pa.schema(
 )
 
 
+def ntp_row(sample: Any) -> tuple[Any, ...]:
+    """An ``NtpSample`` as a row of NTP_SCHEMA (the real node and the simulator write the same
+    rows); the schema's column names are the sample's attribute names."""
+    return tuple(getattr(sample, name) for name in NTP_SCHEMA.names)
+
+
 class PartWriter:
     """Buffers row tuples and writes numbered Parquet parts of ``batch_rows`` rows.
 

@@ -15,7 +15,7 @@ from collections import Counter
 from skewlab.clocks.sync import SyncState
 from skewlab.ntp.client import NtpClient, NtpError, NtpSample
 from skewlab.ntp.select import select
-from skewlab.trace import PartWriter
+from skewlab.trace import PartWriter, ntp_row
 
 
 class NtpPoller:
@@ -64,8 +64,7 @@ class NtpPoller:
             for v in sel.verdicts:
                 tag = "selected" if v.status == "selected" else f"{v.status}:{v.reason}"
                 self.verdicts[v.server][tag] += 1
-            good = [v.sample for v in sel.survivors if v.sample is not None]
-            s = min(good, key=lambda x: x.root_distance_ns) if good else None
+            s = sel.best
         if s is None:
             self.state.note_failure()
             return None
@@ -79,20 +78,7 @@ class NtpPoller:
             self.state.add(s)
         self.samples += 1
         if self.writer is not None:
-            self.writer.append(
-                (
-                    s.server,
-                    s.t1_ns,
-                    s.t2_ns,
-                    s.t3_ns,
-                    s.t4_ns,
-                    s.offset_ns,
-                    s.delay_ns,
-                    s.root_distance_ns,
-                    s.truth_t1_ns,
-                    s.truth_t4_ns,
-                )
-            )
+            self.writer.append(ntp_row(s))
         return s
 
     def counts(self) -> dict[str, object]:

@@ -49,6 +49,13 @@ class Selection:
         return [v for v in self.verdicts if v.status == SELECTED]
 
     @property
+    def best(self) -> NtpSample | None:
+        """The survivor with the smallest root distance λ (a real exchange, never a combined
+        one); None when no server survived."""
+        good = [v.sample for v in self.survivors if v.sample is not None]
+        return min(good, key=lambda x: x.root_distance_ns) if good else None
+
+    @property
     def rejected(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.status != SELECTED]
 

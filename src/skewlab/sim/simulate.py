@@ -53,6 +53,7 @@ from skewlab.trace import (
     PartWriter,
     commit_wait_prefix,
     commit_wait_schema,
+    ntp_row,
     receipt_schema,
     send_schema,
 )
@@ -217,8 +218,7 @@ class NodeSim:
             for srv in self.servers:
                 o, t = self._burst(srv, t)
                 outs.append((srv.name, o))
-            good = [v.sample for v in select(outs).survivors if v.sample is not None]
-            s = min(good, key=lambda x: x.root_distance_ns) if good else None
+            s = select(outs).best
         self.host.set(max(self.host.now_ns(), t))
         self.next_poll = t + self.poll_ns
         if before is not None:
@@ -230,20 +230,7 @@ class NodeSim:
         self.state.add(s, gap_ns=gap, step_gap_ns=sgap)
         self.track.record(t)
         self.samples += 1
-        self.writer.append(
-            (
-                s.server,
-                s.t1_ns,
-                s.t2_ns,
-                s.t3_ns,
-                s.t4_ns,
-                s.offset_ns,
-                s.delay_ns,
-                s.root_distance_ns,
-                s.truth_t1_ns,
-                s.truth_t4_ns,
-            )
-        )
+        self.writer.append(ntp_row(s))
 
     def run_until(self, end_ns: int, at: Callable[[int], None] | None = None) -> None:
         """Poll until ``end_ns``; ``at(t)`` is called before each new sample becomes visible at
