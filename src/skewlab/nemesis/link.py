@@ -8,12 +8,11 @@ in the nemesis trace.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 from skewlab.nemesis.record import FaultRecorder
 from skewlab.nemesis.schedule import FaultSpec
+from skewlab.nemesis.timed import TimedNemesis
 
 
 class _Blackout:
@@ -29,36 +28,16 @@ class _Blackout:
         return self.model.decide(size, mono_in)
 
 
-class LinkNemesis:
+class LinkNemesis(TimedNemesis):
     """Applies the ``link_loss`` faults of a spec to the relays of a ``Network``."""
+
+    thread_name = "link-nemesis"
 
     def __init__(
         self, faults: list[FaultSpec], network: Any, t0_ns: int, recorder: FaultRecorder | None
     ) -> None:
         self.network = network
-        self.recorder = recorder
-        self.plan: list[tuple[int, int, int, str, FaultSpec]] = []
-        for i, f in enumerate(faults):
-            if f.kind != "link_loss":
-                continue
-            self.plan.append((f.start_ns(t0_ns), 2 * i + 1, i, "start", f))
-            end = f.end_ns(t0_ns)
-            if end is not None:
-                self.plan.append((end, 2 * i, i, "end", f))
-        self.plan.sort(key=lambda p: (p[0], p[1]))
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="link-nemesis", daemon=True)
-
-    def start(self) -> LinkNemesis:
-        if self.plan:
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        super().__init__(faults, t0_ns, ("link_loss",), recorder)
 
     def _blackouts(self, path: str) -> list[_Blackout] | None:
         hub = getattr(self.network, "hub", None)
@@ -73,16 +52,10 @@ class LinkNemesis:
             out.append(m)
         return out
 
-    def _run(self) -> None:
-        for due, _, index, phase, f in self.plan:
-            wait = (due - time.time_ns()) / 1e9
-            if wait > 0 and self._stop.wait(wait):
-                return
-            bl = self._blackouts(str(f.path))
-            if bl is None:  # the relay is only created once a node uses the path
-                self.errors.append(f"faults[{index}] {phase}: no relay on {f.path}")
-                continue
-            for b in bl:
-                b.on = phase == "start"
-            if self.recorder is not None:
-                self.recorder.record(index, f.kind, f.target(), phase, time.time_ns(), f.detail())
+    def transition(self, f: FaultSpec, phase: str) -> str | None:
+        bl = self._blackouts(str(f.path))
+        if bl is None:  # the relay is only created once a node uses the path
+            return f"no relay on {f.path}"
+        for b in bl:
+            b.on = phase == "start"
+        return None
