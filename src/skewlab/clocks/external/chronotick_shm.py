@@ -7,15 +7,14 @@ evaluates ChronoTick's formula at the host system time (``local_ns``; see docs/S
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skewlab.clocks.base import Reading
+from skewlab.clocks.external._segment import MappedSegment
 from skewlab.clocks.external.chronotick import ChronoTickParams, chronotick_reading
 from skewlab.clocks.sync import SyncState
 
@@ -99,7 +98,7 @@ def available(name: str = DEFAULT_NAME, path: str | None = None, **_: Any) -> tu
     return True, f"ChronoTick segment at {p}"
 
 
-class ChronoTickShmSource:
+class ChronoTickShmSource(MappedSegment):
     """ChronoTick's bounds read from its shared-memory segment (a host service, host clock).
 
     Parameters: ``name`` (POSIX shm name) or ``path``; ``k`` (σ multiplier, default 3);
@@ -110,6 +109,7 @@ class ChronoTickShmSource:
     name = "chronotick"
     bounded = True
     available = staticmethod(available)
+    segment_size = SEGMENT_SIZE
 
     def __init__(
         self,
@@ -121,38 +121,13 @@ class ChronoTickShmSource:
         retries: int = 100,
         **_: Any,
     ) -> None:
-        self.path = segment_path(name, path)
+        self._init_segment(segment_path(name, path))
         self.k = float(k)
         self.stale_grace_ns = round(stale_grace_s * 1e9)
         self.retries = retries
         self.torn_reads = 0  # reads that fell back to the last consistent copy
-        self._buf: Any = None
-        self._ino: int | None = None
-        self._next_check = 0.0
         self._last_raw: bytes | None = None
         self._last: ChronoTickParams | None = None
-
-    def _open(self) -> None:
-        now = time.monotonic()
-        if self._buf is not None and now < self._next_check:
-            return
-        self._next_check = now + 1.0
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return  # keep the old mapping (if any): its data ages into staleness honestly
-        if self._buf is not None and st.st_ino == self._ino:
-            return
-        if st.st_size < SEGMENT_SIZE:
-            return
-        with open(self.path, "rb") as f:
-            self._buf = mmap.mmap(f.fileno(), SEGMENT_SIZE, access=mmap.ACCESS_READ)
-        self._ino = st.st_ino
-
-    def set_buffer(self, buf: Any) -> None:
-        """Read from ``buf`` (anything sliceable) instead of the file: for tests and tools."""
-        self._buf = buf
-        self._next_check = float("inf")
 
     def params(self) -> ChronoTickParams | None:
         """The latest consistent published state, or None when none was ever read."""

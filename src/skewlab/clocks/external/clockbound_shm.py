@@ -12,7 +12,6 @@ A client's bound at (realtime r, monotonic m) is r ∓ (bound + (m − as_of)·m
 
 from __future__ import annotations
 
-import math
 import mmap
 import os
 import struct
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from skewlab.clocks.base import Reading, Status
+from skewlab.clocks.external._segment import MappedSegment
 from skewlab.clocks.sync import SyncState
 
 MAGIC = (0x414D5A4E, 0x43420200)
@@ -146,7 +146,7 @@ def available(path: str = DEFAULT_PATH, **_: Any) -> tuple[bool, str]:
     return True, f"ClockBound v2 segment at {p}"
 
 
-class ClockBoundShmSource:
+class ClockBoundShmSource(MappedSegment):
     """A ClockBound daemon's bounds read from its v2 segment (a host service, host clock).
 
     Parameters: ``path`` (default /var/run/clockbound/shm0). The segment is opened lazily and
@@ -157,39 +157,15 @@ class ClockBoundShmSource:
     name = "clockbound_shm"
     bounded = True
     available = staticmethod(available)
+    segment_size = SEGMENT_SIZE
 
     def __init__(self, state: SyncState | None = None, path: str = DEFAULT_PATH,
                  retries: int = 1000, **_: Any) -> None:  # fmt: skip
-        self.path = Path(path)
+        self._init_segment(Path(path))
         self.retries = retries
         self.torn_reads = 0
-        self.last_error: str | None = None
-        self._buf: Any = None
-        self._ino: int | None = None
-        self._next_check = 0.0
         self._last_raw: bytes | None = None
         self._last: ClockErrorBound | None = None
-
-    def set_buffer(self, buf: Any) -> None:
-        """Read from ``buf`` (anything sliceable) instead of the file: for tests and tools."""
-        self._buf = buf
-        self._next_check = math.inf
-
-    def _open(self) -> None:
-        now = time.monotonic()
-        if self._buf is not None and now < self._next_check:
-            return
-        self._next_check = now + 1.0
-        try:
-            st = os.stat(self.path)
-        except OSError as e:
-            self.last_error = f"{self.path}: {e.strerror}"
-            return
-        if (self._buf is not None and st.st_ino == self._ino) or st.st_size < SEGMENT_SIZE:
-            return
-        with open(self.path, "rb") as f:
-            self._buf = mmap.mmap(f.fileno(), SEGMENT_SIZE, access=mmap.ACCESS_READ)
-        self._ino = st.st_ino
 
     def snapshot(self) -> ClockErrorBound | None:
         """The latest consistent, valid copy (or the previous one when this copy fails)."""
