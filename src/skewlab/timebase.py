@@ -26,15 +26,6 @@ class HostClock:
         return time.time_ns()
 
 
-class MonotonicHostClock:
-    """The host's monotonic clock; never steps, used for timeouts and pacing."""
-
-    __slots__ = ()
-
-    def now_ns(self) -> int:
-        return time.monotonic_ns()
-
-
 class VirtualClock:
     """Simulated true time that only moves when told to (virtual-time harness, tests)."""
 

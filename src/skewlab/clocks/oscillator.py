@@ -222,11 +222,6 @@ class Oscillator:
         raw = self.monotonic_at(truth_ns)
         return raw + self._gap(truth_ns, raw)
 
-    def read_at(self, truth_ns: int) -> tuple[int, int]:
-        """(local, monotonic) at one true instant."""
-        raw = self.monotonic_at(truth_ns)
-        return (raw if self.plain else raw + self._gap(truth_ns, raw)), raw
-
     def error_at(self, truth_ns: int) -> int:
         """local − true at a true instant, ns."""
         return self.local_at(truth_ns) - truth_ns

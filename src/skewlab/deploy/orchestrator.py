@@ -16,7 +16,6 @@ import platform
 import queue
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -508,11 +507,6 @@ def source_commit() -> str | None:
 def hostport(host: str, port: int | str) -> str:
     """``host:port``, with IPv6 addresses in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def python_for_nodes() -> str:
-    """The Python interpreter that runs local nodes: this one."""
-    return sys.executable
 
 
 def pid_alive(pid: int) -> bool:

@@ -67,12 +67,6 @@ def expected_duration_ns(w: WorkloadSpec, seed: int = 0) -> int:
     return full * sum(steps) + sum(steps[:rest])
 
 
-def mean_rate_per_s(w: WorkloadSpec) -> float:
-    """Scheduled mean event rate (report only)."""
-    d = expected_duration_ns(w)
-    return w.events * NS_PER_S / d if d > 0 else float("inf")
-
-
 def commit_wait_delays_ms(delays_s: list[float], max_fraction: float, run_ns: int) -> list[int]:
     """Effective commit-wait Δ values in whole ms (column names use them).
 

@@ -190,13 +190,6 @@ class NtpPacket:
             return None
         return self.ref_id.decode("ascii", "replace").rstrip("\0")
 
-    @property
-    def ref_id_text(self) -> str:
-        """The reference id for display: ASCII at stratum 0/1, dotted quad above."""
-        if self.stratum <= 1:
-            return self.ref_id.decode("ascii", "replace").rstrip("\0")
-        return ".".join(str(b) for b in self.ref_id)
-
 
 def _signed8(v: int) -> int:
     """Wrap an int into the signed 8-bit range of the poll/precision fields."""
