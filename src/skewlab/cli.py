@@ -42,10 +42,16 @@ def cli() -> None:
     type=click.Choice(profile_names()),
     help="Network profile for every path (docs/NETWORK.md); per-link settings of the file stay.",
 )
+@click.option(
+    "--netns",
+    is_flag=True,
+    help="Namespace mode (root only): each node in its own network namespace (run.netns).",
+)
 @click.option("--no-figures", is_flag=True, help="Skip figures (stats.json only).")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress.")
 def run(config: Path | None, events: int | None, seed: int | None, out: Path,
-        no_figures: bool, quiet: bool, network: str | None = None) -> None:  # fmt: skip
+        no_figures: bool, quiet: bool, network: str | None = None,
+        netns: bool = False) -> None:  # fmt: skip
     """Run an emulated experiment on this host and analyse it.
 
     With no arguments: an embedded NTP server, one coordinator and two workers (B: +3 ms,
@@ -60,6 +66,8 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
     spec = load_spec(config, events, seed)
     if network is not None:
         spec.network = NetworkSpec(profile=network, links=spec.network.links)
+    if netns:
+        spec.run.netns = True
     progress = Progress(not quiet)
     launcher = LocalLauncher(spec, out, progress)
     try:

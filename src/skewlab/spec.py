@@ -155,6 +155,7 @@ class RunSpec(_Model):
     hmac_key: str | None = Field(None, min_length=1)
     idle_exit_s: float = Field(5.0, gt=0, le=3600)  # worker exits when control is lost and no
     # event arrived for this long
+    netns: bool = False  # namespace mode (root only): each node in its own network namespace
 
 
 def _default_nodes() -> list[NodeSpec]:

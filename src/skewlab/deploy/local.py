@@ -3,6 +3,12 @@
 The orchestration (order, readiness, failures, cleanup, metadata) is shared with the SSH and
 Slurm launchers (deploy/orchestrator.py); here a node is a child process started with Popen in
 its own session and stopped by PID.
+
+Namespace mode (``run.netns``, root only): each node runs in its own network namespace
+(``ip netns exec``, which execs the node in place, so the PID we hold is the node's) and binds
+its namespace address; the launcher's run loop runs in the hub namespace, so its control server
+and link relays live beside the bridge every node reaches. The namespaces are removed when the
+run ends, on every exit path, after every node was stopped.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import sys
 from pathlib import Path
 
 from skewlab.deploy.orchestrator import (
+    NTP_NODE,
     LaunchError,
     NodeProc,
     Orchestrator,
@@ -19,6 +26,7 @@ from skewlab.deploy.orchestrator import (
     RunOutcome,
     pid_alive,
 )
+from skewlab.net import netns
 
 __all__ = ["LaunchError", "LocalLauncher", "Proc", "ProgressFn", "RunOutcome", "pid_alive"]
 
@@ -29,9 +37,44 @@ class LocalLauncher(Orchestrator):
     """Every node a child process of this one; emulated oscillators, one true clock."""
 
     launcher_name = "local"
+    topology: netns.Topology | None = None  # namespace mode: the namespaces of this run
+
+    def run(self) -> RunOutcome:
+        if not self.spec.run.netns:
+            return super().run()
+        ok, why = netns.available()
+        if not ok:
+            raise LaunchError(f"--netns / run.netns: {why}")
+        names = [NTP_NODE, *(n.name for n in self.spec.nodes)]
+        try:
+            with netns.Topology(names) as topo:  # removed on leaving, whatever the reason
+                self.topology = topo
+                with topo.in_hub():
+                    return super().run()
+        except netns.NetnsError as e:
+            raise LaunchError(f"namespace mode: {e}") from None
+        finally:
+            self.topology = None
+
+    def _prepare_spec(self) -> None:
+        if self.topology is not None:  # nodes bind their own address (--bind); this is the hub's
+            self.spec.run.host = self.topology.hub_address
+
+    def node_address(self, name: str) -> str:
+        if self.topology is not None:
+            return self.topology.address(name)
+        return super().node_address(name)
+
+    def describe(self) -> dict[str, object]:
+        if self.topology is None:
+            return {}
+        t = self.topology
+        return {"netns": {"hub": t.hub_ns, "hub_address": t.hub_address, "nodes": dict(t.ns)}}
 
     def start_node(self, role: str, name: str, argv: list[str], log: Path) -> NodeProc:
         cmd = [sys.executable, "-m", "skewlab.node", *argv]
+        if self.topology is not None:
+            cmd = [*netns.exec_prefix(self.topology.ns[name]), *cmd]
         with open(log, "wb") as logf:
             p = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,

@@ -11,13 +11,14 @@ process that was SIGKILLed, ``cleanup_stale`` on the next setup.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -132,6 +133,25 @@ class Topology:
         """Move the calling thread into the hub namespace (for the relay's own threads)."""
         enter(self.hub_ns)
 
+    @contextlib.contextmanager
+    def in_hub(self) -> Iterator[None]:
+        """Run the ``with`` body with the calling thread in the hub namespace, then return it to
+        the namespace it was in (even on an exception or Ctrl-C).
+
+        A launcher runs its whole run loop here, so every socket it makes (control server, link
+        relays, their upstream sockets) and every thread it starts belong to the hub, where all
+        nodes reach them over the bridge.
+        """
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            enter(self.hub_ns)
+            try:
+                yield
+            finally:
+                _setns(home, "the launcher's own namespace")
+        finally:
+            os.close(home)
+
     # -- setup and teardown ---------------------------------------------------------------------
     def _add_ns(self, name: str) -> None:
         _run(_ip(), "netns", "add", name)
@@ -205,11 +225,22 @@ class Topology:
 
 def enter(ns: str) -> None:
     """Move the calling thread into the named network namespace (setns(2))."""
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(NETNS_DIR / ns, os.O_RDONLY)
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise NetnsError(f"setns({ns}): {os.strerror(err)}")
+        _setns(fd, ns)
     finally:
         os.close(fd)
+
+
+def _setns(fd: int, what: str) -> None:
+    """setns(2) of the calling thread to the network namespace open at ``fd``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"setns({what}): {os.strerror(err)}")
+
+
+def exec_prefix(ns: str) -> list[str]:
+    """The command prefix that runs a program inside ``ns`` (``ip netns exec`` execs the program
+    in place, so the PID we started is the program's own and we can stop it by that PID)."""
+    return [_ip(), "netns", "exec", ns]
