@@ -13,6 +13,7 @@ import pytest
 
 from skewlab.deploy import cluster as cluster_mod
 from skewlab.deploy.agent import send_signal
+from skewlab.deploy.orchestrator import LaunchError
 from skewlab.deploy.preflight import clock_offset_bound_ns, clock_problem
 from skewlab.deploy.ssh import SshLauncher
 from skewlab.spec import ExperimentSpec, SpecError
@@ -110,3 +111,11 @@ def test_remote_command_words_are_quoted(tmp_path: Path) -> None:
     # the remote shell splits the command back into exactly the words we meant
     assert shlex.split(remote) == [evil, "-m", "skewlab.deploy.agent", "stage", "--dir",
                                    "/a b/$HOME"]  # fmt: skip
+
+
+def test_remote_launchers_refuse_namespace_mode(tmp_path: Path) -> None:
+    c = cluster_mod.from_dict({"hosts": [{"name": "h", "nodes": ["coordinator", "B", "C"]}]})
+    spec = ExperimentSpec()
+    spec.run.netns = True
+    with pytest.raises(LaunchError, match="only the local launcher"):
+        SshLauncher(spec, tmp_path, c).preflight()

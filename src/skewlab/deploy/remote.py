@@ -137,6 +137,11 @@ class RemoteLauncher(Orchestrator):
                 "machine, which only the local launcher supports; use network = 'loopback' "
                 "with real hosts (their network is the real one)"
             )
+        if sp.run.netns:
+            raise LaunchError(
+                "run.netns (namespace mode) puts every node in a network namespace on this "
+                "machine, which only the local launcher supports; remove it for real hosts"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         shared = self.results_dir or self.out_dir
 
