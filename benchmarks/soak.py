@@ -112,6 +112,10 @@ def main() -> int:
         print(f"  {name:12s} RSS start {start / 1024:8.1f} MiB  end {end / 1024:8.1f} MiB  "
               f"peak {peak / 1024:8.1f} MiB  growth {growth:+6.2f} %  "
               f"({len(after)} samples)")  # fmt: skip
+    for name, ss in sorted(samples.items()):  # the curve, about one point a minute
+        step = max(1, int(60 / a.sample_s))
+        curve = " ".join(f"{r / 1024:.0f}" for _, r in ss[::step])
+        print(f"  {name:12s} RSS MiB per minute: {curve}")
     print(f"flat within 10 %: {'yes' if worst <= 10 else 'NO'}")
     if a.out is None and not a.keep:
         shutil.rmtree(out, ignore_errors=True)
