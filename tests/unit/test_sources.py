@@ -126,3 +126,31 @@ def test_skewlab_wander_allowance_grows_the_bound() -> None:
     # with W the sample at distance T is looser by W·T^1.5 and the read gains W·τ^1.5;
     # both only ever widen the interval
     assert widths[1] > widths[0] + 10 * 4**1.5
+
+
+def test_skewlab_step_check_uses_the_readings_own_instant() -> None:
+    # A +5 ms realtime step at STEP. A reading taken just before the step must be judged at
+    # its own host instant (host_ns), even when the source is asked after the step happened.
+    from skewlab.clocks.oscillator import ClockFault, NodeClock, Oscillator
+    from skewlab.timebase import VirtualClock
+
+    step_at = T4 + 10 * S
+    osc = Oscillator(
+        offset_ns=0, drift_ppb=0, t0_ns=0, faults=(ClockFault("step", step_at, 5 * MS),)
+    )
+    host = VirtualClock(T4)
+    clock = NodeClock(osc, host)
+    state = SyncState(clock=clock)
+    src = make_sources(["skewlab"], state)[0]
+    state.add(sample(T4, 0, 100_000))  # gaps read at T4: no step yet
+    host.set(step_at + S)  # the source is consulted after the step
+    before = step_at - MS
+    r_before = src.read(osc.local_at(before), before)
+    assert r_before.status == Status.SYNCHRONIZED
+    assert r_before.earliest_ns <= before <= r_before.latest_ns
+    after = step_at + MS
+    r_after = src.read(osc.local_at(after), after)
+    assert r_after.status == Status.FREE_RUNNING  # the step is seen at the reading's instant
+    assert r_after.earliest_ns <= after <= r_after.latest_ns
+    # without host_ns the source reads the clock now (after the step) and mislabels `before`
+    assert src.read(osc.local_at(before)).status == Status.FREE_RUNNING
