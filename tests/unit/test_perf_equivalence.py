@@ -21,8 +21,11 @@ from skewlab.clocks.estimator import (
     Sample,
     _float_bounds,
     feasible_polygon,
+    grid_anchor,
     interval_at,
+    interval_near,
     intervals_at,
+    intervals_near,
     prepare_group,
     weighted_fit,
 )
@@ -53,7 +56,8 @@ def oracle_reading_at(src: SkewlabSource, past_local_ns: int) -> Reading:
     chosen = [e for e in arch[lo_i : lo_i + src.window] if e.epoch == near.epoch]
     if past_mono_ns - max(e.sample.m_ns for e in chosen) > src.unsync_ns:
         return Reading.none()
-    r = interval_at([e.sample for e in chosen], past_mono_ns, src.w, src.fmax_ppb)
+    # since the polygons are shared by the instants of one 1 ms grid anchor: interval_near
+    r = interval_near([e.sample for e in chosen], past_mono_ns, src.w, src.fmax_ppb, src.grid_ns)
     if r is None:
         return Reading.none()
     lo, est, hi = r
@@ -121,11 +125,24 @@ def test_cached_and_batched_reading_at_equal_the_original(case: str) -> None:
         queries = [rng.randint(first - 5 * S, last + 15 * S) for _ in range(60)]
         queries += [centre + rng.randint(-S // 2, S // 2) for _ in range(60)]
         queries += [last + 20 * S] * 3
+        # dense receipts: several per 1 ms grid anchor, so anchors' polygons are shared
+        queries += [centre + rng.randint(-3_000_000, 3_000_000) for _ in range(60)]
         want = [oracle_reading_at(src, q) for q in queries]
         got_one = [src.reading_at(q) for q in queries]
         got_many = src.readings_at(queries)
         assert got_one == want
         assert got_many == want
+        # the columnar form the commit-wait pass writes: the same numbers
+        est, lo, hi, st, t4 = src.readings_columns(np.array(queries, dtype=np.int64))
+        for k, r in enumerate(want):
+            assert int(st[k]) == int(r.status)
+            if r.status != Status.UNSYNCHRONIZED:
+                assert (int(est[k]), int(lo[k]), int(hi[k]), int(t4[k])) == (
+                    r.estimate_ns,
+                    r.earliest_ns,
+                    r.latest_ns,
+                    r.as_of_ns,
+                )
         assert any(c.group for c in src._view.groups.values())  # the vectorized path ran
         # the selection path: numpy (ascending archive) or bisect (after a backward step)
         assert src._view.sorted == (case != "backward_step" or checkpoint_s < 24)
@@ -169,3 +186,63 @@ def test_intervals_at_equals_interval_at_on_random_sample_sets() -> None:
                 assert float(hi[k]) == max(v[0] for v in poly)
                 assert float(a[k]) == weighted_fit(samples, p, yr)[0]
     assert nones > 0  # inconsistent sample sets were exercised
+
+
+def test_intervals_near_equals_interval_near_and_interval_at_on_the_grid() -> None:
+    """The grid-anchored retrospective interval: vectorized (one polygon per anchor, carried
+    to each instant) bit-identical to the scalar form; on a grid point it is interval_at."""
+    rng = random.Random(9)
+    for trial in range(30):
+        n = rng.randint(1, 14)
+        m = sorted(rng.sample(range(0, 600 * S, 7919), n))
+        f_true = rng.uniform(-50_000, 50_000)
+        samples = []
+        for mi in m:
+            lam = rng.randint(20_000, 3_000_000)
+            err = rng.uniform(-1.3, 1.3) * lam if trial % 5 == 0 else rng.uniform(-1, 1) * lam
+            samples.append(Sample(mi, round(5_000_000 + f_true * mi / S + err), lam))
+        w = rng.choice([0.0, 1.0, 25.0])
+        grid = rng.choice([1, 1_000_000, 7 * S])
+        centre = rng.randint(m[0] - 60 * S, m[-1] + 120 * S)
+        monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(20)]
+        monos += [centre + rng.randint(-2_000_000, 2_000_000) for _ in range(20)]
+        want = [interval_near(samples, p, w, 1e6, grid) for p in monos]
+        assert intervals_near(prepare_group(samples), monos, w, 1e6, grid) == want
+        for p in monos[:5]:
+            g = grid_anchor(p, grid)
+            assert abs(p - g) <= grid // 2
+            assert interval_near(samples, g, w, 1e6, grid) == interval_at(samples, g, w, 1e6)
+
+
+def test_grid_anchored_retrospective_readings_cover_true_time() -> None:
+    """Soundness on a drifting, wandering clock with a noisy path: every retrospective reading
+    (commit-wait's readings_columns, dense receipts between the anchors) holds the true time,
+    and the grid costs next to nothing in width against the exact per-instant interval."""
+    osc = Oscillator(t0_ns=T0, seed=3, drift_ppb=30_000, wander_ppb=2.0)
+    path = PathModel(
+        out=DelayModel(base_us=80, jitter_us=300, max_us=4000),
+        back=DelayModel(base_us=120, jitter_us=60, max_us=4000),
+        loss=0.05,
+    )
+    h = Harness(osc, ["skewlab"], {"skewlab": {"window": 32}}, path=path, poll_s=1.0, seed=3)
+    src = h.source("skewlab")
+    assert isinstance(src, SkewlabSource)
+    for _ in h.run(120, 1000):
+        pass
+    rng = random.Random(4)
+    truth = sorted(T0 + 5 * S + rng.randint(0, 100 * S) for _ in range(3000))
+    local = np.array([osc.local_at(t) for t in truth], dtype=np.int64)
+    est, lo, hi, st, _t4 = src.readings_columns(local)
+    assert (st == int(Status.SYNCHRONIZED)).all()
+    t = np.array(truth, dtype=np.int64)
+    assert ((lo <= t) & (t <= hi)).all()
+    assert ((lo <= est) & (est <= hi)).all()
+    extra = []
+    for k in range(0, len(truth), 97):  # against the exact interval at the instant itself
+        mono = osc.monotonic_at(truth[k])
+        chosen, m, _w, _t4k = src._select(src._view, int(local[k]), None, None)
+        assert m == mono
+        exact = interval_at(list(chosen.samples), mono, src.w, src.fmax_ppb)
+        assert exact is not None
+        extra.append((int(hi[k]) - int(lo[k])) - (exact[2] - exact[0]))
+    assert max(extra) <= 2_000  # ns: the grid's widening, against bounds of ~100 µs

@@ -68,6 +68,28 @@ def test_batches_are_whole_files_and_nulls_survive(tmp_path: Path) -> None:
         assert r["send_system_estimate_ns"] == 940 + i
 
 
+def test_column_batches_and_rows_keep_their_order(tmp_path: Path) -> None:
+    """append_columns (the commit-wait pass) and row appends mix in one writer: order kept,
+    sentinels of the row path still become null, a part is written once a batch is full."""
+    import pyarrow as pa
+
+    w = _writer(tmp_path, batch=8)
+    w.append(_receipt(0, None))
+    rows = [_receipt(i, 5000 + i) for i in (1, 2, 3)]
+    w.append_columns([pa.array(list(c), type=f.type) for c, f in
+                      zip(zip(*rows, strict=True), w.schema, strict=True)])  # fmt: skip
+    assert w.pending == 4 and not part_files(tmp_path, "events")
+    w.append(_receipt(4, None))
+    more = [_receipt(i, 5000 + i) for i in range(5, 9)]
+    w.append_columns([pa.array(list(c), type=f.type) for c, f in
+                      zip(zip(*more, strict=True), w.schema, strict=True)])  # fmt: skip
+    assert w.pending == 0 and w.rows_written == 9 and w.parts_written == 1
+    t = read_parts(tmp_path, "events")
+    assert t.column("event_id").to_pylist() == list(range(9))
+    assert t.column("send_ntp_estimate_ns").to_pylist()[0] is None  # row path: sentinel → null
+    assert t.column("send_ntp_estimate_ns").to_pylist()[1] == 901
+
+
 def test_crash_leaves_only_complete_parts(tmp_path: Path) -> None:
     """A stale temporary (a write cut short) is invisible to readers."""
     w = _writer(tmp_path)

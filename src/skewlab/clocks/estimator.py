@@ -203,6 +203,39 @@ def interval_at(
     return base + math.floor(lo) - 1, base + round(est), base + math.ceil(hi) + 1
 
 
+def grid_anchor(mono_ns: int, grid_ns: int) -> int:
+    """The anchor a retrospective query at ``mono_ns`` is evaluated at: the nearest multiple of
+    ``grid_ns`` (halves round up); the instant itself when ``grid_ns`` ≤ 1."""
+    if grid_ns <= 1:
+        return mono_ns
+    return (mono_ns + grid_ns // 2) // grid_ns * grid_ns
+
+
+def interval_near(
+    samples: list[Sample], mono_ns: int, w: float, fmax_ppb: float, grid_ns: int
+) -> tuple[int, int, int] | None:
+    """``interval_at`` evaluated at the grid anchor g nearest to ``mono_ns`` and carried to
+    ``mono_ns`` under the same model: Y(m) = Y(g) + f·(m − g) + r, |r| ≤ w(|m − g|), so the
+    bounds are the extremes of a + f·τ over g's polygon widened by w(|τ|) (τ = m − g, s), and
+    the estimate is the regression line at g, clamped. Sound wherever ``interval_at`` is;
+    wider by at most (f_max − f_min)·|τ| + 2·w(|τ|). Identical to ``interval_at`` when
+    ``mono_ns`` is on the grid. Queries near one anchor share its polygon (``intervals_near``).
+    """
+    g = grid_anchor(mono_ns, grid_ns)
+    y_ref = min(samples, key=lambda s: abs(s.m_ns - g)).y_ns
+    poly = feasible_polygon(samples, g, y_ref, w, fmax_ppb)
+    if not poly:
+        return None
+    tau = (mono_ns - g) / NS_PER_S
+    ww = wander_ns(w, tau)
+    hi = max(a + f * tau for a, f in poly) + ww
+    lo = min(a + f * tau for a, f in poly) - ww
+    a, f, _sa, _sf = weighted_fit(samples, g, y_ref)
+    est = min(max(a + f * tau, lo), hi)
+    base = mono_ns + y_ref
+    return base + math.floor(lo) - 1, base + round(est), base + math.ceil(hi) + 1
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     """The query-independent part of ``interval_at`` for one sample set, prepared once and
@@ -266,9 +299,64 @@ def intervals_arrays(group: Group, p, w: float, fmax_ppb: float):  # type: ignor
     return lo_ns, base + est, hi_ns, ok
 
 
+def intervals_near(
+    group: Group, monos: list[int], w: float, fmax_ppb: float, grid_ns: int
+) -> list[tuple[int, int, int] | None]:
+    """``interval_near`` for many instants on one sample set: one polygon per distinct grid
+    anchor (vectorized over the anchors), carried to each instant; bit-identical (tested)."""
+    import numpy as np
+
+    if not monos:
+        return []
+    lo, est, hi, ok = intervals_arrays_near(
+        group, np.array(monos, dtype=np.int64), w, fmax_ppb, grid_ns
+    )
+    lo_ns, est_ns, hi_ns = lo.tolist(), est.tolist(), hi.tolist()
+    return [(lo_ns[k], est_ns[k], hi_ns[k]) if good else None for k, good in enumerate(ok.tolist())]
+
+
+def intervals_arrays_near(group: Group, p, w: float, fmax_ppb: float, grid_ns: int):  # type: ignore[no-untyped-def]
+    """``intervals_near`` on an int64 array of instants, as arrays (earliest, estimate,
+    latest, ok). The polygons are computed once per distinct anchor, then each instant takes
+    the same IEEE operations ``interval_near`` does (a + f·τ per vertex, max/min, ± w(|τ|))."""
+    import numpy as np
+
+    g = p if grid_ns <= 1 else (p + grid_ns // 2) // grid_ns * grid_ns
+    anchors, inv = np.unique(g, return_inverse=True)
+    inv = inv.reshape(-1)
+    A, F, cnt, y_ref, a_fit, f_fit = _polygons(group, anchors, w, fmax_ppb)
+    tau = (p - g) / NS_PER_S
+    ad = np.abs(tau)
+    ww = w * ad * np.sqrt(ad)
+    ok = cnt[inv] > 0
+    with np.errstate(invalid="ignore", over="ignore"):  # rows of empty polygons are masked
+        V = A[inv] + F[inv] * tau[:, None]
+        hi = np.where(ok, np.fmax.reduce(V, axis=1) + ww, 0.0)
+        lo = np.where(ok, np.fmin.reduce(V, axis=1) - ww, 0.0)
+        e = np.where(ok, a_fit[inv] + f_fit[inv] * tau, 0.0)
+        est = np.rint(np.minimum(np.maximum(e, lo), hi)).astype(np.int64)
+        base = p + y_ref[inv]
+        lo_ns = base + np.floor(lo).astype(np.int64) - 1
+        hi_ns = base + np.ceil(hi).astype(np.int64) + 1
+    return lo_ns, base + est, hi_ns, ok
+
+
 def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
     """Per instant, before rounding: (min a, max a over the polygon, the fitted a, y_ref,
-    polygon not empty) — the floats ``interval_at`` computes (compared exactly in tests).
+    polygon not empty) — the floats ``interval_at`` computes (compared exactly in tests)."""
+    import numpy as np
+
+    A, _F, cnt, y_ref, a, _f = _polygons(group, p, w, fmax_ppb)
+    with np.errstate(invalid="ignore"):
+        lo = np.fmin.reduce(A, axis=1)  # NaN padding ignored; empty polygons give NaN
+        hi = np.fmax.reduce(A, axis=1)
+    return lo, hi, a, y_ref, cnt > 0
+
+
+def _polygons(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
+    """Per instant p: the feasible polygon anchored at p (vertex rows of A, F, NaN-padded;
+    cnt vertices, 0 if empty), y_ref, and the regression's a and f there — the floats
+    ``feasible_polygon`` and ``weighted_fit`` compute.
 
     Per-sample quantities are (samples × instants) matrices; polygons are rows of A, F padded
     with NaN (a NaN vertex is never "outside", so padding needs no mask). The regression sums
@@ -295,8 +383,6 @@ def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[n
             d, y, e = D[k], Y[k], E[k]
             A, F, cnt = _clip_many(A, F, cnt, d, y + e, 1.0)  # a + f·d ≤ y + e
             A, F, cnt = _clip_many(A, F, cnt, d, -(y - e), -1.0)  # −(a + f·d) ≤ −(y − e)
-        lo = np.fmin.reduce(A, axis=1)  # NaN padding ignored; empty polygons give NaN
-        hi = np.fmax.reduce(A, axis=1)
         # weighted_fit's sums, accumulated in sample order from 0.0
         wgt = np.array(group.wgt)[:, None]
         WD = wgt * D
@@ -315,8 +401,11 @@ def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[n
         det = sw * swdd - swd * swd
         f = (sw * swdy - swd * swy) / det
         a_fit = (swy - f * swd) / sw
-        a = swy / sw if n < 2 else np.where(det <= 0.0, swy / sw, a_fit)
-    return lo, hi, a, y_ref, cnt > 0
+        if n < 2:
+            a, f = swy / sw, np.zeros(q)
+        else:
+            a, f = np.where(det <= 0.0, swy / sw, a_fit), np.where(det <= 0.0, 0.0, f)
+    return A, F, cnt, y_ref, np.broadcast_to(a, (q,)), f
 
 
 def _clip_many(A, F, cnt, d, c, sign):  # type: ignore[no-untyped-def]

@@ -17,9 +17,9 @@ from skewlab.clocks.estimator import (
     Model,
     Sample,
     build_model,
-    interval_at,
-    intervals_arrays,
-    intervals_at,
+    interval_near,
+    intervals_arrays_near,
+    intervals_near,
     prepare_group,
 )
 from skewlab.clocks.sync import SyncState
@@ -253,6 +253,7 @@ class SkewlabSource:
         step_threshold_us: float = 1.0,
         reset_on_step: bool = True,
         archive: int = 4096,
+        retro_grid_ms: float = 1.0,
         **_: Any,
     ) -> None:
         self.state = state
@@ -265,6 +266,8 @@ class SkewlabSource:
         self.step_thr_ns = round(step_threshold_us * 1000)
         self.reset_on_step = reset_on_step
         self.max_archive = archive
+        # retrospective readings are evaluated at anchors on this grid (estimator.interval_near)
+        self.grid_ns = max(1, round(retro_grid_ms * 1_000_000))
         self.register: list[Sample] = []
         self.archive: list[_Entry] = []
         self._t4s: list[int] = []  # archive's T4 local, kept in step with it
@@ -411,7 +414,7 @@ class SkewlabSource:
                                                self._slew_ppb())  # fmt: skip
         if mono - chosen.max_m_ns > self.unsync_ns:
             return _NONE
-        r = interval_at(list(chosen.samples), mono, self.w, self.fmax_ppb)
+        r = interval_near(list(chosen.samples), mono, self.w, self.fmax_ppb, self.grid_ns)
         return self._finish(chosen, mono, widen, t4, r)
 
     def readings_at(self, past_local_ns: Sequence[int]) -> list[Reading]:
@@ -424,7 +427,17 @@ class SkewlabSource:
             return out
         slew = self._slew_ppb()
         if view.sorted and len(past_local_ns) >= BATCH_MIN:
-            self._readings_at_vectorized(view, past_local_ns, slew, out)
+            import numpy as np
+
+            loc = np.asarray(past_local_ns, dtype=np.int64)
+            est, lo, hi, st, t4 = self._columns_vectorized(view, loc, slew)
+            by_status = (None, _FREE, _SYNC)
+            for k, e, lo_k, hi_k, s_k, t4_k in zip(
+                np.flatnonzero(st).tolist(),
+                *(c[st != 0].tolist() for c in (est, lo, hi, st, t4)),
+                strict=True,
+            ):
+                out[k] = _tuple_new(Reading, (e, lo_k, hi_k, by_status[s_k], t4_k))
             return out
         unsync = self.unsync_ns
         pending: dict[int, tuple[_Chosen, list[tuple[int, int, int, int]]]] = {}
@@ -433,16 +446,16 @@ class SkewlabSource:
             if mono - chosen.max_m_ns > unsync:
                 continue
             pending.setdefault(id(chosen), (chosen, []))[1].append((k, mono, widen, t4))
-        w, fmax = self.w, self.fmax_ppb
+        w, fmax, grid = self.w, self.fmax_ppb, self.grid_ns
         for chosen, items in pending.values():
             monos = [it[1] for it in items]
             if len(items) >= BATCH_MIN:
                 if not chosen.group:
                     chosen.group.append(prepare_group(chosen.samples))
-                rs = intervals_at(chosen.group[0], monos, w, fmax)
+                rs = intervals_near(chosen.group[0], monos, w, fmax, grid)
             else:
                 smp = list(chosen.samples)
-                rs = [interval_at(smp, m, w, fmax) for m in monos]
+                rs = [interval_near(smp, m, w, fmax, grid) for m in monos]
             first, last = chosen.first_m_ns, chosen.last_m_ns
             for (k, mono, widen, t4), r in zip(items, rs, strict=True):
                 if r is not None:  # _finish, inlined
@@ -451,14 +464,35 @@ class SkewlabSource:
                     out[k] = Reading(est, lo - widen, hi + widen, status, t4)
         return out
 
-    def _readings_at_vectorized(
-        self, view: _ArchiveView, past_local_ns: Sequence[int], slew: int | None, out: list
-    ) -> None:
-        """``readings_at`` with the selection done in numpy too (archive lists ascending)."""
+    def readings_columns(self, past_local_ns):  # type: ignore[no-untyped-def]
+        """``readings_at`` as int64 arrays (estimate, earliest, latest, T4) and an int8 status
+        array, for an int64 array of past local readings; where status is 0 (UNSYNCHRONIZED)
+        the values are meaningless (no reading). Same values as ``readings_at``; the commit-wait
+        pass uses this (no Python object per receipt)."""
         import numpy as np
 
+        loc = np.asarray(past_local_ns, dtype=np.int64)
+        view = self._view
+        if view is not None and view.sorted and len(loc) >= BATCH_MIN:
+            return self._columns_vectorized(view, loc, self._slew_ppb())
+        rs = self.readings_at(loc.tolist())
+        st = np.array([int(r[3]) for r in rs], dtype=np.int8)
+        cols = [np.array([0 if r[3] == 0 else r[i] for r in rs], dtype=np.int64)
+                for i in (0, 1, 2, 4)]  # fmt: skip
+        return cols[0], cols[1], cols[2], st, cols[3]
+
+    def _columns_vectorized(self, view: _ArchiveView, loc, slew: int | None):  # type: ignore[no-untyped-def]
+        """The vectorized ``readings_at`` (archive lists ascending): selection with numpy
+        searchsorted, one ``intervals_arrays_near`` call per sample group."""
+        import numpy as np
+
+        n = len(loc)
+        est = np.zeros(n, dtype=np.int64)
+        lo = np.zeros(n, dtype=np.int64)
+        hi = np.zeros(n, dtype=np.int64)
+        st = np.zeros(n, dtype=np.int8)
+        t4_out = np.zeros(n, dtype=np.int64)
         t4s, gaps, ms, epochs = view.arrays()
-        loc = np.array(past_local_ns, dtype=np.int64)
         j = np.maximum(np.searchsorted(t4s, loc, side="right") - 1, 0)
         mono = loc - gaps[j]
         i = np.searchsorted(ms, mono, side="right")
@@ -466,38 +500,39 @@ class SkewlabSource:
         lo_i = np.maximum(i - self.window // 2, 0)
         epoch = epochs[near]
         if slew is None:
-            widen = [0] * len(loc)
+            widen = np.zeros(n, dtype=np.int64)
         else:  # _ceil_rate(|local − T4 of the earlier sample|, slew), exact in Python ints
-            widen = [-((-d * slew) // NS_PER_S) if d > 0 else 0
-                     for d in np.abs(loc - t4s[j]).tolist()]  # fmt: skip
+            widen = np.array([-((-d * slew) // NS_PER_S) if d > 0 else 0
+                              for d in np.abs(loc - t4s[j]).tolist()], dtype=np.int64)  # fmt: skip
         t4_near = t4s[near]
-        keys, inverse = np.unique(np.stack((lo_i, epoch), axis=1), axis=0, return_inverse=True)
+        keys, inverse = np.unique(lo_i.astype(np.int64) * (1 << 32) + epoch, return_inverse=True)
         inverse = inverse.reshape(-1)
-        w, fmax, unsync = self.w, self.fmax_ppb, self.unsync_ns
-        for g, (k_lo, k_epoch) in enumerate(keys.tolist()):
-            chosen = self._chosen(view, k_lo, k_epoch)
+        w, fmax, unsync, grid = self.w, self.fmax_ppb, self.unsync_ns, self.grid_ns
+        for g, key in enumerate(keys.tolist()):
+            chosen = self._chosen(view, key >> 32, key & 0xFFFFFFFF)
             idx = np.flatnonzero(inverse == g)
             idx = idx[mono[idx] - chosen.max_m_ns <= unsync]
             if len(idx) == 0:
                 continue
             m = mono[idx]
-            first, last = chosen.first_m_ns, chosen.last_m_ns
             if len(idx) >= BATCH_MIN:
                 if not chosen.group:
                     chosen.group.append(prepare_group(chosen.samples))
-                lo, est, hi, ok = intervals_arrays(chosen.group[0], m, w, fmax)
-                rs = zip(lo.tolist(), est.tolist(), hi.tolist(), ok.tolist(), strict=True)
+                lo_g, est_g, hi_g, ok = intervals_arrays_near(chosen.group[0], m, w, fmax, grid)
             else:
                 smp = list(chosen.samples)
-                rs = ((*r, True) if r is not None else (0, 0, 0, False)
-                      for r in (interval_at(smp, x, w, fmax) for x in m.tolist()))  # fmt: skip
-            for k, mk, t4, (lo_k, est_k, hi_k, good) in zip(
-                idx.tolist(), m.tolist(), t4_near[idx].tolist(), rs, strict=True
-            ):
-                if good:
-                    wk = widen[k]
-                    status = _SYNC if first <= mk <= last else _FREE
-                    out[k] = _tuple_new(Reading, (est_k, lo_k - wk, hi_k + wk, status, t4))
+                rs = [interval_near(smp, x, w, fmax, grid) for x in m.tolist()]
+                ok = np.array([r is not None for r in rs], dtype=bool)
+                lo_g, est_g, hi_g = (np.array([0 if r is None else r[c] for r in rs],
+                                              dtype=np.int64) for c in range(3))  # fmt: skip
+            idx, m = idx[ok], m[ok]
+            est[idx] = est_g[ok]
+            lo[idx] = lo_g[ok] - widen[idx]
+            hi[idx] = hi_g[ok] + widen[idx]
+            inside = (chosen.first_m_ns <= m) & (m <= chosen.last_m_ns)
+            st[idx] = np.where(inside, int(_SYNC), int(_FREE))
+            t4_out[idx] = t4_near[idx]
+        return est, lo, hi, st, t4_out
 
     @staticmethod
     def _finish(
