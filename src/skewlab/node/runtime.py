@@ -47,7 +47,7 @@ from skewlab.trace import (
 
 PROGRESS_EVERY_S = 0.5
 END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP may drop one)
-MAX_COST_SAMPLES = 1_000_000  # per-packet cost samples kept (evenly strided beyond this)
+MAX_COST_SAMPLES = 200_000  # per-packet cost samples kept (evenly strided beyond this)
 SOCKET_BUFFER_BYTES = 32 << 20  # requested UDP buffer (the kernel may grant less)
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
@@ -294,6 +294,24 @@ def percentile(sorted_values: Sequence[int], q: int) -> int | None:
         return None
     rank = max(1, -(-q * n // 100))  # ceil(q·n/100), exact in integers
     return int(sorted_values[rank - 1])
+
+
+class Strided:
+    """Every ``stride``-th value of a stream of ``total`` (at most about ``cap`` values), in
+    a buffer allocated and zero-filled up front, so a long run's memory does not creep."""
+
+    def __init__(self, total: int, cap: int = MAX_COST_SAMPLES) -> None:
+        self.stride = max(1, total // cap)
+        self._buf = array("q", bytes(8 * (total // self.stride + 1)))
+        self._n = 0
+
+    def add(self, value: int) -> None:
+        if self._n < len(self._buf):
+            self._buf[self._n] = value
+            self._n += 1
+
+    def values(self) -> array:
+        return self._buf[: self._n]
 
 
 def _summary(samples: array, prefix: str) -> dict[str, int | None]:
@@ -551,15 +569,16 @@ class Receiver:
         self.signalled = signalled or threading.Event()
         self.idle_exit_ns = int(idle_exit_s * 1e9)
         self.on_receipt = on_receipt
-        self.seen = bytearray((total_events >> 3) + 1)  # one bit per event id: dedupe
+        # one bit per event id: dedupe (written through now, so its pages are resident from the
+        # start and memory does not creep as event ids grow)
+        self.seen = bytearray(b"\0") * ((total_events >> 3) + 1)
         self.received = 0
         self.duplicates = 0
         self.reordered = 0  # arrived with a sequence number below one already seen
         self.end_markers = 0
         self.coordinator_sent: int | None = None  # from the end-of-stream marker
         self.rejected: Counter[str] = Counter()
-        self.costs = array("q")  # receive → row buffered, ns (strided sample)
-        self.cost_stride = max(1, total_events // MAX_COST_SAMPLES)
+        self.costs = Strided(total_events)  # receive → row buffered, ns (strided sample)
         self.exit_reason = ""
 
     def run(self) -> None:
@@ -578,8 +597,8 @@ class Receiver:
         seen = self.seen
         total = self.total
         rejected = self.rejected
-        costs = self.costs
-        stride = self.cost_stride
+        add_cost = self.costs.add
+        stride = self.costs.stride
         push = self.on_receipt
         stop = self.stop
         received = dup = reordered = 0
@@ -642,7 +661,7 @@ class Receiver:
                     push(eid, local)
                 received += 1
                 if received % stride == 0:
-                    costs.append(now_ns() - truth)
+                    add_cost(now_ns() - truth)
         finally:
             self.received, self.duplicates, self.reordered = received, dup, reordered
 
@@ -660,7 +679,7 @@ class Receiver:
             "lost": None if sent is None else sent - self.received,
             "exit_reason": self.exit_reason,
         }
-        out.update(_summary(self.costs, "cost"))
+        out.update(_summary(self.costs.values(), "cost"))
         return out
 
 
@@ -776,8 +795,8 @@ def broadcast(
     sends = [o.send for o in outs]
     pacer = Pacer()
     mono = pacer.clock
-    lateness = array("q")
-    stride = max(1, total // MAX_COST_SAMPLES)
+    lateness = Strided(total)
+    stride = lateness.stride
     report_every = int(PROGRESS_EVERY_S * 1e9)
     sent = 0
     prev_delay = 0
@@ -811,7 +830,7 @@ def broadcast(
         late = actual - due
         append((i, i, truth, local, delay, late, ok, nw - ok, *own))
         if i % stride == 0:
-            lateness.append(late)
+            lateness.add(late)
         sent += 1
         prev_delay = delay
         due += delay
@@ -842,5 +861,5 @@ def broadcast(
         "achieved_rate_per_s": round(sent / (elapsed / 1e9), 3) if elapsed > 0 else None,
         "wakeups": pacer.sleeps,
     }
-    counts.update(_summary(lateness, "pacing_error"))
+    counts.update(_summary(lateness.values(), "pacing_error"))
     return counts
