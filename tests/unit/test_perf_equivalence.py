@@ -154,20 +154,26 @@ def test_cached_and_batched_reading_at_equal_the_original(case: str) -> None:
         assert any(r.status == Status.UNSYNCHRONIZED for r in want)
 
 
+def _random_sample_set(rng: random.Random, inconsistent: bool) -> tuple[list[int], list[Sample]]:
+    """1..14 samples of a drifting clock, errors within λ (or up to 1.3 λ: may be inconsistent)."""
+    n = rng.randint(1, 14)
+    m = sorted(rng.sample(range(0, 600 * S, 7919), n))
+    f_true = rng.uniform(-50_000, 50_000)  # ppb
+    samples = []
+    for mi in m:
+        lam = rng.randint(20_000, 3_000_000)
+        err = rng.uniform(-1.3, 1.3) * lam if inconsistent else rng.uniform(-1, 1) * lam
+        samples.append(Sample(mi, round(5_000_000 + f_true * mi / S + err), lam))
+    return m, samples
+
+
 def test_intervals_at_equals_interval_at_on_random_sample_sets() -> None:
     """The vectorized estimator on random sample sets (including inconsistent ones, which
     give None) against the scalar one, for instants inside and outside the samples."""
     rng = random.Random(5)
     nones = 0
     for trial in range(40):
-        n = rng.randint(1, 14)
-        m = sorted(rng.sample(range(0, 600 * S, 7919), n))
-        f_true = rng.uniform(-50_000, 50_000)  # ppb
-        samples = []
-        for mi in m:
-            lam = rng.randint(20_000, 3_000_000)
-            err = rng.uniform(-1.3, 1.3) * lam if trial % 5 == 0 else rng.uniform(-1, 1) * lam
-            samples.append(Sample(mi, round(5_000_000 + f_true * mi / S + err), lam))
+        m, samples = _random_sample_set(rng, inconsistent=trial % 5 == 0)
         w = rng.choice([0.0, 1.0, 25.0])
         monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(30)] + m[:3]
         want = [interval_at(samples, p, w, 1e6) for p in monos]
@@ -193,14 +199,7 @@ def test_intervals_near_equals_interval_near_and_interval_at_on_the_grid() -> No
     to each instant) bit-identical to the scalar form; on a grid point it is interval_at."""
     rng = random.Random(9)
     for trial in range(30):
-        n = rng.randint(1, 14)
-        m = sorted(rng.sample(range(0, 600 * S, 7919), n))
-        f_true = rng.uniform(-50_000, 50_000)
-        samples = []
-        for mi in m:
-            lam = rng.randint(20_000, 3_000_000)
-            err = rng.uniform(-1.3, 1.3) * lam if trial % 5 == 0 else rng.uniform(-1, 1) * lam
-            samples.append(Sample(mi, round(5_000_000 + f_true * mi / S + err), lam))
+        m, samples = _random_sample_set(rng, inconsistent=trial % 5 == 0)
         w = rng.choice([0.0, 1.0, 25.0])
         grid = rng.choice([1, 1_000_000, 7 * S])
         centre = rng.randint(m[0] - 60 * S, m[-1] + 120 * S)
