@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
+from skewlab.ntp import stamps
 from skewlab.ntp.packet import (
     DECODE_REASONS,
     KOD_DENY,
@@ -34,7 +35,6 @@ from skewlab.ntp.packet import (
     STRATUM_UNSYNC,
     NtpDecodeError,
     NtpPacket,
-    ns_to_ntp64,
     ntp64_to_ns,
     precision_ns,
 )
@@ -240,6 +240,7 @@ class NtpClient:
         max_poll_s: float = MAX_POLL_S,
     ) -> None:
         from skewlab.clocks.oscillator import NodeClock
+        from skewlab.timebase import HostClock
 
         self.host = host
         self.port = port
@@ -255,6 +256,16 @@ class NtpClient:
         self._addr = addr
         self.name = f"[{addr[0]}]:{addr[1]}" if family == socket.AF_INET6 else f"{host}:{port}"
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        # T4 from the kernel's arrival stamp when the node clock reads the real host clock
+        # (its local time at any host instant is then known exactly: ntp/stamps.py)
+        self._local_at = None
+        clk = self.clock
+        if (
+            isinstance(clk, NodeClock)
+            and isinstance(clk.host, HostClock)
+            and stamps.enable(self._sock)
+        ):
+            self._local_at = clk.oscillator.local_at
 
     def close(self) -> None:
         self._sock.close()
@@ -291,11 +302,12 @@ class NtpClient:
             raise NtpError("stopped", self.stopped)
         if self.holdoff_s > 0:
             raise NtpError("holdoff", f"{self.holdoff_s:.1f} s left after a RATE kiss")
-        truth1, t1 = self.clock.now()
-        # The transmit field carries T1 plus random low bits: the origin check then also
-        # defeats blind spoofing, while T1 itself is kept exactly here.
-        xmt_raw = ns_to_ntp64(t1) ^ secrets.randbits(8)
+        # The transmit field is 64 random bits (as chrony sends), not T1: the origin check then
+        # defeats blind spoofing, the request is built before T1 is read (nothing between
+        # reading T1 and sending), and T1 itself is kept exactly here.
+        xmt_raw = secrets.randbits(64)
         req = NtpPacket(version=4, mode=MODE_CLIENT, transmit_ts=xmt_raw).encode()
+        truth1, t1 = self.clock.now()
         try:
             self._sock.sendto(req, self._addr)
         except OSError as e:
@@ -307,14 +319,21 @@ class NtpClient:
                 raise NtpError("timeout", self.name)
             self._sock.settimeout(remaining)
             try:
-                data, src = self._sock.recvfrom(2048)
+                if self._local_at is None:
+                    data, src = self._sock.recvfrom(2048)
+                    kernel_ns = None
+                else:
+                    data, src, kernel_ns = stamps.recv_stamped(self._sock, 2048)
             except TimeoutError:
                 raise NtpError("timeout", self.name) from None
             except ConnectionRefusedError:  # ICMP port unreachable: nobody listens there
                 raise NtpError("unreachable", self.name) from None
             except OSError:
                 continue
-            truth4, t4 = self.clock.now()
+            if kernel_ns is not None and self._local_at is not None:
+                truth4, t4 = kernel_ns, self._local_at(kernel_ns)
+            else:
+                truth4, t4 = self.clock.now()
             if src[0] != self._addr[0] or src[1] != self._addr[1]:
                 self.rejected["wrong_source"] += 1
                 continue

@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from skewlab.ntp import stamps
 from skewlab.ntp.packet import (
     KOD_CODES,
     LEAP_NONE,
@@ -36,7 +37,7 @@ from skewlab.ntp.packet import (
     ns_to_ntp64,
     ns_to_short,
 )
-from skewlab.timebase import HOST_CLOCK, TimeSource
+from skewlab.timebase import HOST_CLOCK, HostClock, TimeSource
 
 SERVER_PRECISION = -20  # ~1 µs; the Python receive path cannot honestly claim better
 _IDLE_WAIT_S = 0.2  # longest the loop sleeps when nothing is due (bounds stop latency)
@@ -96,6 +97,8 @@ class NtpServer:
         self.counters: Counter[str] = Counter()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        # T2 from the kernel's arrival stamp when serving the real host clock (ntp/stamps.py)
+        self._stamped = isinstance(clock, HostClock) and stamps.enable(self.sock)
         try:
             self.sock.bind((host, port))  # raises OSError (EADDRINUSE) for a port in use
         except OSError:
@@ -225,14 +228,18 @@ class NtpServer:
                     break
                 raise
             if readable:
+                kernel_ns = None
                 try:
-                    data, addr = self.sock.recvfrom(2048)
+                    if self._stamped:
+                        data, addr, kernel_ns = stamps.recv_stamped(self.sock, 2048)
+                    else:
+                        data, addr = self.sock.recvfrom(2048)
                 except OSError:
                     if self._stop.is_set():
                         break
                     self.counters["recv_error"] += 1
                     continue
-                received = self.clock.now_ns()
+                received = self.clock.now_ns() if kernel_ns is None else kernel_ns
                 try:
                     self.handle(data, addr, received)
                 except Exception:  # a bug must not take the server down mid-experiment

@@ -22,8 +22,11 @@ TOLERANCES: dict[str, tuple[float, float, str]] = {
                "vs real loopback asymmetry and scheduling delays (~100 µs)"),
     "coverage": (0.02, 0.0, "bounds hold in both unless a real exchange is badly delayed"),
     "causality_violation_rate": (0.05, 0.0, "depends on sub-ms delay vs clock error"),
-    "ordering_wrong_rate": (0.3, 0.0, "decided by ~30 µs differences between the workers' "
-                            "receipt instants: two real runs of one config differed by 0.22"),
+    "ordering_wrong_rate": (0.45, 0.0, "decided by ~20 µs differences between the workers' "
+                            "receipt instants, which scheduling spreads by ±150 µs in real "
+                            "runs (not modelled): real runs of the default config gave "
+                            "0.38–0.55 for the ntp point source against the simulation's "
+                            "0.15; a sign error would still show (~1.0)"),
     "half_width_mean_ns": (100_000.0, 0.30, "ε = λ + growth: λ follows the NTP round trip "
                            "(modelled vs real), growth the poll timing"),
 }  # fmt: skip
