@@ -189,3 +189,22 @@ def test_commit_wait_evaluates_at_t_plus_delta(tmp_path: Path) -> None:
     assert rows[2]["refining_cw20_status"] is None  # never evaluated: null, not invented
     assert rows[0]["plain_cw10_status"] == CW_NO_REFINEMENT
     assert rows[0]["plain_cw10_earliest_ns"] is None
+
+
+def test_commit_wait_poll_evaluates_what_was_due_at_its_start(tmp_path: Path) -> None:
+    """One pass evaluates the receipts due when it began, in one batch: receipts that fall due
+    while it works wait for the next poll (chasing them ran many tiny batches per poll)."""
+    ms = 1_000_000
+    clock = iter(range(5 * ms, 1000 * ms, ms))  # every read of the clock is 1 ms later
+    ref = _Refining()
+    cw = CommitWaitEvaluator([ref], [1], lambda: next(clock), tmp_path)
+    for eid in range(10):
+        cw.push(eid, eid * ms)  # receipts at 0..9 ms, Δ = 1 ms
+    assert cw.run_due() == 5  # due at 5 ms: the receipts at 0..4 ms
+    assert cw.batches == 1 and ref.calls == [0, ms, 2 * ms, 3 * ms, 4 * ms]
+    # the clock read 6 ms for the ages; the next poll starts at 7 ms: the receipts at 5, 6 ms
+    assert cw.run_due() == 2 and cw.batches == 2
+    summary = cw.stop()  # its pass starts at 9 ms: 7 and 8 ms; the one at 9 ms is not due
+    assert summary["commit_wait_evaluated"] == {"1": 9}
+    assert summary["commit_wait_not_done_at_stop"] == {"1": 1}
+    assert summary["commit_wait_batches"] == 3
