@@ -4,7 +4,8 @@ computation it replaced (issue 6: commit-wait re-evaluation at stream rates).
 The oracle below is the original ``SkewlabSource.reading_at``: it rebuilds the archive's time
 lists on every call and evaluates ``estimator.interval_at`` on the chosen samples. The fast
 paths (``reading_at`` with the archive snapshot and memoized sample groups, and the batched
-``readings_at`` over ``estimator.intervals_at``) must agree with it exactly, field by field.
+``readings_at`` over ``estimator.intervals_arrays_near``) must agree with it exactly, field by
+field.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from skewlab.clocks.base import Reading, Status
 from skewlab.clocks.discipline import Discipline
 from skewlab.clocks.estimator import (
     Sample,
-    _float_bounds,
+    _polygons,
     feasible_polygon,
     grid_anchor,
     interval_at,
     interval_near,
-    intervals_at,
     intervals_near,
     prepare_group,
     weighted_fit,
@@ -167,7 +167,7 @@ def _random_sample_set(rng: random.Random, inconsistent: bool) -> tuple[list[int
     return m, samples
 
 
-def test_intervals_at_equals_interval_at_on_random_sample_sets() -> None:
+def test_vectorized_polygons_equal_interval_at_on_random_sample_sets() -> None:
     """The vectorized estimator on random sample sets (including inconsistent ones, which
     give None) against the scalar one, for instants inside and outside the samples."""
     rng = random.Random(5)
@@ -177,11 +177,14 @@ def test_intervals_at_equals_interval_at_on_random_sample_sets() -> None:
         w = rng.choice([0.0, 1.0, 25.0])
         monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(30)] + m[:3]
         want = [interval_at(samples, p, w, 1e6) for p in monos]
-        got = intervals_at(prepare_group(samples), monos, w, 1e6)
+        got = intervals_near(prepare_group(samples), monos, w, 1e6, 1)  # grid 1: each instant
         assert got == want
         nones += sum(r is None for r in want)
         # the floats before rounding too: bit for bit, so no rounding edge can ever differ
-        lo, hi, a, y_ref, ok = _float_bounds(prepare_group(samples), np.array(monos), w, 1e6)
+        A, _F, cnt, y_ref, a, _f = _polygons(prepare_group(samples), np.array(monos), w, 1e6)
+        ok = cnt > 0
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.fmin.reduce(A, axis=1), np.fmax.reduce(A, axis=1)
         for k, p in enumerate(monos):
             yr = min(samples, key=lambda s, p=p: abs(s.m_ns - p)).y_ns
             assert int(y_ref[k]) == yr

@@ -238,7 +238,7 @@ def interval_near(
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """The query-independent part of ``interval_at`` for one sample set, prepared once and
+    """The query-independent part of ``interval_near`` for one sample set, prepared once and
     reused by every query on that set (``prepare_group``)."""
 
     samples: tuple[Sample, ...]
@@ -250,7 +250,7 @@ class Group:
 
 
 def prepare_group(samples: list[Sample] | tuple[Sample, ...]) -> Group:
-    """Precompute what every ``intervals_at`` query on this sample set shares."""
+    """Precompute what every ``intervals_near`` query on this sample set shares."""
     import numpy as np
 
     ss = tuple(samples)
@@ -263,40 +263,6 @@ def prepare_group(samples: list[Sample] | tuple[Sample, ...]) -> Group:
         np.array([float(s.lam_ns) for s in ss], dtype=np.float64),
         tuple(1.0 / (float(s.lam_ns) ** 2 + 1.0) for s in ss),
     )
-
-
-def intervals_at(
-    group: Group, monos: list[int], w: float, fmax_ppb: float
-) -> list[tuple[int, int, int] | None]:
-    """``interval_at`` for many monotonic instants on one sample set, vectorized over the
-    instants with numpy: the same IEEE operations in the same order per instant (clipping,
-    sums, rounding), so every result is bit-identical to ``interval_at``'s (tested).
-
-    Offsets relative to y_ref must fit in float64 exactly (|Δm|, |Δy| < 2^53 ns)."""
-    import numpy as np
-
-    if not monos:
-        return []
-    lo, est, hi, ok = intervals_arrays(group, np.array(monos, dtype=np.int64), w, fmax_ppb)
-    lo_ns, est_ns, hi_ns = lo.tolist(), est.tolist(), hi.tolist()
-    return [(lo_ns[k], est_ns[k], hi_ns[k]) if good else None for k, good in enumerate(ok.tolist())]
-
-
-def intervals_arrays(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
-    """``intervals_at`` on an int64 array of instants, as arrays (earliest, estimate, latest,
-    ok); where ok is False the samples are inconsistent (``interval_at`` gives None)."""
-    import numpy as np
-
-    lo, hi, a, y_ref, ok = _float_bounds(group, p, w, fmax_ppb)
-    with np.errstate(invalid="ignore"):
-        # floor / ceil / round-half-even (Python's round) exactly, then integer ns in int64
-        lo = np.where(ok, lo, 0.0)
-        hi = np.where(ok, hi, 0.0)
-        est = np.rint(np.minimum(np.maximum(np.where(ok, a, 0.0), lo), hi)).astype(np.int64)
-        base = p + y_ref
-        lo_ns = base + np.floor(lo).astype(np.int64) - 1
-        hi_ns = base + np.ceil(hi).astype(np.int64) + 1
-    return lo_ns, base + est, hi_ns, ok
 
 
 def intervals_near(
@@ -339,18 +305,6 @@ def intervals_arrays_near(group: Group, p, w: float, fmax_ppb: float, grid_ns: i
         lo_ns = base + np.floor(lo).astype(np.int64) - 1
         hi_ns = base + np.ceil(hi).astype(np.int64) + 1
     return lo_ns, base + est, hi_ns, ok
-
-
-def _float_bounds(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]
-    """Per instant, before rounding: (min a, max a over the polygon, the fitted a, y_ref,
-    polygon not empty) — the floats ``interval_at`` computes (compared exactly in tests)."""
-    import numpy as np
-
-    A, _F, cnt, y_ref, a, _f = _polygons(group, p, w, fmax_ppb)
-    with np.errstate(invalid="ignore"):
-        lo = np.fmin.reduce(A, axis=1)  # NaN padding ignored; empty polygons give NaN
-        hi = np.fmax.reduce(A, axis=1)
-    return lo, hi, a, y_ref, cnt > 0
 
 
 def _polygons(group: Group, p, w: float, fmax_ppb: float):  # type: ignore[no-untyped-def]

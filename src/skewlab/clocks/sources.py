@@ -223,7 +223,7 @@ class _ArchiveView:
         return self._arrays
 
 
-BATCH_MIN = 8  # readings_at: groups with fewer queries use the scalar interval_at
+BATCH_MIN = 8  # readings_at: groups with fewer queries use the scalar interval_near
 
 
 class SkewlabSource:
@@ -420,7 +420,7 @@ class SkewlabSource:
     def readings_at(self, past_local_ns: Sequence[int]) -> list[Reading]:
         """``reading_at`` for many past local readings (each mapped through the nearest earlier
         sample's gap): queries on the same samples are evaluated together, vectorized
-        (``estimator.intervals_at``); every result is bit-identical to ``reading_at``'s."""
+        (``estimator.intervals_arrays_near``); every result is bit-identical to ``reading_at``'s."""
         view = self._view
         out = [_NONE] * len(past_local_ns)
         if view is None:
