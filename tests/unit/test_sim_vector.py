@@ -56,13 +56,7 @@ def _check(osc: Oscillator, path: PathModel, seed: int) -> int:
         while len(track.visible) < len(h.samples):
             track.visible.append(0)  # placeholder, filled below
             for k, s in enumerate(track.sources):
-                if type(s).__name__ == "NtpPointSource":
-                    lat = s.state.latest
-                    track._snaps[k].append((lat.t4_ns, lat.offset_ns))
-                elif type(s).__name__ == "SystemSource":
-                    track._snaps[k].append(None)
-                else:
-                    track._snaps[k].append(s._snap)
+                track._snaps[k].append(s.snapshot())
             track.visible[-1] = max(start, truth - 1)
         start = truth
         truths.append(truth)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Status(IntEnum):
@@ -54,3 +55,20 @@ class ClockSource(Protocol):
     bounded: bool
 
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading: ...
+
+
+@dataclass
+class Readings:
+    """One source's readings of many instants (numpy arrays): int64 ``estimate``/``earliest``/
+    ``latest``, meaningful where ``valid``; int8 ``status`` (0 where not valid: UNSYNCHRONIZED,
+    no value, written as null). The array form of :class:`Reading` (simulator)."""
+
+    estimate: Any
+    earliest: Any
+    latest: Any
+    status: Any
+    valid: Any
+
+    def take(self, idx: Any) -> Readings:
+        return Readings(self.estimate[idx], self.earliest[idx], self.latest[idx],
+                        self.status[idx], self.valid[idx])  # fmt: skip

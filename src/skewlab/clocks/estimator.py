@@ -156,6 +156,22 @@ class Model:
     fit_sf: float  # standard error of fit_f, ppb (nan if not estimable)
     w: float  # wander allowance W, ns/s^1.5
 
+    def lines_at(self, tau: float) -> tuple[float, float, float, float]:
+        """(a, f) of the upper and lower envelope pieces in force at τ ≥ 0 (s)."""
+        a_hi, f_hi = self.hi_lines[_bisect(self.hi_taus, tau) - 1]
+        a_lo, f_lo = self.lo_lines[_bisect(self.lo_taus, tau) - 1]
+        return a_hi, f_hi, a_lo, f_lo
+
+    def lines_at_array(self, tau):  # type: ignore[no-untyped-def]
+        """``lines_at`` for an array of τ: an (n, 4) float array (searchsorted ≡ bisect_right)."""
+        import numpy as np
+
+        j = np.searchsorted(np.asarray(self.hi_taus), tau, side="right") - 1
+        k = np.searchsorted(np.asarray(self.lo_taus), tau, side="right") - 1
+        hi = np.asarray(self.hi_lines, dtype=np.float64)[j]
+        lo = np.asarray(self.lo_lines, dtype=np.float64)[k]
+        return np.column_stack((hi, lo))
+
     def bounds_at(self, mono_ns: int) -> tuple[int, int, int]:
         """(earliest, estimate, latest) of true time at a monotonic reading ≥ the anchor.
 
@@ -163,15 +179,31 @@ class Model:
         tau = (mono_ns - self.anchor_ns) / NS_PER_S
         if tau < 0.0:
             tau = 0.0
-        a, f = self.hi_lines[_bisect(self.hi_taus, tau) - 1]
-        ww = self.w * tau**1.5
-        hi = a + f * tau + ww
-        a, f = self.lo_lines[_bisect(self.lo_taus, tau) - 1]
-        lo = a + f * tau - ww
-        est = self.fit_a + self.fit_f * tau
-        est = lo if est < lo else (hi if est > hi else est)
-        base = mono_ns + self.y_ref
-        return base + int(lo) - 2, base + int(est), base + int(hi) + 2
+        lo, est, hi = forward_bounds(tau, *self.lines_at(tau), self.fit_a, self.fit_f, self.w,
+                                     clamp)  # fmt: skip
+        return outward(mono_ns + self.y_ref, lo, est, hi, int)
+
+
+def clamp(x: float, lo: float, hi: float) -> float:
+    """x limited to [lo, hi] (lo wins if they cross), on floats."""
+    return lo if x < lo else (hi if x > hi else x)
+
+
+def forward_bounds(tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, clamp):  # type: ignore[no-untyped-def]
+    """The forward model's (lo, estimate, hi) at τ ≥ 0 s after the anchor, in ns relative to
+    the anchor's reference offset: the envelope lines widened by the wander allowance W·τ^1.5,
+    the regression estimate clamped into them. Arithmetic only: τ and the line coefficients may
+    be floats (one reading) or numpy arrays (many), with the matching ``clamp``."""
+    ww = w * tau**1.5
+    hi = a_hi + f_hi * tau + ww
+    lo = a_lo + f_lo * tau - ww
+    return lo, clamp(fit_a + fit_f * tau, lo, hi), hi
+
+
+def outward(base, lo, est, hi, trunc):  # type: ignore[no-untyped-def]
+    """Integer (earliest, estimate, latest) from ``base`` + model values: truncation, then the
+    bounds moved out by 2 ns (so each is rounded outward by at least 1 ns)."""
+    return base + trunc(lo) - 2, base + trunc(est), base + trunc(hi) + 2
 
 
 def build_model(samples: list[Sample], w: float, fmax_ppb: float) -> Model | None:

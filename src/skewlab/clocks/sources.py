@@ -2,6 +2,12 @@
 
 Registered by name in ``SOURCES``; ``make_sources`` builds them for a node from the spec.
 Point sources report earliest == latest == estimate.
+
+Every formula has one home: a module-level kernel (``_point``, ``_truetime``, ``_clockbound``,
+``_aged_status``, ``Model.bounds_from``) written with arithmetic only, so the same code computes
+one reading on Python ints (``read``, the worker's hot path) and many on numpy int64 arrays
+(``read_many``, the simulator). A source's state between two NTP samples is one immutable
+value (``snapshot()``); ``read_many`` evaluates readings against a list of such snapshots.
 """
 
 from __future__ import annotations
@@ -12,14 +18,17 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from skewlab.clocks.base import ClockSource, Reading, Status
+from skewlab.clocks.base import ClockSource, Reading, Readings, Status
 from skewlab.clocks.estimator import (
     Model,
     Sample,
     build_model,
+    clamp,
+    forward_bounds,
     interval_near,
     intervals_arrays_near,
     intervals_near,
+    outward,
     prepare_group,
 )
 from skewlab.clocks.sync import SyncState
@@ -27,9 +36,111 @@ from skewlab.ntp.client import NtpSample
 
 NS_PER_S = 1_000_000_000
 _NONE = Reading.none()
+_SYNC_CODE = int(Status.SYNCHRONIZED)
+_FREE_CODE = int(Status.FREE_RUNNING)
+_BY_CODE = (Status.UNSYNCHRONIZED, Status.FREE_RUNNING, Status.SYNCHRONIZED)
 _SYNC = Status.SYNCHRONIZED
 _FREE = Status.FREE_RUNNING
 _tuple_new = tuple.__new__  # Reading is a named tuple: construct it without its Python __new__
+
+
+# -- formulas, one home each: arithmetic only, on Python ints or numpy int64 arrays ----------
+
+
+def _aged_status(age, stale_ns):  # type: ignore[no-untyped-def]
+    """Status code of a reading standing on a sample ``age`` ns old: SYNCHRONIZED (2) while
+    age ≤ stale, FREE_RUNNING (1) after. (Validity, age ≤ unsync, is checked by the caller.)"""
+    return _SYNC_CODE - (age > stale_ns)
+
+
+def _growth(age, rate_ppb, maximum):  # type: ignore[no-untyped-def]
+    """⌈max(age, 0)·rate/1e9⌉: a bound's growth over ``age`` ns at ``rate_ppb`` (ns)."""
+    return maximum(-((-age * rate_ppb) // NS_PER_S), 0)
+
+
+def _truetime(local, age, theta, lam, rate_ppb, maximum):  # type: ignore[no-untyped-def]
+    """TrueTime: estimate = local + θ, ε = λ + ⌈max_drift·age⌉ → (estimate, earliest, latest)."""
+    eps = lam + _growth(age, rate_ppb, maximum)
+    est = local + theta
+    return est, est - eps, est + eps
+
+
+def _clockbound(local, age, base, rate_ppb, maximum):  # type: ignore[no-untyped-def]
+    """ClockBound: CEB = |θ| + λ + ⌈max_drift·age⌉ around local → (estimate, earliest, latest)."""
+    ceb = base + _growth(age, rate_ppb, maximum)
+    return local, local - ceb, local + ceb
+
+
+def _mono_stepped(local, gap, step_gap, step_gap0, thr_ns):  # type: ignore[no-untyped-def]
+    """(monotonic reading, stepped since the latest sample) from a local reading and the node
+    clock's gaps at that instant (``gap`` None: a gapless clock, monotonic = local)."""
+    if gap is None:
+        return local, step_gap0 != 0
+    return local - gap, abs(step_gap - step_gap0) > thr_ns
+
+
+def _step_status(stepped, age, stale_ns):  # type: ignore[no-untyped-def]
+    """skewlab's status code: FREE_RUNNING (1) after a step or once stale, else SYNCHRONIZED."""
+    return _SYNC_CODE - (stepped | (age > stale_ns))
+
+
+def _clamp_array(x, lo, hi):  # type: ignore[no-untyped-def]
+    """``estimator.clamp`` on arrays."""
+    np = _np()
+    return np.where(x < lo, lo, np.where(x > hi, hi, x))
+
+
+def _trunc_array(x):  # type: ignore[no-untyped-def]
+    """``int()`` on an array of floats: truncation toward zero, to int64."""
+    return x.astype(_np().int64)
+
+
+def _pos(x: int, zero: int) -> int:
+    """``max`` for two ints, cheaper than the builtin's argument handling (scalar kernels)."""
+    return x if x > zero else zero
+
+
+def _np():  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    return np
+
+
+def _no_readings(n: int) -> Readings:
+    np = _np()
+    z = np.zeros(n, dtype=np.int64)
+    return Readings(z, z.copy(), z.copy(), np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool))
+
+
+def _snap_columns(snaps: Sequence[Any], k, width: int):  # type: ignore[no-untyped-def]
+    """Per-reading snapshot fields (rows with k < 0, or on a None snapshot, get 0 and
+    have=False)."""
+    np = _np()
+    n = len(k)
+    if not snaps:
+        return [np.zeros(n, dtype=np.int64) for _ in range(width)], np.zeros(n, dtype=bool)
+    present = np.array([sn is not None for sn in snaps], dtype=bool)
+    rows = np.array([sn if sn is not None else (0,) * width for sn in snaps], dtype=np.int64)
+    rows = rows.reshape(len(snaps), width)
+    kk = np.where(k >= 0, k, 0)
+    have = (k >= 0) & present[kk]
+    return [rows[kk, j] for j in range(width)], have
+
+
+def _aged_readings(values, age, have, stale_ns: int, unsync_ns: int) -> Readings:  # type: ignore[no-untyped-def]
+    """Readings from kernel values and ages: status by age, no value past ``unsync_ns``."""
+    np = _np()
+    est, lo, hi = values
+    valid = have & (age <= unsync_ns)
+    st = np.asarray(_aged_status(age, stale_ns), dtype=np.int8)
+    st[~valid] = 0
+    return Readings(est, lo, hi, st, valid)
+
+
+def _clip_age(age, cap_ns: int):  # type: ignore[no-untyped-def]
+    """Ages clipped to [−1, cap + 1] so age·rate stays inside int64; every comparison with
+    stale/unsync thresholds (≤ cap) is unchanged, and a clipped reading is void anyway."""
+    return _np().clip(age, -1, max(cap_ns, 0) + 1)
 
 
 class SystemSource:
@@ -43,6 +154,18 @@ class SystemSource:
 
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         return _tuple_new(Reading, (local_ns, local_ns, local_ns, _FREE, None))
+
+    def snapshot(self) -> None:
+        """The state a reading stands on: none (the raw clock)."""
+        return None
+
+    def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
+                  step_gap: Any = None) -> Readings:  # fmt: skip
+        """``read`` of many local readings (numpy int64)."""
+        np = _np()
+        n = len(local)
+        st = np.full(n, _FREE_CODE, dtype=np.int8)
+        return Readings(local, local, local, st, np.ones(n, dtype=bool))
 
 
 class NtpPointSource:
@@ -59,19 +182,29 @@ class NtpPointSource:
         self.state = state
         self.stale_after_ns = int(stale_after_s * 1e9)
 
+    def snapshot(self) -> tuple[int, int] | None:
+        """(T4 local, θ) of the latest sample: what a reading stands on."""
+        s = self.state.latest
+        return None if s is None else (s.t4_ns, s.offset_ns)
+
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         s = self.state.latest
         if s is None:
             return _NONE
         est = local_ns + s.offset_ns
         t4 = s.t4_ns
-        status = _SYNC if local_ns - t4 <= self.stale_after_ns else _FREE
+        status = _BY_CODE[_aged_status(local_ns - t4, self.stale_after_ns)]
         return _tuple_new(Reading, (est, est, est, status, t4))
 
-
-def _ceil_rate(age_ns: int, rate_ppb: int) -> int:
-    """age·rate rounded up (ns): growth of a bound over ``age_ns`` at ``rate_ppb``."""
-    return -((-age_ns * rate_ppb) // NS_PER_S) if age_ns > 0 else 0
+    def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
+                  step_gap: Any = None) -> Readings:  # fmt: skip
+        """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none)."""
+        np = _np()
+        (t4, theta), have = _snap_columns(snaps, k, 2)
+        est = local + theta
+        st = np.asarray(_aged_status(local - t4, self.stale_after_ns), dtype=np.int8)
+        st[~have] = 0
+        return Readings(est, est, est, st, have)
 
 
 class TrueTimeSource:
@@ -106,6 +239,10 @@ class TrueTimeSource:
     def _on_sample(self, s: NtpSample) -> None:
         self._snap = (s.t4_ns, s.offset_ns, s.root_distance_ns)
 
+    def snapshot(self) -> tuple[int, int, int] | None:
+        """(T4 local, θ, λ) of the latest sample: what a reading stands on."""
+        return self._snap
+
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
@@ -114,11 +251,16 @@ class TrueTimeSource:
         age = local_ns - t4
         if age > self.unsync_ns:
             return _NONE
-        # ε = λ + max_drift·age, the growth rounded up (inlined _ceil_rate: hot path)
-        eps = lam - ((-age * self.rate_ppb) // NS_PER_S) if age > 0 else lam
-        est = local_ns + theta
-        status = _SYNC if age <= self.stale_ns else _FREE
-        return _tuple_new(Reading, (est, est - eps, est + eps, status, t4))
+        est, lo, hi = _truetime(local_ns, age, theta, lam, self.rate_ppb, _pos)
+        return _tuple_new(Reading, (est, lo, hi, _BY_CODE[_aged_status(age, self.stale_ns)], t4))
+
+    def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
+                  step_gap: Any = None) -> Readings:  # fmt: skip
+        """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none)."""
+        (t4, theta, lam), have = _snap_columns(snaps, k, 3)
+        age = _clip_age(local - t4, self.unsync_ns)
+        values = _truetime(local, age, theta, lam, self.rate_ppb, _np().maximum)
+        return _aged_readings(values, age, have, self.stale_ns, self.unsync_ns)
 
 
 class ClockBoundSource:
@@ -154,6 +296,10 @@ class ClockBoundSource:
     def _on_sample(self, s: NtpSample) -> None:
         self._snap = (s.t4_ns, abs(s.offset_ns) + s.root_distance_ns)
 
+    def snapshot(self) -> tuple[int, int] | None:
+        """(T4 local, |θ| + λ) of the latest sample: what a reading stands on."""
+        return self._snap
+
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
@@ -162,10 +308,16 @@ class ClockBoundSource:
         age = local_ns - t4
         if age > self.unsync_ns:
             return _NONE
-        # CEB = |θ| + λ + max_drift·age, the growth rounded up (inlined _ceil_rate: hot path)
-        ceb = base - ((-age * self.rate_ppb) // NS_PER_S) if age > 0 else base
-        status = _SYNC if age <= self.stale_ns else _FREE
-        return _tuple_new(Reading, (local_ns, local_ns - ceb, local_ns + ceb, status, t4))
+        est, lo, hi = _clockbound(local_ns, age, base, self.rate_ppb, _pos)
+        return _tuple_new(Reading, (est, lo, hi, _BY_CODE[_aged_status(age, self.stale_ns)], t4))
+
+    def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
+                  step_gap: Any = None) -> Readings:  # fmt: skip
+        """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none)."""
+        (t4, base), have = _snap_columns(snaps, k, 2)
+        age = _clip_age(local - t4, self.unsync_ns)
+        values = _clockbound(local, age, base, self.rate_ppb, _np().maximum)
+        return _aged_readings(values, age, have, self.stale_ns, self.unsync_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +444,7 @@ class SkewlabSource:
             if self.reset_on_step:
                 self._reset()
         self._last_step_gap = sgap
-        lam = s.root_distance_ns + _ceil_rate(s.delay_ns, self.xchg_ppb)
+        lam = s.root_distance_ns + _growth(s.delay_ns, self.xchg_ppb, _pos)
         smp = Sample(s.t4_ns - gap, s.offset_ns + gap, lam)
         self.register.append(smp)
         if len(self.register) > self.window:
@@ -328,6 +480,11 @@ class SkewlabSource:
         """The current forward model (None before the first sample)."""
         return None if self._snap is None else self._snap[0]
 
+    def snapshot(self) -> tuple | None:
+        """What a reading stands on between two samples (the forward model and the step gap at
+        the latest sample), one immutable tuple; None before the first sample."""
+        return self._snap
+
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
@@ -336,34 +493,60 @@ class SkewlabSource:
          unsync, stale, thr) = snap  # fmt: skip
         clock = self.state.clock
         if clock is None or clock.oscillator.gapless:
-            mono = local_ns
-            stepped = sgap0 != 0
+            gap = sgap = None
         else:
             # the gaps at the reading's own instant: a second clock read could land on the
             # other side of a step or strobe edge and pair this value with the wrong status
             gap, sgap = clock.gaps_ns() if host_ns is None else clock.oscillator.gaps_at(host_ns)
-            mono = local_ns - gap
-            stepped = not -thr <= sgap - sgap0 <= thr
+        mono, stepped = _mono_stepped(local_ns, gap, sgap, sgap0, thr)
         age = mono - anchor
         if age > unsync:
             return _NONE
-        status = _FREE if stepped or age > stale else _SYNC
-        if not single or age < 0:
-            lo_ns, est_ns, hi_ns = model.bounds_at(mono)
-            return Reading(est_ns, lo_ns, hi_ns, status, t4)
-        # Model.bounds_at inlined for the common one-piece envelope (hot path): same formula,
-        # rounded outward by at least 1 ns through int() truncation.
-        tau = age / 1_000_000_000  # NS_PER_S as a constant (no global lookup)
-        ww = w * tau**1.5 if w else 0.0
-        hi = a_hi + f_hi * tau + ww
-        lo = a_lo + f_lo * tau - ww
-        est = fa + ff * tau
-        est = lo if est < lo else (hi if est > hi else est)
-        base = mono + y_ref
+        status = _BY_CODE[_step_status(stepped, age, stale)]
+        if age < 0:
+            tau = 0.0
+        else:
+            tau = age / 1_000_000_000  # NS_PER_S as a constant (no global lookup)
+            if not single:
+                a_hi, f_hi, a_lo, f_lo = model.lines_at(tau)
+        lo, est, hi = forward_bounds(tau, a_hi, f_hi, a_lo, f_lo, fa, ff, w, clamp)
+        lo_ns, est_ns, hi_ns = outward(mono + y_ref, lo, est, hi, int)
         # tuple.__new__ builds the same Reading without the named tuple's Python-level __new__
-        return _tuple_new(
-            Reading, (base + int(est), base + int(lo) - 2, base + int(hi) + 2, status, t4)
-        )
+        return _tuple_new(Reading, (est_ns, lo_ns, hi_ns, status, t4))
+
+    def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
+                  step_gap: Any = None) -> Readings:  # fmt: skip
+        """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none).
+        ``gap``/``step_gap`` (local − monotonic at each reading) are needed unless the node
+        clock is gapless."""
+        np = _np()
+        n = len(local)
+        if not snaps:
+            return _no_readings(n)
+        have = k >= 0
+        kk = np.where(have, k, 0)
+        ints = np.array([(sn[1], sn[3], sn[4]) for sn in snaps], dtype=np.int64)[kk]
+        sgap0, anchor, y_ref = ints[:, 0], ints[:, 1], ints[:, 2]
+        fl = np.array([(sn[10], sn[11], sn[12]) for sn in snaps], dtype=np.float64)[kk]
+        clock = self.state.clock
+        if clock is None or clock.oscillator.gapless:
+            gap = step_gap = None
+        elif gap is None or step_gap is None:
+            raise ValueError("gap arrays are needed for this node clock")
+        mono, stepped = _mono_stepped(local, gap, step_gap, sgap0, self.step_thr_ns)
+        age = mono - anchor
+        valid = have & (age <= self.unsync_ns)
+        st = np.asarray(_step_status(stepped, age, self.stale_ns), dtype=np.int8)
+        st[~valid] = 0
+        tau = np.maximum(age, 0) / NS_PER_S
+        lines = np.array([sn[6:10] for sn in snaps], dtype=np.float64)[kk]
+        multi = np.array([not sn[5] for sn in snaps], dtype=bool)[kk]
+        for j in np.unique(kk[multi]).tolist():  # several envelope pieces: the one in force
+            rows = np.flatnonzero(multi & (kk == j))
+            lines[rows] = snaps[j][0].lines_at_array(tau[rows])
+        lo, est, hi = forward_bounds(tau, *lines.T, fl[:, 0], fl[:, 1], fl[:, 2], _clamp_array)
+        lo_ns, est_ns, hi_ns = outward(mono + y_ref, lo, est, hi, _trunc_array)
+        return Readings(est_ns, lo_ns, hi_ns, st, valid)
 
     # -- retrospective refinement ------------------------------------------------------------
 
@@ -384,7 +567,7 @@ class SkewlabSource:
             ej = arch[j]
             past_mono_ns = past_local_ns - ej.gap_ns
             if slew is not None:
-                widen = _ceil_rate(abs(past_local_ns - ej.t4_local_ns), slew)
+                widen = _growth(abs(past_local_ns - ej.t4_local_ns), slew, _pos)
         i = bisect_right(view.m_ns, past_mono_ns)
         near = arch[i - 1] if i > 0 else arch[0]
         chosen = self._chosen(view, max(0, i - self.window // 2), near.epoch)
