@@ -44,7 +44,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from skewlab.deploy.local import LocalLauncher
-    from skewlab.node.runtime import effective_commit_wait_ms
+    from skewlab.node.patterns import effective_commit_wait_ms
     from skewlab.spec import from_dict
 
     events = int(a.duration_s * a.rate)

@@ -15,8 +15,9 @@ from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
 from skewlab.net import wire
-from skewlab.node.runtime import Receiver, bind_udp, udp_drops
 from skewlab.node.sync import NtpPoller
+from skewlab.node.udp import bind_udp, udp_drops
+from skewlab.node.worker import Receiver
 from skewlab.ntp.client import NtpClient
 from skewlab.ntp.packet import MODE_SERVER, NtpPacket, ns_to_ntp64, ns_to_short
 from skewlab.trace import PartWriter, read_parts, receipt_schema, wire_sentinel_columns

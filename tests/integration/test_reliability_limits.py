@@ -12,7 +12,9 @@ from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
 from skewlab.net import wire
-from skewlab.node.runtime import CommitWaitEvaluator, Receiver, udp_drops
+from skewlab.node.commit_wait import CommitWaitEvaluator
+from skewlab.node.udp import udp_drops
+from skewlab.node.worker import Receiver
 from skewlab.trace import PartWriter, read_parts, receipt_schema, wire_sentinel_columns
 
 SOURCES = ["system", "truetime"]

@@ -12,7 +12,8 @@ from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
 from skewlab.net import wire
-from skewlab.node.runtime import CommitWaitEvaluator, Receiver
+from skewlab.node.commit_wait import CommitWaitEvaluator
+from skewlab.node.worker import Receiver
 from skewlab.trace import (
     CW_NO_REFINEMENT,
     PartWriter,

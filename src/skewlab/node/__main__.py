@@ -11,14 +11,11 @@ import sys
 from pathlib import Path
 
 from skewlab import spec as spec_mod
+from skewlab.node.context import NodeContext, NodeFailure
 from skewlab.node.control import ControlLink
-from skewlab.node.runtime import (
-    NodeContext,
-    NodeFailure,
-    run_coordinator,
-    run_ntp_server,
-    run_worker,
-)
+from skewlab.node.coordinator import run_coordinator
+from skewlab.node.ntp_server import run_ntp_server
+from skewlab.node.worker import run_worker
 from skewlab.store import ResultsDir
 
 

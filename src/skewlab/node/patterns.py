@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Iterator
 from itertools import cycle, islice
 
-from skewlab.spec import CYCLE_DELAYS_MS, WorkloadSpec
+from skewlab.spec import CYCLE_DELAYS_MS, ExperimentSpec, WorkloadSpec
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -80,6 +80,14 @@ def commit_wait_delays_ms(delays_s: list[float], max_fraction: float, run_ns: in
     if max_fraction > 0:
         scale = min(1.0, max_fraction * run_ns / longest_ns)
     return sorted({max(1, round(d * 1000 * scale)) for d in delays_s})
+
+
+def effective_commit_wait_ms(spec: ExperimentSpec) -> list[int]:
+    """The experiment's commit-wait Δ values (ms), scaled to its scheduled duration."""
+    cw = spec.commit_wait
+    return commit_wait_delays_ms(
+        cw.delays_s, cw.max_fraction, expected_duration_ns(spec.workload, spec.seed)
+    )
 
 
 class Pacer:

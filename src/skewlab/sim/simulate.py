@@ -500,7 +500,7 @@ def simulate(
     progress: Callable[[str], None] | None = None,
 ) -> ResultsDir:
     """Run ``spec`` in virtual time; return the results folder (traces, spec, metadata)."""
-    from skewlab.node.runtime import effective_commit_wait_ms
+    from skewlab.node.patterns import effective_commit_wait_ms
 
     opt = options or SimOptions()
     say = progress or (lambda _s: None)

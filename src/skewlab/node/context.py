@@ -1,0 +1,89 @@
+"""What every node process shares: its context (spec, control link, results folder, emulated
+clock), the one-line failure it reports, and the experiment's event codec.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from skewlab.clocks.discipline import make_discipline
+from skewlab.clocks.oscillator import NodeClock, Oscillator
+from skewlab.nemesis.record import FaultRecorder
+from skewlab.nemesis.schedule import CLOCK_KINDS, clock_faults
+from skewlab.net import wire
+from skewlab.node.control import ControlLink
+from skewlab.spec import ExperimentSpec
+from skewlab.store import ResultsDir, write_json_atomic
+
+PROGRESS_EVERY_S = 0.5  # a node's progress reports to the launcher (warmup, broadcast)
+
+
+class NodeFailure(Exception):
+    """A node cannot go on; the message is sent to the launcher as one line."""
+
+
+@dataclass
+class NodeContext:
+    spec: ExperimentSpec
+    name: str
+    link: ControlLink
+    results: ResultsDir
+    t0_ns: int
+    ntp_addr: tuple[str, int] | None = None
+    ntp_addrs: list[tuple[str, int]] = field(default_factory=list)  # all servers (multi-server)
+    signalled: threading.Event = field(default_factory=threading.Event)  # SIGINT/SIGTERM seen
+
+    def install_signals(self) -> None:
+        def _stop(signum: int, _frame: object) -> None:
+            self.signalled.set()
+            self.link.stop_event.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    def node_clock(self) -> NodeClock:
+        n = self.spec.node(self.name)
+        osc = Oscillator(
+            offset_ns=round(n.offset_ms * 1_000_000),
+            drift_ppb=round(n.drift_ppm * 1_000),
+            t0_ns=self.t0_ns,
+            wander_ppb=n.wander_ppb,
+            seed=self.spec.seed * 1000 + self.spec.nodes.index(n),
+            faults=clock_faults(self.spec, self.name, self.t0_ns),
+            # "disciplined": a servo slews the system clock toward NTP (it follows the node's
+            # SyncState, see startup._start_sync); "free": none
+            discipline=make_discipline(n.discipline),
+        )
+        self._record_clock_faults()
+        return NodeClock(osc)
+
+    def _record_clock_faults(self) -> None:
+        """Record this node's scheduled clock faults: the oscillator applies each exactly at
+        its true start instant, so the record holds those instants."""
+        mine = [(i, f) for i, f in enumerate(self.spec.faults)
+                if f.kind in CLOCK_KINDS and f.node == self.name]  # fmt: skip
+        if not mine:
+            return
+        rec = FaultRecorder(self.results.nemesis_dir, self.name)
+        for i, f in mine:
+            rec.record(i, f.kind, f.target(), "start", f.start_ns(self.t0_ns), f.detail())
+            end = f.end_ns(self.t0_ns)
+            if end is not None:
+                rec.record(i, f.kind, f.target(), "end", end, f.detail())
+
+    def report_done(self, counts: dict[str, Any]) -> None:
+        """Final counts: to the node's own counts.json (always) and to the launcher (if there)."""
+        counts["cpu_s"] = round(time.process_time(), 3)  # this process's CPU time, user + sys
+        write_json_atomic(self.results.node_counts_path(self.name), counts)
+        self.link.send("done", counts=counts)
+        print(f"{self.name}: done {counts}", flush=True)
+
+
+def wire_codec(spec: ExperimentSpec) -> wire.WireCodec:
+    """The experiment's event codec: its source set and optional HMAC key."""
+    key = spec.run.hmac_key.encode() if spec.run.hmac_key else None
+    return wire.WireCodec(spec.sources, key)

@@ -1,0 +1,149 @@
+"""The coordinator node process: the paced broadcast of the workload to every worker."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from skewlab.clocks.oscillator import NodeClock
+from skewlab.clocks.sources import make_sources
+from skewlab.net import wire
+from skewlab.node.context import PROGRESS_EVERY_S, NodeContext, wire_codec
+from skewlab.node.counting import Strided, _summary
+from skewlab.node.patterns import Pacer, delays_ns
+from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
+from skewlab.node.udp import _connected, bind_udp
+from skewlab.trace import PartWriter, send_schema
+
+END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP may drop one)
+
+
+def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> int:
+    spec = ctx.spec
+    node = spec.node(ctx.name)
+    clock = ctx.node_clock()
+    sock = bind_udp(spec.run.host, node.port, "the coordinator")
+    state, poller = _start_sync(ctx, clock)
+    sources = make_sources(spec.sources, state, spec.source_params)
+    writer = PartWriter(ctx.results.node_dir(ctx.name), "events", send_schema(spec.sources),
+                        spec.run.batch_rows)  # fmt: skip
+    counts: dict[str, Any] = {}
+    try:
+        _warmup(ctx, clock, state, sources)
+        ctx.link.send("ready", port=sock.getsockname()[1])
+        ctx.link.start_event.wait()
+        cpu0 = time.process_time()
+        _quiet_gc()
+        counts = broadcast(ctx, sock, clock, sources, writer, workers)
+        counts["cpu_run_s"] = round(time.process_time() - cpu0, 3)  # sending phase only
+    finally:
+        poller.stop()
+        writer.flush()
+        sock.close()
+    counts.update(rows=writer.rows_written, parts=writer.parts_written, **poller.counts())
+    ctx.report_done(counts)
+    return 0
+
+
+def broadcast(
+    ctx: NodeContext,
+    sock: socket.socket,
+    clock: NodeClock,
+    sources: Sequence[Any],
+    writer: PartWriter,
+    workers: list[tuple[str, str, int]],
+) -> dict[str, Any]:
+    """Pace the schedule, stamping each event with every source from one clock read."""
+    spec = ctx.spec
+    stop = ctx.link.stop_event
+    codec = wire_codec(spec)
+    encode = codec.encode_flat
+    kind_event = wire.KIND_EVENT
+    none_flat = (0, wire.NO_VALUE, wire.NO_VALUE, wire.NO_VALUE)
+    total = spec.workload.events
+    payload = spec.workload.payload_bytes
+    names = [w[0] for w in workers]
+    addrs = [(h, p) for _, h, p in workers]
+    nw = len(addrs)
+    failed_to = [0] * nw
+    errors: Counter[str] = Counter()
+    readers = [s.read for s in sources]
+    append = writer.append
+    now = clock.now
+    # one connected socket per worker: a cheaper send, and a dead worker's ICMP error surfaces
+    # as a counted send failure
+    outs = [_connected(ctx.spec.run.host, a) for a in addrs]
+    sends = [o.send for o in outs]
+    pacer = Pacer()
+    mono = pacer.clock
+    lateness = Strided(total)
+    stride = lateness.stride
+    report_every = int(PROGRESS_EVERY_S * 1e9)
+    sent = 0
+    prev_delay = 0
+    due = started = mono()
+    next_report = started + report_every
+    for i, delay in enumerate(delays_ns(spec.workload, spec.seed)):
+        if stop.is_set():
+            break
+        actual = pacer.wait_until(due, prev_delay)
+        truth, local = now()
+        flat: tuple = ()
+        own: tuple = ()
+        for read in readers:
+            r = read(local, truth)  # Reading: (estimate, earliest, latest, status, as_of)
+            e = r[0]
+            if e is None:
+                flat += none_flat
+                own += (None, None, None, r[3])
+            else:
+                flat += (r[3], e, r[1], r[2])
+                own += r[:4]
+        data = encode(kind_event, i, i, local, flat, payload)
+        ok = nw
+        for j, snd in enumerate(sends):  # successes per worker: sent − failures (at the end)
+            try:
+                snd(data)
+            except OSError as err:
+                failed_to[j] += 1
+                errors[type(err).__name__] += 1
+                ok -= 1
+        late = actual - due
+        append((i, i, truth, local, delay, late, ok, nw - ok, *own))
+        if i % stride == 0:
+            lateness.add(late)
+        sent += 1
+        prev_delay = delay
+        due += delay
+        if actual >= next_report:
+            ctx.link.send(
+                "progress", sent=sent, total=total, elapsed_s=round((actual - started) / 1e9, 3),
+                behind_ms=round(late / 1e6, 3),
+            )  # fmt: skip
+            next_report = actual + report_every
+    elapsed = mono() - started
+    # End of stream, carrying the number of events sent, a few times (UDP may drop one).
+    local = clock.local_ns()
+    end = encode(wire.KIND_END, sent, sent, local, none_flat * len(readers), payload)
+    for _ in range(END_MARKER_COPIES):
+        for snd in sends:
+            try:
+                snd(end)
+            except OSError:
+                pass
+    for o in outs:
+        o.close()
+    counts: dict[str, Any] = {
+        "sent": sent,
+        "sent_to": {n: sent - f for n, f in zip(names, failed_to, strict=True)},
+        "send_failures": dict(zip(names, failed_to, strict=True)),
+        "send_errors": dict(errors),
+        "elapsed_s": round(elapsed / 1e9, 6),
+        "achieved_rate_per_s": round(sent / (elapsed / 1e9), 3) if elapsed > 0 else None,
+        "wakeups": pacer.sleeps,
+    }
+    counts.update(_summary(lateness.values(), "pacing_error"))
+    return counts
