@@ -24,8 +24,9 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from skewlab.analysis.links import summarize_link
 from skewlab.net.distributions import NS_PER_MS
-from skewlab.net.link import RT_PRIORITY, LinkHub, _set_realtime, summarize_link
+from skewlab.net.link import RT_PRIORITY, LinkHub, _set_realtime
 from skewlab.net.profiles import PROFILES
 
 

@@ -60,8 +60,8 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
     figure and a report land in OUT/<experiment-id>/.
     """
     from skewlab.analysis import analyze
+    from skewlab.analysis.links import format_summary as format_link_summary
     from skewlab.deploy.local import LaunchError, LocalLauncher
-    from skewlab.net.link import format_summary as format_link_summary
 
     spec = load_spec(config, events, seed)
     if network is not None:

@@ -168,6 +168,32 @@ def ntp_row(sample: Any) -> tuple[Any, ...]:
     return tuple(getattr(sample, name) for name in NTP_SCHEMA.names)
 
 
+# -- link traces: traces/_links/<from>~<to>.parquet, written by the link emulator (net/link.py),
+# read by the analysis (analysis/links.py). 1: first version. 2: the file metadata's
+# ``skewlab.link`` JSON also holds ``requested``: per direction, the figures the link was asked
+# for (mean/p50/p99 delay, loss rate...), computed by the emulator from its settings.
+LINK_TRACE_VERSION = 2
+FORWARD, BACK = 0, 1  # direction of a datagram: forward = from the path's source
+LINK_DIRECTIONS = {FORWARD: "forward", BACK: "back"}
+DELIVERED, LOST, SEND_ERROR, UNSENT = 0, 1, 2, 3  # fate of a datagram copy
+LINK_FATES = {DELIVERED: "delivered", LOST: "lost", SEND_ERROR: "send_error", UNSENT: "unsent"}
+
+LINK_SCHEMA = pa.schema(
+    [
+        pa.field("direction", pa.int8(), nullable=False),  # 0 forward, 1 back
+        pa.field("seq", pa.uint64(), nullable=False),  # per-direction arrival number
+        pa.field("copy", pa.int8(), nullable=False),  # 0 original, 1 duplicate
+        pa.field("size", pa.int32(), nullable=False),  # datagram bytes
+        pa.field("truth_in_ns", pa.int64(), nullable=False),  # host clock when the relay got it
+        pa.field("truth_out_ns", pa.int64()),  # host clock just before the relay sent it
+        pa.field("sampled_delay_ns", pa.int64()),  # drawn from the delay distribution
+        pa.field("scheduled_delay_ns", pa.int64()),  # sampled + hold-back + rate queueing
+        pa.field("held", pa.bool_(), nullable=False),  # reorder hold-back applied
+        pa.field("fate", pa.int8(), nullable=False),  # 0 delivered 1 lost 2 send_error 3 unsent
+    ]
+)
+
+
 class PartWriter:
     """Buffers row tuples and writes numbered Parquet parts of ``batch_rows`` rows.
 

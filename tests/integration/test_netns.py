@@ -16,9 +16,10 @@ import time
 import numpy as np
 import pytest
 
+from skewlab.analysis.links import summarize_link
 from skewlab.net import netns
 from skewlab.net.distributions import NS_PER_MS, ConstantDelay
-from skewlab.net.link import LinkHub, summarize_link
+from skewlab.net.link import LinkHub
 from skewlab.net.profiles import DirectionSpec, ResolvedLink
 from skewlab.ntp.client import NtpClient
 from skewlab.ntp.server import NtpServer

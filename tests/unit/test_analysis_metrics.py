@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from skewlab.analysis import analyze
-from skewlab.analysis.load import AnalysisSettings
+from skewlab.analysis.load import LEGACY_BOUNDED, AnalysisSettings
 from skewlab.analysis.metrics import window_start
 from skewlab.analysis.stats_util import Z95, nearest_rank, rate, wilson
 from skewlab.store import ResultsDir
@@ -560,6 +560,44 @@ def test_unknown_events_and_bounded_detected_from_data(tmp_path: Path) -> None:
     assert (acc["received"], acc["unknown_events"], acc["lost"]) == (1, 1, 0)
     c = st["workers"]["A"]["sources"]["mystery"]["causality"]
     assert c["events"] == 1 and c["bounded"]["provably_after"] == 1  # 101 < 105
+
+
+def test_bounded_comes_from_metadata_else_the_legacy_table(tmp_path: Path) -> None:
+    """Whether a source returns intervals by design comes from metadata.json (``sources``:
+    {name: {"bounded": bool}}, recorded by the run's writer); folders written before the field
+    fall back to the fixed LEGACY_BOUNDED table. Readings here are points (earliest = latest),
+    so the data adds nothing."""
+    sends = [{"event_id": 1, "truth": 100, "truetime": 100, "mystery": 100}]
+    rec = {
+        "A": [{"event_id": 1, "truth": 105, "truetime": 105, "mystery": 105}],
+        "B": [{"event_id": 1, "truth": 104, "truetime": 104, "mystery": 104}],
+    }
+    srcs = ["truetime", "mystery"]
+    old = write_run(tmp_path / "old", sends, rec, sources=srcs)
+    assert analyze(old, make_figures=False)["source_kinds"] == {
+        "truetime": "bounded",  # named in the legacy table
+        "mystery": "point",
+    }
+    new = write_run(tmp_path / "new", sends, rec, sources=srcs)
+    meta = json.loads(new.metadata_path.read_text())
+    meta["sources"] = {"truetime": {"bounded": False}, "mystery": {"bounded": True}}
+    new.metadata_path.write_text(json.dumps(meta))
+    assert analyze(new, make_figures=False)["source_kinds"] == {
+        "truetime": "point",
+        "mystery": "bounded",
+    }
+
+
+def test_writer_records_bounded_and_legacy_table_agrees_with_the_registry() -> None:
+    """The launcher records each source's ``bounded`` from the source registry (the analysis
+    itself imports no clock code); every name in the analysis's legacy table is bounded there."""
+    from skewlab.clocks.sources import SOURCES
+    from skewlab.deploy.orchestrator import source_facts
+
+    facts = source_facts(sorted(SOURCES))
+    assert {n for n in LEGACY_BOUNDED if not facts[n]["bounded"]} == set()
+    assert facts["system"] == {"bounded": False} and facts["ntp"] == {"bounded": False}
+    assert source_facts(["truetime"]) == {"truetime": {"bounded": True}}
 
 
 def test_truth_violation_is_reported(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import threading
@@ -11,19 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from skewlab.analysis.links import format_summary, reorder_rate, summarize_link
 from skewlab.net.distributions import NS_PER_MS, BernoulliLoss, ConstantDelay, NormalDelay
-from skewlab.net.link import (
-    BACK,
-    DELIVERED,
-    FORWARD,
-    LINK_SCHEMA,
-    LOST,
-    Link,
-    LinkHub,
-    reorder_rate,
-    summarize_link,
-)
+from skewlab.net.link import Link, LinkHub, requested_figures
 from skewlab.net.profiles import PROFILES, DirectionSpec, ResolvedLink
+from skewlab.trace import BACK, DELIVERED, FORWARD, LINK_SCHEMA, LOST
 
 
 class Sink:
@@ -216,6 +209,30 @@ def test_summary_known_answer() -> None:
     assert b["mean_ms"] == pytest.approx(0.05)
     assert s["forward"]["requested"]["mean_ms"] == 2.0
     assert s["back"]["requested"]["mean_ms"] == 0.0
+    assert s["forward"]["requested"] == requested_figures(spec.forward)  # recorded by the writer
+
+
+def test_summary_of_a_version_1_trace_reports_unrecorded_requested_figures_as_null() -> None:
+    """Link traces before version 2 recorded the settings but not the requested figures; the
+    analysis (which imports no network code) reports those as null and still summarizes."""
+    spec = ResolvedLink(
+        forward=DirectionSpec(delay=ConstantDelay(delay_ms=2.0)), back=DirectionSpec()
+    )
+    link = Link("x~y", ("127.0.0.1", 9), spec, socket.socket(), {}, 1)
+    link.listen.close()
+    r0 = link.trace.add(FORWARD, 0, 0, 10, 100 * NS_PER_MS, 0, 2 * NS_PER_MS, False, DELIVERED)
+    link.trace.cols["truth_out_ns"][r0] = 103 * NS_PER_MS
+    meta = json.loads(link.metadata()[b"skewlab.link"])
+    del meta["requested"]
+    v1 = link.table().replace_schema_metadata(
+        {b"skewlab.trace_version": b"1", b"skewlab.link": json.dumps(meta).encode()}
+    )
+    s = summarize_link(v1)
+    req, ach = s["forward"]["requested"], s["forward"]["achieved"]
+    assert req["dist"] == "constant" and req["reorder"] == 0.0
+    assert req["mean_ms"] is None and req["p99_ms"] is None and req["loss_rate"] is None
+    assert ach["mean_ms"] == 3.0 and ach["mean_error_ms"] is None
+    assert "—" in format_summary({"x~y": s})  # the table prints it as unavailable
 
 
 def test_reorder_rate_counts_late_deliveries() -> None:

@@ -375,6 +375,8 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
             {
                 "truth_available": False,
                 "skewlab_version": __version__,
+                # system and ntp are point readings; chronotick's carry bounds (on the workers)
+                "sources": {s: {"bounded": s == "chronotick"} for s in sources},
                 "import": {
                     "format": FORMAT,
                     "source_dir": str(src.resolve()),

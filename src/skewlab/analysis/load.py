@@ -2,7 +2,8 @@
 
 The analysis reads nothing else. spec.json is read leniently (as data, not re-validated against
 today's source registry), so traces recorded with sources this build does not know — imported
-traces, newer runs — still analyse.
+traces, newer runs — still analyse. What the analysis must know about a source (does it return
+intervals?) comes from metadata.json, never from the clock code.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from skewlab.trace import (
 
 NS_PER_MS = 1_000_000
 
-# Sources that return an interval by design, even if a short run never shows a non-zero width.
-KNOWN_BOUNDED = frozenset({"truetime", "clockbound", "skewlab", "chrony", "chronotick"})
+# Whether a source returns an interval by design (even if a short run never shows a non-zero
+# width) is recorded by the run's writer in metadata.json: "sources": {name: {"bounded": bool}}.
+# Results folders written before that field existed fall back to this fixed table: every
+# bounded source skewlab had then (built-in and external). A source in neither counts as
+# bounded only if its readings show earliest != latest somewhere in the data.
+LEGACY_BOUNDED = frozenset(
+    {"truetime", "clockbound", "skewlab", "chrony", "chronotick", "chronotick_mcp",
+     "clockbound_shm"}
+)  # fmt: skip
 
 DEFAULT_WINDOW_SIZES_MS = (50, 100, 500, 1000)
 
@@ -79,14 +87,6 @@ def _scan(directory: Path, prefix: str, empty_schema: Any) -> pl.LazyFrame:
     return pl.scan_parquet([str(f) for f in files])
 
 
-def _registry_bounded(source: str) -> bool:
-    try:
-        from skewlab.clocks.sources import SOURCES
-    except ImportError:  # pragma: no cover - analysis must not need the runtime
-        return False
-    return bool(getattr(SOURCES.get(source), "bounded", False))
-
-
 def cw_columns(columns: list[str], source: str) -> list[int]:
     """Re-evaluation delays Δ (ms) present as ``<source>_cw<Δ>_earliest_ns`` columns."""
     pat = re.compile(rf"^{re.escape(source)}_cw(\d+)_earliest_ns$")
@@ -135,9 +135,24 @@ def load(results: ResultsDir, settings: AnalysisSettings | None = None) -> Trace
     return t
 
 
+def recorded_bounded(metadata: dict[str, Any]) -> dict[str, bool]:
+    """Per source, whether it returns intervals by design, as metadata.json records it
+    (``"sources": {name: {"bounded": bool}}``); empty for folders written before the field."""
+    facts = metadata.get("sources")
+    if not isinstance(facts, dict):
+        return {}
+    out: dict[str, bool] = {}
+    for name, f in facts.items():
+        if isinstance(f, dict) and "bounded" in f:
+            out[name] = bool(f["bounded"])
+    return out
+
+
 def _bounded_sources(t: Traces) -> dict[str, bool]:
-    """A source is bounded if known to be, or if any reading in the data has earliest ≠ latest."""
-    out = {s: s in KNOWN_BOUNDED or _registry_bounded(s) for s in t.sources}
+    """A source is bounded if the metadata says so (older folders: if ``LEGACY_BOUNDED`` names
+    it), or if any reading in the data has earliest ≠ latest."""
+    recorded = recorded_bounded(t.metadata)
+    out = {s: recorded.get(s, s in LEGACY_BOUNDED) for s in t.sources}
     todo = [s for s in t.sources if not out[s]]
     if not todo:
         return out

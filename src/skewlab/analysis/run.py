@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from skewlab.analysis import metrics as m
+from skewlab.analysis.links import summarize_results
 from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load
 from skewlab.analysis.stats_util import collect_row, rate
 from skewlab.store import ResultsDir, write_json_atomic
@@ -24,8 +25,6 @@ def analyze(
     """Compute every metric from the stored traces; write stats.json (+ figures and reports)."""
     t = load(results, settings)
     stats = compute(t)
-    from skewlab.net.link import summarize_results
-
     if links := summarize_results(results):  # requested vs achieved per emulated link
         stats["network"] = links
     if make_figures:

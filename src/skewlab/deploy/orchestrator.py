@@ -357,6 +357,7 @@ class Orchestrator:
             "host": platform.node(),
             "launcher": self.launcher_name,
             "truth_available": self.truth_available(),
+            "sources": source_facts(spec.sources),
             "t0_ns": self.t0_ns,
             "started_unix_ns": self.t0_ns,
             "status": "running",
@@ -486,6 +487,14 @@ class Orchestrator:
             {n: (p.done or {}) for n, p in self.procs.items()},
             time.monotonic() - started,
         )
+
+
+def source_facts(names: list[str]) -> dict[str, dict[str, bool]]:
+    """What the analysis must know about each source, recorded in metadata.json (``sources``):
+    whether it returns intervals by design. The analysis reads it there, never the clock code."""
+    from skewlab.clocks.sources import SOURCES
+
+    return {n: {"bounded": bool(getattr(SOURCES.get(n), "bounded", False))} for n in names}
 
 
 def source_commit() -> str | None:
