@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 
 from skewlab.clocks.oscillator import NodeClock, Oscillator
-from skewlab.ntp.client import NtpClient, NtpError, NtpSample
+from skewlab.ntp.client import NtpClient, NtpError
+from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.server import NtpServer
 
 MS = 1_000_000

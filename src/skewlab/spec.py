@@ -15,8 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from skewlab.nemesis.schedule import FaultSpec
-from skewlab.net.profiles import NetworkSpec
+from skewlab.clocks.names import SOURCE_NAMES
+from skewlab.nemesis.schedule import CLOCK_KINDS, NTP_KINDS, FaultSpec, ntp_server_name
+from skewlab.net.profiles import NetworkSpec, experiment_paths, spec_paths
 
 CYCLE_DELAYS_MS: dict[str, float] = {
     "fast": 10.0,
@@ -194,13 +195,11 @@ class ExperimentSpec(_Model):
     @field_validator("sources")
     @classmethod
     def _sources_ok(cls, v: list[str]) -> list[str]:
-        from skewlab.clocks.sources import SOURCES
-
         if not v:
             raise ValueError("at least one clock source is needed")
-        unknown = [s for s in v if s not in SOURCES]
+        unknown = [s for s in v if s not in SOURCE_NAMES]
         if unknown:
-            raise ValueError(f"unknown source(s) {unknown}; known: {sorted(SOURCES)}")
+            raise ValueError(f"unknown source(s) {unknown}; known: {sorted(SOURCE_NAMES)}")
         if len(set(v)) != len(v):
             raise ValueError("sources are listed more than once")
         return v
@@ -233,16 +232,36 @@ class ExperimentSpec(_Model):
 
     @model_validator(mode="after")
     def _network_ok(self) -> ExperimentSpec:
-        from skewlab.net.profiles import spec_paths
-
         self.network.check_paths(spec_paths(self))
         return self
 
     @model_validator(mode="after")
     def _faults_ok(self) -> ExperimentSpec:
-        from skewlab.nemesis.schedule import check_faults
-
-        check_faults(self)
+        """Each fault against the rest of the spec; errors name ``faults[i].key``."""
+        names = {n.name for n in self.nodes}
+        servers = tuple(ntp_server_name(i) for i in range(self.ntp.servers))
+        paths = experiment_paths(
+            self.coordinator.name, [w.name for w in self.workers], sorted(names), servers
+        )
+        relayed = self.network.relayed(paths)
+        for i, f in enumerate(self.faults):
+            if f.kind in CLOCK_KINDS and f.node not in names:
+                raise ValueError(
+                    f"faults[{i}].node: no node named {f.node!r} (nodes: {sorted(names)})"
+                )
+            if f.kind in NTP_KINDS and f.server >= self.ntp.servers:
+                raise ValueError(
+                    f"faults[{i}].server: {f.server} but ntp.servers = {self.ntp.servers} "
+                    f"(servers are numbered from 0)"
+                )
+            if f.kind == "link_loss":
+                if f.path not in paths:
+                    raise ValueError(f"faults[{i}].path: unknown path {f.path!r}; paths: {paths}")
+                if f.path not in relayed:
+                    raise ValueError(
+                        f"faults[{i}].path: {f.path!r} is not emulated (loopback); give it a "
+                        f"network profile (network.links.{f.path!r}) so a relay can drop packets"
+                    )
         return self
 
     @property

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from skewlab.clocks.oscillator import NodeClock, Oscillator
-from skewlab.ntp.client import NtpClient, NtpError, NtpSample
+from skewlab.ntp.client import NtpClient, NtpError
+from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.server import NtpServer
 from tests.conftest import require_command
 

@@ -9,8 +9,9 @@ import threading
 import pytest
 
 from skewlab.clocks.oscillator import NodeClock, Oscillator
-from skewlab.ntp.client import NtpClient, NtpError, NtpSample
+from skewlab.ntp.client import NtpClient, NtpError
 from skewlab.ntp.packet import MODE_SERVER, NtpPacket, ns_to_ntp64
+from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.select import FALSETICKER, SELECTED, select
 from skewlab.ntp.server import NtpServer
 

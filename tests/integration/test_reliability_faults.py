@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from skewlab.deploy.local import LocalLauncher
-from skewlab.nemesis import load_faults
+from skewlab.nemesis.record import load_faults
 from skewlab.spec import from_dict
 from skewlab.trace import load_receipts, read_parts
 from tests.conftest import skewlab_cmd

@@ -14,11 +14,10 @@ from skewlab.net.distributions import (
     ConstantDelay,
     GilbertElliottLoss,
     LognormalDelay,
-    LossProcess,
     NormalDelay,
     ParetoDelay,
-    delay_stream,
 )
+from skewlab.net.sampling import LossProcess, delay_stream
 
 stats = pytest.importorskip("scipy.stats")
 

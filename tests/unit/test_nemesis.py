@@ -11,9 +11,10 @@ import pytest
 
 from skewlab.clocks.oscillator import ClockFault
 from skewlab.clocks.sync import SyncState
-from skewlab.nemesis import FaultRecorder, clock_faults, load_faults
 from skewlab.nemesis.link import LinkNemesis
 from skewlab.nemesis.ntp import NtpNemesis
+from skewlab.nemesis.record import FaultRecorder, load_faults
+from skewlab.nemesis.schedule import clock_faults
 from skewlab.node.sync import NtpPoller
 from skewlab.ntp.client import NtpClient, NtpError, compute_sample
 from skewlab.ntp.server import NtpServer

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skewlab.ntp.client import NtpError, NtpSample
+from skewlab.ntp.client import NtpError
+from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.select import (
     FALSETICKER,
     MAX_DISTANCE_NS,

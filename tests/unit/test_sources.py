@@ -7,7 +7,7 @@ import pytest
 from skewlab.clocks.base import Status
 from skewlab.clocks.sources import SOURCES, make_sources
 from skewlab.clocks.sync import SyncState
-from skewlab.ntp.client import NtpSample
+from skewlab.ntp.sample import NtpSample
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -17,7 +17,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from skewlab.clocks.sync import SyncState
-from skewlab.ntp.client import NtpSample
+from skewlab.ntp.sample import NtpSample
 
 NS_PER_S = 1_000_000_000
 

@@ -17,34 +17,25 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from skewlab.clocks.faults import ClockFault
 from skewlab.timebase import HOST_CLOCK, TimeSource
-
-if TYPE_CHECKING:
-    from skewlab.clocks.discipline import Discipline
 
 NS_PER_S = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class ClockFault:
-    """One scheduled fault of a node clock, at a true instant ``at_ns``.
+class Servo(Protocol):
+    """What an oscillator asks of its discipline (``clocks/discipline.Discipline``): the
+    correction slewed into the realtime clock at monotonic readings. A protocol, so that this
+    module does not import the discipline, which stands on the sync state, which reads this
+    module's clocks."""
 
-    - ``step``: the realtime clock jumps by ``delta_ns`` (monotonic unaffected).
-    - ``freq``: the oscillator frequency changes by ``delta_ppb`` from then on (both clocks).
-    - ``strobe``: for ``duration_ns`` the realtime clock alternates between its normal value
-      and normal + ``delta_ns`` every half ``period_ns`` (Jepsen's clock strobe).
-    """
+    def correction_at(self, mono_ns: int) -> int: ...
 
-    kind: Literal["step", "freq", "strobe"]
-    at_ns: int  # true time the fault starts
-    delta_ns: int = 0  # step / strobe size, ns (positive: clock jumps ahead)
-    delta_ppb: int = 0  # frequency change, ppb (positive: clock runs faster)
-    period_ns: int = 0  # strobe period, ns
-    duration_ns: int = 0  # strobe duration, ns
+    def correction_at_array(self, mono_ns: np.ndarray) -> np.ndarray: ...
 
 
 class Wander:
@@ -116,7 +107,7 @@ class Oscillator:
     wander_ppb: float = 0.0  # random-walk frequency wander, σ in ppb per √s (0: none)
     seed: int = 0  # seed of the wander path
     faults: tuple[ClockFault, ...] = ()  # scheduled steps / frequency jumps / strobes
-    discipline: Discipline | None = None  # optional servo slewing the realtime clock
+    discipline: Servo | None = None  # optional servo slewing the realtime clock
     _wander: Wander | None = field(default=None, init=False, repr=False)
     plain: bool = field(default=True, init=False)  # True: no wander, faults nor discipline
     gapless: bool = field(default=True, init=False)  # True: no steps/strobes/discipline: gap 0
@@ -127,7 +118,7 @@ class Oscillator:
             self._wander = Wander(self.wander_ppb, self.seed, self.t0_ns)
         self.attach(self.discipline)
 
-    def attach(self, discipline: Discipline | None) -> None:
+    def attach(self, discipline: Servo | None) -> None:
         """Attach (or remove) a discipline servo after construction."""
         self.discipline = discipline
         self.plain = self._wander is None and not self.faults and discipline is None

@@ -31,8 +31,9 @@ from skewlab.clocks.estimator import (
     outward,
     prepare_group,
 )
+from skewlab.clocks.external import EXTERNAL_SOURCES
 from skewlab.clocks.sync import SyncState
-from skewlab.ntp.client import NtpSample
+from skewlab.ntp.sample import NtpSample
 
 NS_PER_S = 1_000_000_000
 _NONE = Reading.none()
@@ -736,6 +737,8 @@ SOURCES: dict[str, SourceFactory] = {
     "truetime": TrueTimeSource,
     "clockbound": ClockBoundSource,
     "skewlab": SkewlabSource,
+    # Backed by real host services (ChronoTick, chrony, ClockBound): read the host clock.
+    **EXTERNAL_SOURCES,
 }
 
 
@@ -752,9 +755,3 @@ def make_sources(
             raise ValueError(f"unknown clock source {n!r}; known: {', '.join(SOURCES)}") from None
         out.append(factory(state, **dict(params.get(n, {}))))
     return out
-
-
-# Sources backed by real host services (ChronoTick, chrony, ClockBound): read the host clock.
-from skewlab.clocks.external import EXTERNAL_SOURCES  # noqa: E402
-
-SOURCES.update(EXTERNAL_SOURCES)

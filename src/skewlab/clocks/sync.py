@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from skewlab.ntp.client import NtpSample
+from skewlab.ntp.sample import NtpSample
 
 if TYPE_CHECKING:
     from skewlab.clocks.oscillator import NodeClock

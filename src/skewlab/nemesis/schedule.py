@@ -19,14 +19,12 @@ The nemesis only applies and records faults (``skewlab.nemesis.record``); it nev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from skewlab.clocks.oscillator import ClockFault
-
-if TYPE_CHECKING:
-    from skewlab.spec import ExperimentSpec
+from skewlab.clocks.faults import ClockFault
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -119,35 +117,15 @@ class FaultSpec(BaseModel):
         return self.model_dump(exclude_defaults=True, exclude={"kind", "at_s"})
 
 
-def check_faults(spec: ExperimentSpec) -> None:
-    """Cross-checks against the rest of the spec; raises ValueError naming ``faults[i].key``."""
-    from skewlab.net.profiles import experiment_paths
+class HasFaults(Protocol):
+    """What :func:`clock_faults` reads of a spec (an ``ExperimentSpec``; named structurally so
+    this module stays a leaf of the spec and never imports it back)."""
 
-    names = {n.name for n in spec.nodes}
-    servers = tuple(ntp_server_name(i) for i in range(spec.ntp.servers))
-    paths = experiment_paths(
-        spec.coordinator.name, [w.name for w in spec.workers], sorted(names), servers
-    )
-    relayed = spec.network.relayed(paths)
-    for i, f in enumerate(spec.faults):
-        if f.kind in CLOCK_KINDS and f.node not in names:
-            raise ValueError(f"faults[{i}].node: no node named {f.node!r} (nodes: {sorted(names)})")
-        if f.kind in NTP_KINDS and f.server >= spec.ntp.servers:
-            raise ValueError(
-                f"faults[{i}].server: {f.server} but ntp.servers = {spec.ntp.servers} "
-                f"(servers are numbered from 0)"
-            )
-        if f.kind == "link_loss":
-            if f.path not in paths:
-                raise ValueError(f"faults[{i}].path: unknown path {f.path!r}; paths: {paths}")
-            if f.path not in relayed:
-                raise ValueError(
-                    f"faults[{i}].path: {f.path!r} is not emulated (loopback); give it a "
-                    f"network profile (network.links.{f.path!r}) so a relay can drop packets"
-                )
+    @property
+    def faults(self) -> Sequence[FaultSpec]: ...
 
 
-def clock_faults(spec: ExperimentSpec, node: str, t0_ns: int) -> tuple[ClockFault, ...]:
+def clock_faults(spec: HasFaults, node: str, t0_ns: int) -> tuple[ClockFault, ...]:
     """The oscillator faults of one node: exact, deterministic functions of true time."""
     out: list[ClockFault] = []
     for f in spec.faults:

@@ -4,21 +4,21 @@ Every delay model states its requested mean and quantiles in closed form (``mean
 ``quantile_ns``), so a run can report the achieved delays against the requested ones. Samples
 are drawn in blocks from a numpy ``Generator`` (one independent stream per concern), so a link
 is reproducible from its seed and cheap per packet. Formulas: docs/METHODOLOGY.md, "Network".
+
+The models here are plain data with closed-form figures (no numpy): they are part of the
+experiment spec, which must stay a leaf. Drawing samples lives in ``net/sampling.py``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from statistics import NormalDist
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NS_PER_MS = 1_000_000
 _STD_NORMAL = NormalDist()
-BLOCK = 4096  # samples drawn per numpy call
 
 
 class _Model(BaseModel):
@@ -36,9 +36,6 @@ class ConstantDelay(_Model):
 
     def quantile_ns(self, q: float) -> float:
         return self.delay_ms * NS_PER_MS
-
-    def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return np.full(n, round(self.delay_ms * NS_PER_MS), dtype=np.int64)
 
 
 class NormalDelay(_Model):
@@ -59,10 +56,6 @@ class NormalDelay(_Model):
     def quantile_ns(self, q: float) -> float:
         mu, sd = self.mean_ms * NS_PER_MS, self.std_ms * NS_PER_MS
         return max(0.0, mu + sd * _STD_NORMAL.inv_cdf(q)) if sd else mu
-
-    def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        x = rng.normal(self.mean_ms * NS_PER_MS, self.std_ms * NS_PER_MS, n)
-        return np.maximum(np.rint(x), 0).astype(np.int64)
 
 
 class LognormalDelay(_Model):
@@ -93,11 +86,6 @@ class LognormalDelay(_Model):
         mu, sigma = self.log_params()
         return self.min_ms * NS_PER_MS + math.exp(mu + sigma * _STD_NORMAL.inv_cdf(q))
 
-    def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        mu, sigma = self.log_params()
-        x = self.min_ms * NS_PER_MS + rng.lognormal(mu, sigma, n)
-        return np.rint(x).astype(np.int64)
-
 
 class ParetoDelay(_Model):
     """``min_ms`` plus a Pareto II (Lomax) tail of shape α, scaled so the mean is ``mean_ms``.
@@ -125,11 +113,6 @@ class ParetoDelay(_Model):
 
     def quantile_ns(self, q: float) -> float:
         return self.min_ms * NS_PER_MS + self.scale_ns() * ((1 - q) ** (-1 / self.shape) - 1)
-
-    def sample_n(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        u = 1.0 - rng.random(n)  # in (0, 1]
-        x = self.min_ms * NS_PER_MS + self.scale_ns() * (u ** (-1 / self.shape) - 1)
-        return np.rint(np.minimum(x, 3.6e12)).astype(np.int64)  # cap at one hour
 
 
 DelaySpec = Annotated[
@@ -169,47 +152,3 @@ class GilbertElliottLoss(_Model):
 
 
 LossSpec = Annotated[BernoulliLoss | GilbertElliottLoss, Field(discriminator="model")]
-
-
-class BlockStream:
-    """Hands out one value at a time from blocks drawn by ``draw(rng, n)``: cheap per packet."""
-
-    def __init__(self, rng: np.random.Generator, draw: Callable[[np.random.Generator, int], Any]):
-        self._rng = rng
-        self._draw = draw
-        self._buf: list = []
-        self._i = 0
-
-    def next(self) -> Any:
-        if self._i >= len(self._buf):
-            self._buf = self._draw(self._rng, BLOCK).tolist()
-            self._i = 0
-        v = self._buf[self._i]
-        self._i += 1
-        return v
-
-
-class LossProcess:
-    """Decides, packet by packet, whether a loss model drops it."""
-
-    def __init__(self, spec: BernoulliLoss | GilbertElliottLoss, rng: np.random.Generator):
-        self.spec = spec
-        self._u = BlockStream(rng, lambda r, n: r.random(n))
-        self.bad = False  # Gilbert–Elliott state; starts good
-
-    def lost(self) -> bool:
-        s = self.spec
-        if isinstance(s, BernoulliLoss):
-            return s.rate > 0 and self._u.next() < s.rate
-        p = s.loss_bad if self.bad else s.loss_good
-        drop = p > 0 and self._u.next() < p
-        move = s.p_bg if self.bad else s.p_gb
-        if self._u.next() < move:
-            self.bad = not self.bad
-        return drop
-
-
-def delay_stream(spec: ConstantDelay | NormalDelay | LognormalDelay | ParetoDelay,
-                 rng: np.random.Generator) -> BlockStream:  # fmt: skip
-    """Per-packet delays (int ns) from ``spec``."""
-    return BlockStream(rng, spec.sample_n)

@@ -13,7 +13,8 @@ import threading
 from collections import Counter
 
 from skewlab.clocks.sync import SyncState
-from skewlab.ntp.client import NtpClient, NtpError, NtpSample
+from skewlab.ntp.client import NtpClient, NtpError
+from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.select import select
 from skewlab.trace import PartWriter, ntp_row
 

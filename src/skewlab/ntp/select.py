@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from skewlab.ntp.client import NtpError, NtpSample
+from skewlab.ntp.client import NtpError
+from skewlab.ntp.sample import NtpSample
 
 MAX_DISTANCE_NS = 1_500_000_000  # RFC 5905 MAXDIST: a larger root distance is useless
 

@@ -21,7 +21,8 @@ from skewlab.clocks.discipline import Discipline
 from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
-from skewlab.ntp.client import NtpError, NtpSample, compute_sample
+from skewlab.ntp.client import NtpError, compute_sample
+from skewlab.ntp.sample import NtpSample
 from skewlab.timebase import VirtualClock
 
 NS_PER_S = 1_000_000_000

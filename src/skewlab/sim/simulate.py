@@ -35,11 +35,13 @@ from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
 from skewlab.nemesis.schedule import clock_faults, ntp_server_name
-from skewlab.net.distributions import LognormalDelay, LossProcess, delay_stream
+from skewlab.net.distributions import LognormalDelay
 from skewlab.net.profiles import NTP_SERVER_NODE, DirectionSpec, path_name
+from skewlab.net.sampling import LossProcess, delay_stream, sample_n
 from skewlab.node.patterns import delays_ns
-from skewlab.ntp.client import NtpError, NtpSample, compute_sample
+from skewlab.ntp.client import NtpError, compute_sample
 from skewlab.ntp.packet import ns_to_short, short_to_ns
+from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.select import select
 from skewlab.ntp.server import SERVER_PRECISION
 from skewlab.sim.vector import Readings, SourceTrack
@@ -314,7 +316,7 @@ def _event_delays(spec: ExperimentSpec, w: str, widx: int, send: np.ndarray) -> 
     d = _direction(spec, coord, w, back=False)
     rng = _seed(spec, widx, 1)
     n = len(send)
-    delay = d.delay.sample_n(rng, n)
+    delay = sample_n(d.delay, rng, n)
     if d.loss.loss_rate() == 0:
         lost = np.zeros(n, dtype=bool)
     elif d.loss.model == "bernoulli":

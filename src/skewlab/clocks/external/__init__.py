@@ -15,6 +15,7 @@ from skewlab.clocks.external.chronotick_mcp import ChronoTickMcpSource
 from skewlab.clocks.external.chronotick_shm import ChronoTickShmSource
 from skewlab.clocks.external.chrony import ChronySource
 from skewlab.clocks.external.clockbound_shm import ClockBoundShmSource, ClockBoundWriter
+from skewlab.clocks.names import BUILTIN_SOURCE_NAMES
 
 EXTERNAL_SOURCES: dict[str, Callable[..., Any]] = {
     "chronotick": ChronoTickShmSource,
@@ -49,10 +50,10 @@ def is_optional(params: Mapping[str, Any] | None) -> bool:
 
 def availability(name: str, params: Mapping[str, Any] | None = None) -> tuple[bool, str]:
     """(ok, reason) for a source by name; sources without a host service are always available."""
-    from skewlab.clocks.sources import SOURCES
-
-    factory = SOURCES.get(name) or EXTERNAL_SOURCES.get(name)
+    factory = EXTERNAL_SOURCES.get(name)
     if factory is None:
+        if name in BUILTIN_SOURCE_NAMES:
+            return True, "built in (no host service needed)"
         return False, f"unknown clock source {name!r}"
     check = getattr(factory, "available", None)
     if check is None:
