@@ -1,12 +1,16 @@
-"""The one interface through which skewlab code reads time.
+"""The one interface through which skewlab code reads time and waits for it.
 
 True time is the host's CLOCK_REALTIME, shared by every emulated node on one machine. A node
 reads it only through its own oscillator (``skewlab.clocks.oscillator``); real, emulated and
-virtual (simulated) time all implement :class:`TimeSource`.
+virtual (simulated) time all implement :class:`TimeSource`. Node logic that waits (the NTP
+poller, the commit-wait pass, the fault schedule) waits through :class:`Scheduler`
+(``wait_until``), so the same loop runs on the host clock (a real wait) and on a virtual clock
+(time jumps to the instant).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Protocol
 
@@ -17,6 +21,13 @@ class TimeSource(Protocol):
     def now_ns(self) -> int: ...
 
 
+class Scheduler(TimeSource, Protocol):
+    """A clock that can also wait: ``wait_until(t_ns, stop)`` returns once true time reaches
+    ``t_ns`` (True) or ``stop`` is set (False)."""
+
+    def wait_until(self, t_ns: int, stop: threading.Event) -> bool: ...
+
+
 class HostClock:
     """True time: the host's realtime clock (``truth_ns``)."""
 
@@ -24,6 +35,11 @@ class HostClock:
 
     def now_ns(self) -> int:
         return time.time_ns()
+
+    def wait_until(self, t_ns: int, stop: threading.Event) -> bool:
+        """Sleep until the host clock reaches ``t_ns``; False at once if ``stop`` is set."""
+        wait = (t_ns - time.time_ns()) / 1e9
+        return not stop.wait(wait) if wait > 0 else not stop.is_set()
 
 
 class VirtualClock:
@@ -42,6 +58,13 @@ class VirtualClock:
             raise ValueError("virtual time cannot go backwards")
         self._now += int(delta_ns)
         return self._now
+
+    def wait_until(self, t_ns: int, stop: threading.Event) -> bool:
+        """Virtual waiting: time jumps to ``t_ns`` (never back); False if ``stop`` is set."""
+        if stop.is_set():
+            return False
+        self._now = max(self._now, int(t_ns))
+        return True
 
     def set(self, t_ns: int) -> None:
         if t_ns < self._now:

@@ -153,7 +153,7 @@ def test_link_loss_blacks_out_both_directions(tmp_path: Path) -> None:
 
 
 class _FakeClient:
-    """Answers best_of with a fixed offset (or fails) — a stand-in NTP client."""
+    """Answers exchanges with a fixed offset (or fails) — a stand-in NTP transport."""
 
     timeout_s = 0.1
 
@@ -161,7 +161,7 @@ class _FakeClient:
         self.name = name
         self.offset = offset_ns
 
-    def best_of(self, n: int):
+    def exchange(self):
         if self.offset is None:
             raise NtpError("timeout", self.name)
         t1 = 10**18
@@ -199,7 +199,7 @@ def test_poller_places_a_sample_with_the_gap_at_its_t4() -> None:
     clock = NodeClock(Oscillator(faults=(step,)), host)
 
     class _Client(_FakeClient):
-        def best_of(self, n: int):
+        def exchange(self):
             t1 = t4_truth - 2_000
             s = compute_sample("a", t1, t1 + 1_000, t1 + 1_100, t4_truth, truth_t1_ns=t1,
                                truth_t4_ns=t4_truth)  # fmt: skip

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pytest
 
 from skewlab.analysis import analyze
+from skewlab.clocks.node import node_oscillator
 from skewlab.node.patterns import effective_commit_wait_ms
-from skewlab.sim.simulate import SimError, node_oscillator, simulate
+from skewlab.sim.simulate import SimError, simulate
 from skewlab.spec import ExperimentSpec, from_dict
 from skewlab.trace import load_receipts, read_parts, receipt_schema, send_schema
 

@@ -49,6 +49,23 @@ class Discipline:
             return 0
         return round(self._c[k] + self._r[k] * (mono_ns - self._m[k]) / NS_PER_S)
 
+    def correction_at_array(self, mono_ns):  # type: ignore[no-untyped-def]
+        """``correction_at`` for an int64 array of monotonic readings, bit for bit (the same
+        float operations in the same order; numpy's rint rounds half to even like ``round``).
+        Exact for any instant up to the latest update: segments are only ever appended, each
+        starting at the monotonic instant it was applied, so later updates never change the
+        correction of an earlier instant."""
+        import numpy as np
+
+        m = np.asarray(mono_ns, dtype=np.int64)
+        k = np.searchsorted(np.asarray(self._m, dtype=np.int64), m, side="right") - 1
+        kk = np.maximum(k, 0)
+        c = np.asarray(self._c, dtype=np.float64)[kk]
+        r = np.asarray(self._r, dtype=np.float64)[kk]
+        dt = (m - np.asarray(self._m, dtype=np.int64)[kk]).astype(np.float64)
+        out = np.rint(c + r * dt / NS_PER_S).astype(np.int64)
+        return np.where(k >= 1, out, 0)
+
     def slew_ppb(self) -> float:
         """The slew rate applied now (ppb)."""
         return self._r[-1]

@@ -151,11 +151,10 @@ class Oscillator:
         return raw
 
     def gaps_at_array(self, truth_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``gaps_at`` for an int64 array: (gap, step gap). Steps and strobes only: an attached
-        discipline is a sequential servo and has no vectorized form (ValueError)."""
+        """``gaps_at`` for an int64 array: (gap, step gap). With a discipline the slewing is
+        its correction at each monotonic reading (exact for instants up to its latest update:
+        evaluate an instant only once the servo has been fed every sample before it)."""
         t = np.asarray(truth_ns, dtype=np.int64)
-        if self.discipline is not None:
-            raise ValueError("a disciplined oscillator cannot be evaluated on arrays")
         g = np.zeros(t.shape, dtype=np.int64)
         for f in self.faults:
             if f.kind == "step":
@@ -164,7 +163,10 @@ class Oscillator:
                 into = t - f.at_ns
                 on = (into >= 0) & (into < f.duration_ns) & ((2 * into // f.period_ns) % 2 == 1)
                 g = g + np.where(on, f.delta_ns, 0)
-        return g, g
+        if self.discipline is None:
+            return g, g
+        slew = self.discipline.correction_at_array(self.monotonic_at_array(t))
+        return g + slew, g
 
     def local_at_array(self, truth_ns: np.ndarray) -> np.ndarray:
         """``local_at`` for an int64 array of true instants, exactly (integer ns)."""

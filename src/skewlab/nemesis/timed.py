@@ -7,12 +7,12 @@ They are applied in time order, each at its wall-clock instant, and recorded whe
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Collection
-from typing import Self
+from typing import Any, Self
 
 from skewlab.nemesis.record import FaultRecorder
 from skewlab.nemesis.schedule import FaultSpec
+from skewlab.timebase import HOST_CLOCK, Scheduler
 
 # (due ns since the epoch, tie order, fault index in the spec, "start" | "end", the fault)
 Transition = tuple[int, int, int, str, FaultSpec]
@@ -32,15 +32,43 @@ def transitions(faults: list[FaultSpec], t0_ns: int, kinds: Collection[str]) -> 
     return sorted(plan, key=lambda p: (p[0], p[1]))
 
 
+FOREVER_NS = 1 << 62  # the end of a fault without a duration
+
+
+def windows(faults: list[FaultSpec], t0_ns: int, kinds: Collection[str],
+            **match: Any) -> list[tuple[int, int, FaultSpec]]:  # fmt: skip
+    """[start, end) true-time windows of the faults of ``kinds`` whose fields equal ``match``
+    (no duration: FOREVER_NS), from the same transitions the nemesis thread applies; the
+    simulator asks them which fault is in force at an instant (:func:`in_force`)."""
+    out: list[tuple[int, int, FaultSpec]] = []
+    for due, _, _i, phase, f in transitions(faults, t0_ns, kinds):
+        if phase == "start" and all(getattr(f, k) == v for k, v in match.items()):
+            end = f.end_ns(t0_ns)
+            out.append((due, FOREVER_NS if end is None else end, f))
+    return out
+
+
+def in_force(wins: list[tuple[int, int, FaultSpec]], t_ns: int) -> tuple | None:
+    """The first window of ``wins`` in force at ``t_ns`` (start ≤ t < end), or None."""
+    return next((w for w in wins if w[0] <= t_ns < w[1]), None)
+
+
 class TimedNemesis:
     """Runs ``transition`` for each planned transition at its instant, in a daemon thread;
     a transition that fails is kept in ``errors`` (not recorded), the others are recorded."""
 
     thread_name = "nemesis"
 
-    def __init__(self, faults: list[FaultSpec], t0_ns: int, kinds: Collection[str],
-                 recorder: FaultRecorder | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        faults: list[FaultSpec],
+        t0_ns: int,
+        kinds: Collection[str],
+        recorder: FaultRecorder | None,
+        clock: Scheduler = HOST_CLOCK,
+    ) -> None:
         self.recorder = recorder
+        self.clock = clock
         self.plan = transitions(faults, t0_ns, kinds)
         self.applied = 0  # transitions made
         self.errors: list[str] = []
@@ -63,8 +91,7 @@ class TimedNemesis:
 
     def _run(self) -> None:
         for due, _, index, phase, f in self.plan:
-            wait = (due - time.time_ns()) / 1e9
-            if wait > 0 and self._stop.wait(wait):
+            if not self.clock.wait_until(due, self._stop):
                 return
             why = self.transition(f, phase)
             if why is not None:
@@ -72,4 +99,5 @@ class TimedNemesis:
                 continue
             self.applied += 1
             if self.recorder is not None:
-                self.recorder.record(index, f.kind, f.target(), phase, time.time_ns(), f.detail())
+                self.recorder.record(index, f.kind, f.target(), phase, self.clock.now_ns(),
+                                     f.detail())  # fmt: skip

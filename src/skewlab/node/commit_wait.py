@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from skewlab.clocks.base import Reading
+from skewlab.timebase import HOST_CLOCK, Scheduler
 from skewlab.trace import CW_NO_REFINEMENT, PartWriter, commit_wait_prefix, commit_wait_schema
 
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
@@ -40,7 +41,9 @@ class CommitWaitEvaluator:
         batch_rows: int = 8192,
         poll_s: float | None = None,
         max_backlog: int = CW_MAX_BACKLOG,
+        clock: Scheduler = HOST_CLOCK,
     ) -> None:
+        self.clock = clock  # the pass loop waits through it
         self.sources = [s for s in sources if _wants_commit_wait(s)]
         self.max_backlog = max_backlog  # receipts not yet evaluated for every Δ: the bound
         self.shed = 0  # receipts not queued because the backlog was full (no T+Δ columns)
@@ -89,6 +92,27 @@ class CommitWaitEvaluator:
             return
         self._ids.append(event_id)
         self._locals.append(local_ns)
+
+    def push_many(self, event_ids: Any, locals_ns: Any) -> None:
+        """Queue receipts in arrival order (int arrays; the simulator pushes what arrived
+        between two of its steps); shed beyond the backlog bound as ``push`` does."""
+        room = self.max_backlog - (self._base + len(self._locals) - self._cursor[-1])
+        n = len(locals_ns)
+        take = max(0, min(n, room))
+        self.shed += n - take
+        self._ids.extend(int(x) for x in event_ids[:take])
+        self._locals.extend(int(x) for x in locals_ns[:take])
+
+    def next_due_local(self) -> int | None:
+        """The local time at which the next queued receipt falls due (for any Δ), or None."""
+        out = None
+        n = min(len(self._ids), len(self._locals))
+        for k, d in enumerate(self.delays_ms):
+            i = self._cursor[k] - self._base
+            if i < n:
+                due = self._locals[i] + d * 1_000_000
+                out = due if out is None or due < out else out
+        return out
 
     def start(self) -> CommitWaitEvaluator:
         if self.active:
@@ -194,7 +218,8 @@ class CommitWaitEvaluator:
             self._base += k
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
+        period = round(self.poll_s * 1e9)
+        while self.clock.wait_until(self.clock.now_ns() + period, self._stop):
             self.run_due()
 
     def stop(self) -> dict[str, Any]:

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from skewlab.clocks.discipline import make_discipline
-from skewlab.clocks.oscillator import NodeClock, Oscillator
+from skewlab.clocks.node import node_sync
+from skewlab.clocks.oscillator import NodeClock
+from skewlab.clocks.sync import SyncState
 from skewlab.nemesis.record import FaultRecorder
-from skewlab.nemesis.schedule import CLOCK_KINDS, clock_faults
+from skewlab.nemesis.schedule import CLOCK_KINDS
 from skewlab.net import wire
 from skewlab.node.control import ControlLink
 from skewlab.spec import ExperimentSpec
@@ -45,21 +46,13 @@ class NodeContext:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
 
-    def node_clock(self) -> NodeClock:
-        n = self.spec.node(self.name)
-        osc = Oscillator(
-            offset_ns=round(n.offset_ms * 1_000_000),
-            drift_ppb=round(n.drift_ppm * 1_000),
-            t0_ns=self.t0_ns,
-            wander_ppb=n.wander_ppb,
-            seed=self.spec.seed * 1000 + self.spec.nodes.index(n),
-            faults=clock_faults(self.spec, self.name, self.t0_ns),
-            # "disciplined": a servo slews the system clock toward NTP (it follows the node's
-            # SyncState, see startup._start_sync); "free": none
-            discipline=make_discipline(n.discipline),
-        )
+    def node_sync(self) -> tuple[NodeClock, SyncState]:
+        """This node's clock on the host clock and its sync state, as the spec describes them
+        (``clocks.node.node_sync``: the simulator builds them the same way); the node's
+        scheduled clock faults are recorded."""
+        clock, state = node_sync(self.spec, self.name, self.t0_ns)
         self._record_clock_faults()
-        return NodeClock(osc)
+        return clock, state
 
     def _record_clock_faults(self) -> None:
         """Record this node's scheduled clock faults: the oscillator applies each exactly at

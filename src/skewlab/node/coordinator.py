@@ -24,9 +24,9 @@ END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP m
 def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> int:
     spec = ctx.spec
     node = spec.node(ctx.name)
-    clock = ctx.node_clock()
+    clock, state = ctx.node_sync()
     sock = bind_udp(spec.run.host, node.port, "the coordinator")
-    state, poller = _start_sync(ctx, clock)
+    poller = _start_sync(ctx, clock, state)
     sources = make_sources(spec.sources, state, spec.source_params)
     writer = PartWriter(ctx.results.node_dir(ctx.name), "events", send_schema(spec.sources),
                         spec.run.batch_rows)  # fmt: skip

@@ -15,12 +15,9 @@ from skewlab.ntp.client import NtpClient
 from skewlab.trace import NTP_SCHEMA, PartWriter
 
 
-def _start_sync(ctx: NodeContext, clock: NodeClock) -> tuple[SyncState, NtpPoller]:
+def _start_sync(ctx: NodeContext, clock: NodeClock, state: SyncState) -> NtpPoller:
+    """Start polling the experiment's NTP server(s) into the node's sync state."""
     assert ctx.ntp_addr is not None
-    state = SyncState(clock=clock)  # sources map local readings to monotonic time through it
-    disc = getattr(clock.oscillator, "discipline", None)
-    if disc is not None:
-        disc.follow(state)  # subscribed before the first poll: every sample updates the servo
     addrs = ctx.ntp_addrs or [ctx.ntp_addr]
     clients = [NtpClient(h, p, clock=clock, timeout_s=ctx.spec.ntp.timeout_s) for h, p in addrs]
     ntp_writer = PartWriter(ctx.results.node_dir(ctx.name), "ntp", NTP_SCHEMA, batch_rows=64)
@@ -28,7 +25,7 @@ def _start_sync(ctx: NodeContext, clock: NodeClock) -> tuple[SyncState, NtpPolle
         clients if len(clients) > 1 else clients[0], state, ctx.spec.ntp.poll_s,
         ctx.spec.ntp.burst, ntp_writer,
     ).start()  # fmt: skip
-    return state, poller
+    return poller
 
 
 def _warmup(ctx: NodeContext, clock: NodeClock, state: SyncState, sources: list) -> None:

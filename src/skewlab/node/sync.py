@@ -11,12 +11,27 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Protocol
 
 from skewlab.clocks.sync import SyncState
-from skewlab.ntp.client import NtpClient, NtpError
+from skewlab.ntp.client import NtpError, burst
 from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.select import select
+from skewlab.timebase import HOST_CLOCK, Scheduler
 from skewlab.trace import PartWriter, ntp_row
+
+
+class NtpTransport(Protocol):
+    """One server as the poller sees it: a real ``NtpClient`` (sockets, real time) or the
+    simulator's modelled path (virtual time). ``exchange`` returns a sample or raises
+    NtpError."""
+
+    name: str
+    timeout_s: float
+
+    def exchange(self) -> NtpSample: ...
+
+    def close(self) -> None: ...
 
 
 class NtpPoller:
@@ -25,12 +40,14 @@ class NtpPoller:
 
     def __init__(
         self,
-        client: NtpClient | list[NtpClient],
+        client: NtpTransport | list[NtpTransport],
         state: SyncState,
         poll_s: float,
         burst: int,
         writer: PartWriter | None = None,
+        clock: Scheduler = HOST_CLOCK,
     ) -> None:
+        self.clock = clock  # the loop waits through it (real time, or virtual in tests)
         self.clients = client if isinstance(client, list) else [client]
         if not self.clients:
             raise ValueError("NtpPoller needs at least one client")
@@ -50,25 +67,30 @@ class NtpPoller:
         self._thread.start()
         return self
 
-    def _burst(self, client: NtpClient) -> NtpSample | NtpError:
+    def _burst(self, client: NtpTransport) -> NtpSample | NtpError:
         try:
-            return client.best_of(self.burst)
+            return burst(client.exchange, self.burst)
         except NtpError as e:
             return e
 
-    def poll_once(self) -> NtpSample | None:
+    def collect(self) -> NtpSample | None:
+        """One poll's exchanges: a burst per server, then (several servers) selection with its
+        verdicts counted. The sample to use, or None. Changes no sync state."""
         if len(self.clients) == 1:
             out = self._burst(self.client)
-            s = None if isinstance(out, NtpError) else out
-        else:
-            sel = select([(c.name, self._burst(c)) for c in self.clients])
-            for v in sel.verdicts:
-                tag = "selected" if v.status == "selected" else f"{v.status}:{v.reason}"
-                self.verdicts[v.server][tag] += 1
-            s = sel.best
+            return None if isinstance(out, NtpError) else out
+        sel = select([(c.name, self._burst(c)) for c in self.clients])
+        for v in sel.verdicts:
+            tag = "selected" if v.status == "selected" else f"{v.status}:{v.reason}"
+            self.verdicts[v.server][tag] += 1
+        return sel.best
+
+    def apply(self, s: NtpSample | None) -> None:
+        """Make a poll's outcome visible: the sample into the node's sync state (sources and
+        servo see it now) and the trace, or a counted failure."""
         if s is None:
             self.state.note_failure()
-            return None
+            return
         clock = self.state.clock
         if clock is not None and s.truth_t4_ns is not None:
             # the gaps at T4 itself: read later, a step in between would misplace the sample
@@ -80,6 +102,11 @@ class NtpPoller:
         self.samples += 1
         if self.writer is not None:
             self.writer.append(ntp_row(s))
+
+    def poll_once(self) -> NtpSample | None:
+        """One poll: exchanges, then the outcome applied (real time: one after the other)."""
+        s = self.collect()
+        self.apply(s)
         return s
 
     def counts(self) -> dict[str, object]:
@@ -91,9 +118,11 @@ class NtpPoller:
         return out
 
     def _run(self) -> None:
+        poll_ns = round(self.poll_s * 1e9)
         while not self.stop_event.is_set():
             self.poll_once()
-            self.stop_event.wait(self.poll_s)
+            if not self.clock.wait_until(self.clock.now_ns() + poll_ns, self.stop_event):
+                return
 
     def stop(self) -> None:
         self.stop_event.set()

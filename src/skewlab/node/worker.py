@@ -169,9 +169,9 @@ class Receiver:
 def run_worker(ctx: NodeContext) -> int:
     spec = ctx.spec
     node = spec.node(ctx.name)
-    clock = ctx.node_clock()
+    clock, state = ctx.node_sync()
     sock = bind_udp(spec.run.host, node.port, f"worker {ctx.name}")
-    state, poller = _start_sync(ctx, clock)
+    poller = _start_sync(ctx, clock, state)
     sources = make_sources(spec.sources, state, spec.source_params)
     node_dir = ctx.results.node_dir(ctx.name)
     writer = PartWriter(node_dir, "events", receipt_schema(spec.sources), spec.run.batch_rows,

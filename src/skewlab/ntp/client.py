@@ -19,6 +19,7 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 from skewlab.ntp import stamps
@@ -185,6 +186,32 @@ def sample_from_reply(
     )
 
 
+def burst(
+    exchange: Callable[[], NtpSample], n: int, pause: Callable[[], None] | None = None
+) -> NtpSample:
+    """A burst of ``n`` exchanges: the valid sample of minimum delay δ (the one least
+    disturbed by queueing). A kiss-o'-death, a stopped or held-off client ends the burst early;
+    ``pause`` runs between exchanges. Raises the last NtpError if no exchange gave a sample.
+    One home for real clients (``NtpClient.best_of``) and modelled ones (the simulator)."""
+    best: NtpSample | None = None
+    last_err: NtpError | None = None
+    for i in range(n):
+        try:
+            s = exchange()
+        except NtpError as e:
+            last_err = e
+            if e.reason.startswith("kod_") or e.reason in ("stopped", "holdoff"):
+                break
+            continue
+        if best is None or s.delay_ns < best.delay_ns:
+            best = s
+        if pause is not None and i + 1 < n:
+            pause()
+    if best is None:
+        raise last_err or NtpError("timeout", "no exchange attempted")
+    return best
+
+
 class NtpClient:
     """Queries one server over UDP, reading the node's clock for T1 and T4.
 
@@ -311,25 +338,5 @@ class NtpClient:
             return sample_from_reply(self.name, pkt, t1, t4, truth1, truth4)
 
     def best_of(self, n: int = 4, gap_s: float = 0.0) -> NtpSample:
-        """Burst of n exchanges; returns the minimum-delay valid sample.
-
-        A kiss-o'-death ends the burst early. Raises the last NtpError if no exchange
-        gave a sample.
-        """
-        best: NtpSample | None = None
-        last_err: NtpError | None = None
-        for i in range(n):
-            try:
-                s = self.exchange()
-            except NtpError as e:
-                last_err = e
-                if e.reason.startswith("kod_") or e.reason in ("stopped", "holdoff"):
-                    break
-                continue
-            if best is None or s.delay_ns < best.delay_ns:
-                best = s
-            if gap_s and i + 1 < n:
-                time.sleep(gap_s)
-        if best is None:
-            raise last_err or NtpError("timeout", "no exchange attempted")
-        return best
+        """Burst of n exchanges; returns the minimum-delay valid sample (:func:`burst`)."""
+        return burst(self.exchange, n, (lambda: time.sleep(gap_s)) if gap_s else None)

@@ -31,49 +31,37 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skewlab import __version__
-from skewlab.clocks.oscillator import NodeClock, Oscillator
-from skewlab.clocks.sources import make_sources
-from skewlab.clocks.sync import SyncState
-from skewlab.nemesis.schedule import clock_faults, ntp_server_name
-from skewlab.net.distributions import LognormalDelay
-from skewlab.net.profiles import NTP_SERVER_NODE, DirectionSpec, path_name
-from skewlab.net.sampling import LossProcess, delay_stream, sample_n
+from skewlab.clocks.base import Readings
+from skewlab.clocks.oscillator import Oscillator
+from skewlab.net.profiles import path_name
+from skewlab.net.sampling import LossProcess, sample_n
+from skewlab.node.commit_wait import CommitWaitEvaluator
 from skewlab.node.patterns import delays_ns
-from skewlab.ntp.client import NtpError, compute_sample
-from skewlab.ntp.packet import ns_to_short, short_to_ns
-from skewlab.ntp.sample import NtpSample
-from skewlab.ntp.select import select
-from skewlab.ntp.server import SERVER_PRECISION
-from skewlab.sim.vector import Readings, SourceTrack
+from skewlab.sim.node import (
+    CLIENT_TURN_NS,
+    LOOPBACK,
+    LOOPBACK_NTP,
+    SERVER_HOLD_NS,
+    T0_NS,
+    NodeSim,
+    _direction,
+    _seed,
+    _windows,
+)
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
-from skewlab.timebase import VirtualClock
 from skewlab.trace import (
     COMPRESSION,
-    CW_NO_REFINEMENT,
     NTP_SCHEMA,
     PartWriter,
-    commit_wait_prefix,
-    commit_wait_schema,
-    ntp_row,
     receipt_schema,
     send_schema,
 )
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
-T0_NS = 1_700_000_000 * NS_PER_S  # virtual time origin (fixed: a seed alone fixes the run)
 STARTUP_NS = 300 * NS_PER_MS  # a node process's start-up before its first NTP poll
-# Loopback paths (no emulated link), one way, documented in docs/SIMULATION.md. Measured on
-# this 2-core host under load: an NTP exchange (blocking client, small packet) takes ~60 µs
-# round trip; an event reaches the worker's receive loop ~150 µs after the coordinator's clock
-# read, with a long tail (scheduling), and the coordinator's sends go out one after another.
-LOOPBACK_NTP = DirectionSpec(delay=LognormalDelay(mean_ms=0.035, std_ms=0.015, min_ms=0.015))
-LOOPBACK = DirectionSpec(delay=LognormalDelay(mean_ms=0.2, std_ms=0.3, min_ms=0.05))
 SEND_STEP_NS = 30_000  # the coordinator's j-th worker datagram leaves j·30 µs after its read
-SERVER_HOLD_NS = 20_000  # embedded server: receive → transmit timestamp
-CLIENT_TURN_NS = 30_000  # client: one exchange's reply → the next request of a burst
-SERVER_ROOT_DISPERSION_NS = short_to_ns(ns_to_short(1_000))  # embedded server's claim, on wire
 
 
 class SimError(ValueError):
@@ -86,171 +74,6 @@ class SimOptions:
 
     jobs: int = 1  # worker processes for the per-node work (1: in this process)
     cw_every: int = 1  # re-evaluate every n-th receipt at T+Δ (1: all; reported in metadata)
-
-
-def _seed(spec: ExperimentSpec, node_index: int, purpose: int) -> np.random.Generator:
-    return np.random.default_rng([spec.seed, node_index, purpose])
-
-
-def _direction(spec: ExperimentSpec, src: str, dst: str, back: bool) -> DirectionSpec:
-    r = spec.network.resolve(path_name(src, dst))
-    if r is None:
-        return LOOPBACK_NTP if dst.startswith(NTP_SERVER_NODE) else LOOPBACK
-    return r.back if back else r.forward
-
-
-def _windows(spec: ExperimentSpec, t0: int, kinds: tuple[str, ...], **match: Any) -> list[tuple]:
-    """(start, end, fault) of faults of the given kinds matching ``match`` (end None: forever)."""
-    out = []
-    for f in spec.faults:
-        if f.kind in kinds and all(getattr(f, k) == v for k, v in match.items()):
-            end = f.end_ns(t0)
-            out.append((f.start_ns(t0), end if end is not None else 1 << 62, f))
-    return out
-
-
-def node_oscillator(spec: ExperimentSpec, name: str, t0: int) -> Oscillator:
-    """The node's oscillator, built as the node process builds it (runtime.NodeContext)."""
-    n = spec.node(name)
-    return Oscillator(
-        offset_ns=round(n.offset_ms * 1_000_000),
-        drift_ppb=round(n.drift_ppm * 1_000),
-        t0_ns=t0,
-        wander_ppb=n.wander_ppb,
-        seed=spec.seed * 1000 + spec.nodes.index(n),
-        faults=clock_faults(spec, name, t0),
-    )
-
-
-class _Server:
-    """One modelled NTP server path of a node: delays and losses per direction, faults."""
-
-    def __init__(self, spec: ExperimentSpec, node: str, k: int, rng: np.random.Generator):
-        sname = ntp_server_name(k)
-        self.name = sname
-        fwd = _direction(spec, node, sname, back=False)
-        bck = _direction(spec, node, sname, back=True)
-        self.d_out = delay_stream(fwd.delay, rng)
-        self.d_back = delay_stream(bck.delay, rng)
-        self.l_out = LossProcess(fwd.loss, rng)
-        self.l_back = LossProcess(bck.loss, rng)
-        t0 = T0_NS
-        self.outages = _windows(spec, t0, ("ntp_outage",), server=k)
-        self.false = _windows(spec, t0, ("ntp_falseticker",), server=k)
-        self.link_loss = _windows(spec, t0, ("link_loss",), path=path_name(node, sname))
-        self.timeout_ns = round(spec.ntp.timeout_s * NS_PER_S)
-
-
-def _in(windows: list[tuple], t: int) -> tuple | None:
-    return next((w for w in windows if w[0] <= t < w[1]), None)
-
-
-class NodeSim:
-    """One node in virtual time: oscillator, NTP polling into its SyncState, its sources."""
-
-    def __init__(self, spec: ExperimentSpec, name: str, start_ns: int, ntp_writer: PartWriter):
-        self.spec = spec
-        self.name = name
-        idx = spec.nodes.index(spec.node(name))
-        self.osc = node_oscillator(spec, name, T0_NS)
-        self.host = VirtualClock(start_ns)
-        self.clock = NodeClock(self.osc, self.host)
-        self.state = SyncState(clock=self.clock)
-        self.sources = make_sources(spec.sources, self.state, spec.source_params)
-        self.track = SourceTrack(self.sources)
-        self.servers = [_Server(spec, name, k, _seed(spec, idx, 10 + k))
-                        for k in range(spec.ntp.servers)]  # fmt: skip
-        self.poll_ns = round(spec.ntp.poll_s * NS_PER_S)
-        self.next_poll = start_ns
-        self.writer = ntp_writer
-        self.samples = 0
-        self.exchanges = 0
-        self.lost = 0
-
-    def _exchange(self, srv: _Server, t1: int) -> tuple[NtpSample | NtpError, int]:
-        """One exchange starting at true t1: (sample or error, true time the client is free)."""
-        self.exchanges += 1
-        d1, d2 = srv.d_out.next(), srv.d_back.next()
-        lost1, lost2 = srv.l_out.lost(), srv.l_back.lost()
-        out = _in(srv.outages, t1 + d1)
-        if out is not None and out[2].how == "stop":  # closed socket: ICMP unreachable at once
-            self.lost += 1
-            return NtpError("unreachable"), t1 + 2 * d1
-        if lost1 or lost2 or out is not None or _in(srv.link_loss, t1) is not None:
-            self.lost += 1
-            return NtpError("timeout"), t1 + srv.timeout_ns
-        t2 = t1 + d1
-        t3 = t2 + SERVER_HOLD_NS
-        t4 = t3 + d2
-        ft = _in(srv.false, t2)
-        shift = round(ft[2].offset_ms * NS_PER_MS) if ft is not None else 0
-        osc = self.osc
-        try:
-            s = compute_sample(
-                srv.name, osc.local_at(t1), t2 + shift, t3 + shift, osc.local_at(t4),
-                root_dispersion_ns=SERVER_ROOT_DISPERSION_NS, precision=SERVER_PRECISION,
-                truth_t1_ns=t1, truth_t4_ns=t4,
-            )  # fmt: skip
-        except NtpError as e:
-            self.lost += 1
-            return e, t4 + CLIENT_TURN_NS
-        return s, t4 + CLIENT_TURN_NS
-
-    def _burst(self, srv: _Server, t: int) -> tuple[NtpSample | NtpError, int]:
-        best: NtpSample | None = None
-        err: NtpError | None = None
-        for _ in range(self.spec.ntp.burst):
-            r, t = self._exchange(srv, t)
-            if isinstance(r, NtpError):
-                err = r
-            elif best is None or r.delay_ns < best.delay_ns:
-                best = r
-        return (best if best is not None else err or NtpError("timeout")), t
-
-    def poll(self, before: Callable[[int], None] | None = None) -> None:
-        """The poll due at ``next_poll``: burst(s), selection, sample into the state (visible
-        from the end of the burst, as the node's poller adds it after ``best_of``);
-        ``before(t)`` runs just before the state changes at true time t."""
-        t = self.next_poll
-        if len(self.servers) == 1:
-            out, t = self._burst(self.servers[0], t)
-            s = None if isinstance(out, NtpError) else out
-        else:
-            outs = []
-            for srv in self.servers:
-                o, t = self._burst(srv, t)
-                outs.append((srv.name, o))
-            s = select(outs).best
-        self.host.set(max(self.host.now_ns(), t))
-        self.next_poll = t + self.poll_ns
-        if before is not None:
-            before(t)
-        if s is None:
-            self.state.note_failure()
-            return
-        gap, sgap = self.osc.gaps_at(t)
-        self.state.add(s, gap_ns=gap, step_gap_ns=sgap)
-        self.track.record(t)
-        self.samples += 1
-        self.writer.append(ntp_row(s))
-
-    def run_until(self, end_ns: int, at: Callable[[int], None] | None = None) -> None:
-        """Poll until ``end_ns``; ``at(t)`` is called before each new sample becomes visible at
-        t (so the caller can do what falls due before it)."""
-        while self.next_poll <= end_ns:
-            self.poll(at)
-
-    def read(self, truth: np.ndarray) -> tuple[np.ndarray, list[Readings]]:
-        """(local readings, every source's readings) at true instants."""
-        local = self.osc.local_at_array(truth)
-        gap = sgap = None
-        if not self.osc.gapless:
-            gap, sgap = self.osc.gaps_at_array(truth)
-        return local, self.track.read(truth, local, gap, sgap)
-
-    def counts(self) -> dict[str, Any]:
-        return {"ntp_samples": self.samples, "ntp_failed_polls": self.state.failures,
-                "ntp_exchanges": self.exchanges, "ntp_exchanges_lost": self.lost}  # fmt: skip
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -333,8 +156,25 @@ def _event_delays(spec: ExperimentSpec, w: str, widx: int, send: np.ndarray) -> 
     return send + j * SEND_STEP_NS + delay, lost, dups
 
 
+def _first_tick_reaching(osc: Oscillator, local_ns: int, tick: int, period: int) -> int:
+    """The first tick of the grid ``tick + k·period`` (k ≥ 0) at which the node's local clock
+    reads at least ``local_ns``. A local clock runs at most 1 % fast here (|drift| ≤ 1000 ppm,
+    slew ≤ 500 ppm), so each jump undershoots and a few jumps land on it."""
+    while True:
+        short = local_ns - osc.local_at(tick)
+        if short <= 0:
+            return tick
+        jump = max(1, short * 100 // 101)
+        tick += -(-jump // period) * period
+
+
 def _worker_job(name: str) -> dict[str, Any]:
-    """Simulate one worker: its NTP, its receipts, their readings and T+Δ re-evaluations."""
+    """Simulate one worker: its NTP, its receipts, their readings and T+Δ re-evaluations.
+
+    The worker's own objects run as in a node process: clock, sync state, sources, poller
+    (``NodeSim``) and the commit-wait evaluator (``node.commit_wait``), whose periodic pass
+    runs on its grid of virtual instants (every ``poll_s`` from the worker's readiness). Only
+    passes with something due are run: a pass with nothing due changes nothing."""
     plan = _PLAN
     assert plan is not None
     spec = ExperimentSpec.model_validate_json(plan.spec_json)
@@ -347,68 +187,51 @@ def _worker_job(name: str) -> dict[str, Any]:
     truth = arrive[order]
     ntp_w = PartWriter(ndir, "ntp", NTP_SCHEMA, spec.run.batch_rows)
     node = NodeSim(spec, name, plan.workers_start, ntp_w)
-    # commit-wait: each (every cw_every-th) receipt re-evaluated once its local clock passed
-    # receipt + Δ, with the samples the node has by then (reading_at, as the runtime does)
-    cw_sources = [s for s in node.sources
-                  if getattr(s, "bounded", False) or hasattr(s, "reading_at")]  # fmt: skip
-    cw_ms = plan.cw_ms if cw_sources else []
-    local_all = node.osc.local_at_array(truth)
-    pending: list[tuple[int, int, int, int, int]] = []  # (due truth, Δ index, id, local, due loc)
-    pick = np.flatnonzero(order % plan.cw_every == 0) if cw_ms else np.zeros(0, np.int64)
-    for di, d in enumerate(cw_ms):
-        due = truth[pick] + d * NS_PER_MS
-        for _ in range(16):  # first true instant at which local ≥ receipt local + Δ
-            short = local_all[pick] + d * NS_PER_MS - node.osc.local_at_array(due)
-            if not (short > 0).any():
-                break
-            due = due + np.maximum(short, 0) + (short > 0)
-        pending += zip(due.tolist(), [di] * len(pick), order[pick].tolist(),
-                       local_all[pick].tolist(), node.osc.local_at_array(due).tolist(),
-                       strict=True)  # fmt: skip
-    pending.sort()
-    refine = [getattr(s, "reading_at", None) for s in cw_sources]
-    cw_w = [PartWriter(ndir, commit_wait_prefix(d), commit_wait_schema([s.name for s in
-            cw_sources], d), spec.run.batch_rows) for d in cw_ms]  # fmt: skip
-    cw_done = [0] * len(cw_ms)
-    pos = 0
+    osc = node.osc
+    cw = CommitWaitEvaluator(node.sources, plan.cw_ms, lambda: osc.local_at(now[0]), ndir,
+                             spec.run.batch_rows)  # fmt: skip
+    now = [plan.workers_start]  # the commit-wait pass's virtual instant
+    period = max(1, round(cw.poll_s * NS_PER_S))
+    tick = plan.workers_start + round(spec.run.warmup_s * NS_PER_S) + period
+    pick = np.flatnonzero(order % plan.cw_every == 0) if cw.active else np.zeros(0, np.int64)
+    pushed = 0  # receipts (of ``pick``) queued so far
+    shortest = min(plan.cw_ms) * NS_PER_MS if cw.active else 0
 
-    def evaluate_until(t: int) -> None:
-        """Re-evaluate every receipt due before t on the samples visible now (one batch:
-        ``readings_at`` where the source has it, else ``reading_at`` one by one)."""
-        nonlocal pos
-        stop = pos
-        while stop < len(pending) and pending[stop][0] < t:
-            stop += 1
-        if stop == pos:
-            return
-        batch = pending[pos:stop]
-        locs = [b[3] for b in batch]
-        per_src = []
-        for src, fn in zip(cw_sources, refine, strict=True):
-            if fn is None:
-                per_src.append(None)
-            elif hasattr(src, "readings_at"):
-                per_src.append(src.readings_at(locs))
-            else:
-                per_src.append([fn(x) for x in locs])
-        for i, (_due, di, eid, loc, now_loc) in enumerate(batch):
-            row: list[int | None] = [eid, now_loc - loc]
-            for rs in per_src:
-                if rs is None:
-                    row += (None, None, CW_NO_REFINEMENT)
-                else:
-                    r = rs[i]
-                    row += (r.earliest_ns, r.latest_ns, int(r.status))
-            cw_w[di].append(tuple(row))
-            cw_done[di] += 1
-        pos = stop
+    def push_before(t: int) -> None:
+        """Queue the picked receipts that arrived before t (their local readings are final:
+        the servo has seen every sample before t)."""
+        nonlocal pushed
+        j = int(np.searchsorted(truth[pick], t, side="left"))
+        if j > pushed:
+            sel = pick[pushed:j]
+            cw.push_many(order[sel], osc.local_at_array(truth[sel]))
+            pushed = j
 
-    end = max(int(truth[-1]) if len(truth) else plan.coord_start,
-              max((p[0] for p in pending), default=0)) + spec.run.drain_s * NS_PER_S  # fmt: skip
-    node.run_until(int(end), evaluate_until)
-    evaluate_until(1 << 62)
-    for w in cw_w:
-        w.flush()
+    def passes_before(t: int) -> None:
+        """Run every commit-wait pass before t that has something due (the state the passes
+        see is the node's now: no sample becomes visible before t)."""
+        nonlocal tick
+        while cw.active:
+            due = cw.next_due_local()
+            if pushed < len(pick):  # the next receipt to arrive falls due Δ after its arrival
+                nxt = int(osc.local_at(int(truth[pick[pushed]]))) + shortest
+                due = nxt if due is None or nxt < due else due
+            if due is None:
+                return
+            tick = _first_tick_reaching(osc, due, tick, period)
+            if tick >= t:
+                return
+            push_before(tick)
+            now[0] = tick
+            cw.run_due()
+            tick += period
+
+    end = (int(truth[-1]) if len(truth) else plan.coord_start) + max(plan.cw_ms or [0]) * (
+        2 * NS_PER_MS) + spec.run.drain_s * NS_PER_S  # fmt: skip
+    node.run_until(int(end), passes_before)
+    passes_before(int(end))
+    now[0] = max(now[0], int(end))
+    cw_counts = cw.stop()
     ntp_w.flush()
     local, reads = node.read(truth)
     cols: list[pa.Array] = [
@@ -429,10 +252,8 @@ def _worker_job(name: str) -> dict[str, Any]:
         "received": len(order), "duplicates": dups, "reordered": reordered, "rejected": 0,
         "end_markers": 0, "coordinator_sent": len(plan.send_truth),
         "lost": int(len(plan.send_truth) - len(order)), "exit_reason": "simulated",
-        "rows": len(order), "parts": parts, **node.counts(),
-        "commit_wait_ms": cw_ms, "commit_wait_sources": [s.name for s in cw_sources],
-        "commit_wait_evaluated": dict(zip(map(str, cw_ms), cw_done, strict=True)),
-        "commit_wait_every": plan.cw_every, "commit_wait_not_done_at_stop": {},
+        "rows": len(order), "parts": parts, **node.counts(), **cw_counts,
+        "commit_wait_every": plan.cw_every,
     }  # fmt: skip
     write_json_atomic(res.node_counts_path(name), counts)
     return counts

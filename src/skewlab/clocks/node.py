@@ -1,0 +1,44 @@
+"""A node's clock as the experiment spec describes it: the one place where a spec's node
+becomes an oscillator (offset, drift, wander, scheduled clock faults, discipline profile), a
+NodeClock reading some host clock, and the SyncState its sources and servo stand on.
+
+Used unchanged by the node processes (host clock) and the simulator (virtual clock).
+"""
+
+from __future__ import annotations
+
+from skewlab.clocks.discipline import make_discipline
+from skewlab.clocks.oscillator import NodeClock, Oscillator
+from skewlab.clocks.sync import SyncState
+from skewlab.nemesis.schedule import clock_faults
+from skewlab.spec import ExperimentSpec
+from skewlab.timebase import HOST_CLOCK, TimeSource
+
+
+def node_oscillator(spec: ExperimentSpec, name: str, t0_ns: int) -> Oscillator:
+    """The oscillator of node ``name``: its offset and drift at ``t0_ns``, its wander (seeded
+    from the spec's seed and the node's index), its scheduled clock faults and, for
+    ``discipline = "disciplined"``, a servo (fed by :func:`node_sync`)."""
+    n = spec.node(name)
+    return Oscillator(
+        offset_ns=round(n.offset_ms * 1_000_000),
+        drift_ppb=round(n.drift_ppm * 1_000),
+        t0_ns=t0_ns,
+        wander_ppb=n.wander_ppb,
+        seed=spec.seed * 1000 + spec.nodes.index(n),
+        faults=clock_faults(spec, name, t0_ns),
+        discipline=make_discipline(n.discipline),
+    )
+
+
+def node_sync(
+    spec: ExperimentSpec, name: str, t0_ns: int, host: TimeSource = HOST_CLOCK
+) -> tuple[NodeClock, SyncState]:
+    """The node's clock (reading ``host``) and the sync state its sources stand on; a
+    disciplined node's servo is subscribed before any sample, so it sees every one."""
+    osc = node_oscillator(spec, name, t0_ns)
+    clock = NodeClock(osc, host)
+    state = SyncState(clock=clock)
+    if osc.discipline is not None:
+        osc.discipline.follow(state)
+    return clock, state

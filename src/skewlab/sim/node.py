@@ -1,0 +1,248 @@
+"""One node in virtual time: the node's own objects (clock, sync state, sources, NTP poller)
+polling modelled NTP servers on a virtual host clock.
+
+The objects are the ones a node process runs (``clocks.node.node_sync``, ``clocks.sources``,
+``node.sync.NtpPoller``); only the servers and the paths to them are modelled: delays and
+losses per direction from the spec's network (loopback paths from :data:`LOOPBACK_NTP`), the
+spec's NTP faults (outage, falseticker, link loss), the embedded server's timestamps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from skewlab.clocks.base import ClockSource, Reading, Readings
+from skewlab.clocks.node import node_sync
+from skewlab.clocks.oscillator import Oscillator
+from skewlab.clocks.sources import make_sources
+from skewlab.nemesis.schedule import ntp_server_name
+from skewlab.nemesis.timed import in_force, windows
+from skewlab.net.distributions import LognormalDelay
+from skewlab.net.profiles import NTP_SERVER_NODE, DirectionSpec, path_name
+from skewlab.net.sampling import LossProcess, delay_stream
+from skewlab.node.sync import NtpPoller
+from skewlab.ntp.client import NtpError, compute_sample
+from skewlab.ntp.packet import ns_to_short, short_to_ns
+from skewlab.ntp.sample import NtpSample
+from skewlab.ntp.server import SERVER_PRECISION
+from skewlab.sim.vector import SourceTrack
+from skewlab.spec import ExperimentSpec, from_dict
+from skewlab.timebase import VirtualClock
+from skewlab.trace import PartWriter
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+T0_NS = 1_700_000_000 * NS_PER_S  # virtual time origin (fixed: a seed alone fixes the run)
+# Loopback paths (no emulated link), one way, documented in docs/SIMULATION.md. Measured on
+# this 2-core host under load: an NTP exchange (blocking client, small packet) takes ~60 µs
+# round trip; an event reaches the worker's receive loop ~150 µs after the coordinator's clock
+# read, with a long tail (scheduling), and the coordinator's sends go out one after another.
+LOOPBACK_NTP = DirectionSpec(delay=LognormalDelay(mean_ms=0.035, std_ms=0.015, min_ms=0.015))
+LOOPBACK = DirectionSpec(delay=LognormalDelay(mean_ms=0.2, std_ms=0.3, min_ms=0.05))
+SERVER_HOLD_NS = 20_000  # embedded server: receive → transmit timestamp
+CLIENT_TURN_NS = 30_000  # client: one exchange's reply → the next request of a burst
+SERVER_ROOT_DISPERSION_NS = short_to_ns(ns_to_short(1_000))  # embedded server's claim, on wire
+
+
+def _seed(spec: ExperimentSpec, node_index: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([spec.seed, node_index, purpose])
+
+
+def _direction(spec: ExperimentSpec, src: str, dst: str, back: bool) -> DirectionSpec:
+    r = spec.network.resolve(path_name(src, dst))
+    if r is None:
+        return LOOPBACK_NTP if dst.startswith(NTP_SERVER_NODE) else LOOPBACK
+    return r.back if back else r.forward
+
+
+def _windows(spec: ExperimentSpec, t0: int, kinds: tuple[str, ...], **match: Any) -> list[tuple]:
+    """(start, end, fault) of the spec's faults of ``kinds`` matching ``match``: the windows
+    of the transitions the real nemesis applies (``nemesis.timed``)."""
+    return windows(list(spec.faults), t0, kinds, **match)
+
+
+class _ModelledServer:
+    """One NTP server as a node's poller sees it in virtual time (``node.sync.NtpTransport``):
+    the path's delays and losses per direction, the server's faults (outage, falseticker, link
+    loss) and its timestamps, on the node's virtual host clock, which each exchange moves on
+    to the instant the client is free again. The exchange's arithmetic is ``compute_sample``,
+    as for real packets."""
+
+    def __init__(self, spec: ExperimentSpec, node: str, k: int, rng: np.random.Generator,
+                 osc: Oscillator, host: VirtualClock):  # fmt: skip
+        sname = ntp_server_name(k)
+        self.name = sname
+        fwd = _direction(spec, node, sname, back=False)
+        bck = _direction(spec, node, sname, back=True)
+        self.d_out = delay_stream(fwd.delay, rng)
+        self.d_back = delay_stream(bck.delay, rng)
+        self.l_out = LossProcess(fwd.loss, rng)
+        self.l_back = LossProcess(bck.loss, rng)
+        t0 = T0_NS
+        self.outages = _windows(spec, t0, ("ntp_outage",), server=k)
+        self.false = _windows(spec, t0, ("ntp_falseticker",), server=k)
+        self.link_loss = _windows(spec, t0, ("link_loss",), path=path_name(node, sname))
+        self.timeout_s = spec.ntp.timeout_s
+        self.timeout_ns = round(spec.ntp.timeout_s * NS_PER_S)
+        self.osc = osc
+        self.host = host
+        self.exchanges = 0
+        self.lost = 0
+
+    def exchange(self) -> NtpSample:
+        """One exchange starting now (true t1); the host clock ends when the client is free."""
+        t1 = self.host.now_ns()
+        self.exchanges += 1
+        d1, d2 = self.d_out.next(), self.d_back.next()
+        lost1, lost2 = self.l_out.lost(), self.l_back.lost()
+        out = in_force(self.outages, t1 + d1)
+        if out is not None and out[2].how == "stop":  # closed socket: ICMP unreachable at once
+            return self._fail("unreachable", t1 + 2 * d1)
+        if lost1 or lost2 or out is not None or in_force(self.link_loss, t1) is not None:
+            return self._fail("timeout", t1 + self.timeout_ns)
+        t2 = t1 + d1
+        t3 = t2 + SERVER_HOLD_NS
+        t4 = t3 + d2
+        ft = in_force(self.false, t2)
+        shift = round(ft[2].offset_ms * NS_PER_MS) if ft is not None else 0
+        osc = self.osc
+        self.host.set(t4 + CLIENT_TURN_NS)
+        try:
+            return compute_sample(
+                self.name, osc.local_at(t1), t2 + shift, t3 + shift, osc.local_at(t4),
+                root_dispersion_ns=SERVER_ROOT_DISPERSION_NS, precision=SERVER_PRECISION,
+                truth_t1_ns=t1, truth_t4_ns=t4,
+            )  # fmt: skip
+        except NtpError:
+            self.lost += 1
+            raise
+
+    def _fail(self, reason: str, free_at: int) -> NtpSample:
+        self.lost += 1
+        self.host.set(free_at)
+        raise NtpError(reason)
+
+    def close(self) -> None:
+        pass
+
+
+class NodeSim:
+    """One node in virtual time: the node's own clock, sync state, sources and NTP poller
+    (``clocks.node.node_sync``, ``node.sync.NtpPoller``: the objects a node process runs),
+    polling modelled servers on a virtual host clock."""
+
+    def __init__(self, spec: ExperimentSpec, name: str, start_ns: int,
+                 ntp_writer: PartWriter | None = None):  # fmt: skip
+        self.spec = spec
+        self.name = name
+        idx = spec.nodes.index(spec.node(name))
+        self.host = VirtualClock(start_ns)
+        self.clock, self.state = node_sync(spec, name, T0_NS, self.host)
+        self.osc: Oscillator = self.clock.oscillator  # type: ignore[assignment]
+        self.sources = make_sources(spec.sources, self.state, spec.source_params)
+        self.track = SourceTrack(self.sources)
+        self.servers = [_ModelledServer(spec, name, k, _seed(spec, idx, 10 + k), self.osc,
+                                        self.host) for k in range(spec.ntp.servers)]  # fmt: skip
+        self.poller = NtpPoller(self.servers, self.state, spec.ntp.poll_s, spec.ntp.burst,
+                                ntp_writer)  # fmt: skip
+        self.poll_ns = round(spec.ntp.poll_s * NS_PER_S)
+        self.next_poll = start_ns
+
+    @property
+    def samples(self) -> int:
+        return self.poller.samples
+
+    def source(self, name: str) -> ClockSource:
+        return next(s for s in self.sources if s.name == name)
+
+    def poll(self, before: Callable[[int], None] | None = None) -> None:
+        """The poll due at ``next_poll``: the poller's exchanges (moving the virtual clock to
+        the end of its last burst, t), then ``before(t)`` — the caller does what falls due
+        before the outcome is visible — then the outcome applied at t, as the node's poller
+        applies it right after its bursts; the next poll ``poll_s`` later."""
+        self.host.set(max(self.host.now_ns(), self.next_poll))
+        s = self.poller.collect()
+        t = self.host.now_ns()
+        self.next_poll = t + self.poll_ns
+        if before is not None:
+            before(t)
+        self.poller.apply(s)
+        if s is not None:
+            self.track.record(t)
+
+    def run_until(self, end_ns: int, at: Callable[[int], None] | None = None) -> None:
+        """Poll until ``end_ns``; ``at(t)`` is called before each poll's outcome becomes
+        visible at t (so the caller can do what falls due before it)."""
+        while self.next_poll <= end_ns:
+            self.poll(at)
+
+    def read(self, truth: np.ndarray) -> tuple[np.ndarray, list[Readings]]:
+        """(local readings, every source's readings) at true instants (each instant must be
+        before the next poll's outcome: a disciplined clock's servo must have seen every
+        sample before it)."""
+        local = self.osc.local_at_array(truth)
+        gap = sgap = None
+        if not self.osc.gapless:
+            gap, sgap = self.osc.gaps_at_array(truth)
+        return local, self.track.read(truth, local, gap, sgap)
+
+    def read_one(self, t: int) -> tuple[int, list[Reading]]:
+        """(local reading, every source's scalar ``read``) at true instant ``t`` on the state
+        visible now (``t`` must be before the next poll's outcome); the host clock moves on to
+        ``t`` if it is behind."""
+        if t > self.host.now_ns():
+            self.host.set(t)
+        local = self.osc.local_at(t)
+        return local, [s.read(local, t) for s in self.sources]
+
+    def scalar_run(
+        self, end_ns: int, mean_gap_ns: float, rng: random.Random
+    ) -> Iterator[tuple[int, int, list[Reading]]]:
+        """(truth, local, readings) of every source's scalar ``read`` at true instants from now
+        to ``end_ns``, spaced uniformly at random in [0, 2·mean_gap_ns], with the polls that
+        fall due in between: an instant during a poll's exchanges is read before the poll's
+        outcome is visible, as in a node (and as :meth:`read` and ``SourceTrack`` see it)."""
+
+        def gap() -> int:
+            return max(1, round(rng.uniform(0.0, 2.0 * mean_gap_ns)))
+
+        t = self.host.now_ns() + gap()
+        pending: list[tuple[int, int, list[Reading]]] = []
+
+        def before(t_out: int) -> None:
+            nonlocal t
+            while t < t_out and t < end_ns:
+                pending.append((t, *self.read_one(t)))
+                t += gap()
+
+        while t < end_ns:
+            if t >= self.next_poll:
+                self.poll(before)
+                yield from pending
+                pending.clear()
+            else:
+                yield (t, *self.read_one(t))
+                t += gap()
+
+    def counts(self) -> dict[str, Any]:
+        return {**self.poller.counts(),
+                "ntp_exchanges": sum(s.exchanges for s in self.servers),
+                "ntp_exchanges_lost": sum(s.lost for s in self.servers)}  # fmt: skip
+
+
+SOLO = "B"  # the node of :func:`solo_spec`
+
+
+def solo_spec(node: Mapping[str, Any] | None = None, **experiment: Any) -> ExperimentSpec:
+    """An experiment around one node to drive alone with ``NodeSim(spec, SOLO, T0_NS)``
+    (tests, benchmarks): worker ``B`` with the node keys ``node`` (offset_ms, drift_ppm,
+    wander_ppb, discipline); ``experiment`` sets any other key (sources, source_params, ntp,
+    network — B's NTP path is ``B~ntp-server`` —, faults, seed). The coordinator and second
+    worker that a spec needs have ideal clocks and are not simulated."""
+    nodes = [{"name": "coordinator", "role": "coordinator"}, {"name": SOLO, **(node or {})},
+             {"name": "C"}]  # fmt: skip
+    return from_dict({"nodes": nodes, **experiment}, "solo_spec")
