@@ -7,8 +7,10 @@ datagram from a client there goes *forward* to the link's target through an upst
 kept per client, and the target's replies on that socket come *back* through the reverse
 direction and leave from the listening port, so the client sees replies from the address it
 sent to. Every datagram gets a row in the link's trace: true time in and out (host clock), the
-sampled and scheduled delay, and its fate; ``summarize_link`` turns a trace into requested-vs-
-achieved figures (docs/METHODOLOGY.md, "Network").
+sampled and scheduled delay, and its fate (format: ``trace.LINK_SCHEMA``); the file's metadata
+holds the link's settings and the figures requested of it (``requested_figures``), which the
+analysis (``analysis.links.summarize_link``) puts beside the achieved ones (docs/METHODOLOGY.md,
+"Network").
 """
 
 from __future__ import annotations
@@ -35,29 +37,18 @@ import pyarrow.parquet as pq
 from skewlab.net.distributions import NS_PER_MS
 from skewlab.net.profiles import DirectionSpec, ResolvedLink
 from skewlab.net.sampling import BlockStream, LossProcess, delay_stream
-
-FORWARD, BACK = 0, 1
-DIRECTIONS = {FORWARD: "forward", BACK: "back"}
-# fate of a datagram copy
-DELIVERED, LOST, SEND_ERROR, UNSENT = 0, 1, 2, 3
-FATES = {DELIVERED: "delivered", LOST: "lost", SEND_ERROR: "send_error", UNSENT: "unsent"}
-LINK_TRACE_VERSION = 1
-RT_PRIORITY = 10  # SCHED_FIFO priority of the relay threads, when permitted
-
-LINK_SCHEMA = pa.schema(
-    [
-        pa.field("direction", pa.int8(), nullable=False),  # 0 forward, 1 back
-        pa.field("seq", pa.uint64(), nullable=False),  # per-direction arrival number
-        pa.field("copy", pa.int8(), nullable=False),  # 0 original, 1 duplicate
-        pa.field("size", pa.int32(), nullable=False),  # datagram bytes
-        pa.field("truth_in_ns", pa.int64(), nullable=False),  # host clock when the relay got it
-        pa.field("truth_out_ns", pa.int64()),  # host clock just before the relay sent it
-        pa.field("sampled_delay_ns", pa.int64()),  # drawn from the delay distribution
-        pa.field("scheduled_delay_ns", pa.int64()),  # sampled + hold-back + rate queueing
-        pa.field("held", pa.bool_(), nullable=False),  # reorder hold-back applied
-        pa.field("fate", pa.int8(), nullable=False),  # 0 delivered 1 lost 2 send_error 3 unsent
-    ]
+from skewlab.trace import (
+    BACK,
+    DELIVERED,
+    FORWARD,
+    LINK_SCHEMA,
+    LINK_TRACE_VERSION,
+    LOST,
+    SEND_ERROR,
+    UNSENT,
 )
+
+RT_PRIORITY = 10  # SCHED_FIFO priority of the relay threads, when permitted
 
 
 def _set_realtime(priority: int) -> bool:
@@ -169,6 +160,11 @@ class Link:
             "seed": self.seed,
             "forward": self.spec.forward.model_dump(mode="json"),
             "back": self.spec.back.model_dump(mode="json"),
+            # what the analysis reports as requested (it imports no network code)
+            "requested": {
+                "forward": requested_figures(self.spec.forward),
+                "back": requested_figures(self.spec.back),
+            },
         }
         return {
             b"skewlab.trace_version": str(LINK_TRACE_VERSION).encode(),
@@ -428,25 +424,12 @@ class Network:
         hub.write_traces(self.results.link_trace_path)
 
 
-# -- summary: requested vs achieved ------------------------------------------------------------
-def _nearest_rank(sorted_vals: np.ndarray, q: float) -> int:
-    """Nearest-rank quantile of sorted values (the convention of the analysis)."""
-    k = max(1, int(np.ceil(q * len(sorted_vals))))
-    return int(sorted_vals[k - 1])
-
-
-def reorder_rate(seq_in_out_order: np.ndarray) -> tuple[int, float | None]:
-    """(count, fraction) of deliveries whose seq is below one delivered earlier."""
-    n = len(seq_in_out_order)
-    if n == 0:
-        return 0, None
-    running_max = np.maximum.accumulate(seq_in_out_order.astype(np.int64))
-    late = int(np.count_nonzero(seq_in_out_order[1:] < running_max[:-1]))
-    return late, late / n
-
-
-def _requested(spec: dict[str, Any]) -> dict[str, Any]:
-    d = DirectionSpec.model_validate(spec)
+# -- requested figures, recorded in each link trace ---------------------------------------------
+def requested_figures(d: DirectionSpec) -> dict[str, Any]:
+    """What one direction of a link is asked for: delay mean and nearest-rank p50/p99 (ms) of
+    its distribution, stationary loss rate, reorder and duplicate probabilities, rate limit.
+    Written into the link trace (``skewlab.link`` → ``requested``); the analysis (analysis/
+    links.py) puts the achieved figures beside them."""
     return {
         "dist": d.delay.dist,
         "mean_ms": d.delay.mean_ns() / NS_PER_MS,
@@ -457,84 +440,3 @@ def _requested(spec: dict[str, Any]) -> dict[str, Any]:
         "duplicate": d.duplicate,
         "rate_mbps": d.rate_mbps,
     }
-
-
-def summarize_link(table: pa.Table) -> dict[str, Any]:
-    """Requested vs achieved delay, loss, duplication and reordering per direction of a link.
-
-    Achieved one-way delay = truth_out − truth_in of delivered copies (the relay's residence);
-    lateness = achieved − scheduled (the emulator's own timing error).
-    """
-    meta = json.loads((table.schema.metadata or {})[b"skewlab.link"])
-    # nulls (not sent / lost) become 0 first: a nullable int64 column would otherwise turn into
-    # float64 and lose the low bits of 1e18-ns timestamps
-    cols = {}
-    for n in table.column_names:
-        c = table.column(n)
-        cols[n] = (c.fill_null(0) if c.null_count else c).to_numpy()
-    out: dict[str, Any] = {"target": meta["target"]}
-    for d, name in DIRECTIONS.items():
-        sel = cols["direction"] == d
-        fate, copy = cols["fate"][sel], cols["copy"][sel]
-        originals = int(np.count_nonzero(copy == 0))
-        lost = int(np.count_nonzero(fate == LOST))
-        deliv = fate == DELIVERED
-        t_in = cols["truth_in_ns"][sel][deliv].astype(np.int64)
-        t_out = cols["truth_out_ns"][sel][deliv].astype(np.int64)
-        sched = cols["scheduled_delay_ns"][sel][deliv].astype(np.int64)
-        seq = cols["seq"][sel][deliv]
-        req = _requested(meta[name])
-        ach: dict[str, Any] = {
-            "packets_in": originals,
-            "delivered": int(np.count_nonzero(deliv)),
-            "lost": lost,
-            "loss_rate": lost / originals if originals else None,
-            "duplicates": int(np.count_nonzero(copy == 1)),
-            "send_errors": int(np.count_nonzero(fate == SEND_ERROR)),
-            "unsent": int(np.count_nonzero(fate == UNSENT)),
-        }
-        if len(t_in):
-            delay = t_out - t_in
-            sd = np.sort(delay)
-            late = np.sort(delay - sched)
-            order = np.argsort(t_out, kind="stable")
-            n_re, rate_re = reorder_rate(seq[order])
-            ach.update(
-                mean_ms=float(delay.mean()) / NS_PER_MS,
-                p50_ms=_nearest_rank(sd, 0.5) / NS_PER_MS,
-                p99_ms=_nearest_rank(sd, 0.99) / NS_PER_MS,
-                min_ms=int(sd[0]) / NS_PER_MS,
-                max_ms=int(sd[-1]) / NS_PER_MS,
-                mean_error_ms=float(delay.mean()) / NS_PER_MS - req["mean_ms"],
-                lateness_mean_ms=float(late.mean()) / NS_PER_MS,
-                lateness_p99_ms=_nearest_rank(late, 0.99) / NS_PER_MS,
-                reordered=n_re,
-                reorder_rate=rate_re,
-            )
-        out[name] = {"requested": req, "achieved": ach}
-    return out
-
-
-def summarize_results(results: Any) -> dict[str, Any]:
-    """``summarize_link`` for every link trace of a results folder (empty if none)."""
-    return {p: summarize_link(pq.read_table(f)) for p, f in results.link_traces().items()}
-
-
-def format_summary(links: dict[str, Any]) -> str:
-    """A small table: requested vs achieved one-way delay and loss per link direction."""
-    hdr = (f"{'link':<24} {'dir':<7} {'req mean ms':>11} {'mean ms':>9} {'p99 ms':>8} "
-           f"{'req p99':>8} {'loss':>7} {'pkts':>6}")  # fmt: skip
-    lines = [hdr, "-" * len(hdr)]
-    for p, s in links.items():
-        for name in DIRECTIONS.values():
-            r, a = s[name]["requested"], s[name]["achieved"]
-            if not a["packets_in"]:
-                continue
-            mean = f"{a['mean_ms']:9.3f}" if "mean_ms" in a else f"{'—':>9}"
-            p99 = f"{a['p99_ms']:8.3f}" if "p99_ms" in a else f"{'—':>8}"
-            loss = f"{a['loss_rate']:7.2%}" if a["loss_rate"] is not None else f"{'—':>7}"
-            lines.append(
-                f"{p:<24} {name:<7} {r['mean_ms']:11.3f} {mean} {p99} {r['p99_ms']:8.3f} "
-                f"{loss} {a['packets_in']:>6}"
-            )
-    return "\n".join(lines)
