@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,275 +126,158 @@ def _frames(stats: dict[str, Any]) -> list[Block]:
     return b
 
 
-def blocks(stats: dict[str, Any]) -> list[Block]:
-    """The report's content, in order."""
-    out: list[Block] = [H(f"skewlab report — {stats['experiment_id']}", 1)]
+def _title(stats: dict[str, Any]) -> list[Block]:
     p = stats["parameters"]
-    out.append(
+    kinds = ", ".join(f"{s} ({k})" for s, k in stats["source_kinds"].items())
+    return [
+        H(f"skewlab report — {stats['experiment_id']}", 1),
         P(
-            f"Sources: {', '.join(f'{s} ({k})' for s, k in stats['source_kinds'].items())}. "
-            f"Coordinator {stats['coordinator']['name']} sent {stats['coordinator']['sent']} "
-            "events "
-            f"to {len(stats['workers'])} workers. Configuration key `{stats['config_key']}`, seed "
-            f"{p.get('seed', NA)}. Stats schema version {stats['stats_version']}; rates carry 95% "
-            "Wilson intervals as [low, high] (k/n). Definitions: docs/METHODOLOGY.md."
-        )
-    )
-    out += _frames(stats)
-    if "figures/summary_dashboard.png" in stats.get("figures", []):
-        out.append(Fig("figures/summary_dashboard.png", "Headline rates per source."))
+            f"Sources: {kinds}. Coordinator {stats['coordinator']['name']} sent "
+            f"{stats['coordinator']['sent']} events to {len(stats['workers'])} workers. "
+            f"Configuration key `{stats['config_key']}`, seed {p.get('seed', NA)}. Stats schema "
+            f"version {stats['stats_version']}; rates carry 95% Wilson intervals as [low, high] "
+            "(k/n). Definitions: docs/METHODOLOGY.md."
+        ),
+    ]
 
-    out.append(H("Accounting"))
-    out.append(
-        Table(
-            ["worker", "sent", "received", "lost", "unknown", "duplicates"],
-            [
-                [
-                    w,
-                    str(a["sent"]),
-                    str(a["received"]),
-                    str(a["lost"]),
-                    str(a["unknown_events"]),
-                    str(a["duplicate_rows"]),
-                ]
-                for w, ws in stats["workers"].items()
-                for a in [ws["accounting"]]
-            ],
-        )
-    )
 
-    out.append(H("Readings vs truth"))
+def _dashboard(stats: dict[str, Any]) -> list[Block]:
+    if "figures/summary_dashboard.png" not in stats.get("figures", []):
+        return []
+    return [Fig("figures/summary_dashboard.png", "Headline rates per source.")]
+
+
+def _accounting(stats: dict[str, Any]) -> list[Block]:
+    keys = ("sent", "received", "lost", "unknown_events", "duplicate_rows")
+    rows = [[w, *(str(ws["accounting"][k]) for k in keys)] for w, ws in stats["workers"].items()]
+    header = ["worker", "sent", "received", "lost", "unknown", "duplicates"]
+    return [H("Accounting"), Table(header, rows)]
+
+
+def _readings(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
             e, bq = ss["error_vs_truth"], ss["bound_quality"]
             cov = pct(bq["coverage"]) if bq and bq.get("available") else NA
             hw = ms(bq["half_width_ns"]["p50_ns"]) if bq else NA
-            rows.append(
-                [
-                    w,
-                    s,
-                    ss["kind"],
-                    str(ss["readings"]["unanswered"]),
-                    ms(e.get("mean_ns")),
-                    ms(e.get("mae_ns")),
-                    ms(e.get("rmse_ns")),
-                    ms(e.get("p99_abs_ns")),
-                    ms(e.get("max_abs_ns")),
-                    hw,
-                    cov,
-                ]
-            )
-    out.append(
-        Table(
-            [
-                "worker",
-                "source",
-                "kind",
-                "unanswered",
-                "mean err ms",
-                "MAE ms",
-                "RMSE ms",
-                "p99 |err| ms",
-                "max |err| ms",
-                "p50 ε ms",
-                "coverage",
-            ],
-            rows,
-        )
-    )
-    out.append(Fig("figures/bound_coverage.png", "Coverage of bounded sources."))
-    out.append(Fig("figures/error_vs_truth.png", "Error of receipt estimates over the run."))
+            errs = [ms(e.get(k)) for k in ("mean_ns", "mae_ns", "rmse_ns", "p99_abs_ns")]
+            unanswered = str(ss["readings"]["unanswered"])
+            rows.append([w, s, ss["kind"], unanswered, *errs, ms(e.get("max_abs_ns")), hw, cov])
+    header = ["worker", "source", "kind", "unanswered", "mean err ms", "MAE ms", "RMSE ms",
+              "p99 |err| ms", "max |err| ms", "p50 ε ms", "coverage"]  # fmt: skip
+    return [
+        H("Readings vs truth"),
+        Table(header, rows),
+        Fig("figures/bound_coverage.png", "Coverage of bounded sources."),
+        Fig("figures/error_vs_truth.png", "Error of receipt estimates over the run."),
+    ]
 
-    out.append(H("Causality"))
+
+def _causality(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
             c = ss["causality"]
             bd = c["bounded"]
-            rows.append(
-                [
-                    w,
-                    s,
-                    str(c["decided"]),
-                    str(c["undecidable"]),
-                    pct(c["violation_rate"]),
-                    str(c["ties"]),
-                    cnt(c["truth_violations"]),
-                    pct(bd["provably_after_rate"]) if bd else NA,
-                    pct(bd["ambiguous_rate"]) if bd else NA,
-                    pct(bd["violating_rate"]) if bd else NA,
-                ]
-            )
-    out.append(
-        Table(
-            [
-                "worker",
-                "source",
-                "decided",
-                "undecidable",
-                "violations (est.)",
-                "ties",
-                "truth violations",
-                "provably after",
-                "ambiguous",
-                "violating",
-            ],
-            rows,
-        )
-    )
-    out.append(Fig("figures/causality_violations.png", "Receipts stamped before their send."))
+            counts = [str(c["decided"]), str(c["undecidable"]), pct(c["violation_rate"])]
+            counts += [str(c["ties"]), cnt(c["truth_violations"])]
+            keys = ("provably_after_rate", "ambiguous_rate", "violating_rate")
+            rows.append([w, s, *counts, *(pct(bd[k]) if bd else NA for k in keys)])
+    header = ["worker", "source", "decided", "undecidable", "violations (est.)", "ties",
+              "truth violations", "provably after", "ambiguous", "violating"]  # fmt: skip
+    return [
+        H("Causality"),
+        Table(header, rows),
+        Fig("figures/causality_violations.png", "Receipts stamped before their send."),
+    ]
 
-    out.append(H("Ordering between workers"))
+
+def _ordering(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for pair, pr in stats["ordering"]["pairs"].items():
         for s, o in pr["sources"].items():
-            pt, bd = o["point"], o["bounded"]
-            rows.append(
-                [
-                    pair,
-                    s,
-                    str(o["compared"]),
-                    str(pt["decided"]),
-                    cnt(pt["correct"]),
-                    cnt(pt["wrong"]),
-                    str(pt["claimed_ties"]),
-                    cnt(bd["provable_correct"]) if bd else NA,
-                    cnt(bd["provable_wrong"]) if bd else NA,
-                    str(bd["ambiguous"]) if bd else NA,
-                ]
-            )
-    out.append(
-        Table(
-            [
-                "pair",
-                "source",
-                "compared",
-                "decided (est.)",
-                "correct",
-                "wrong",
-                "est. ties",
-                "provable correct",
-                "provable wrong",
-                "ambiguous",
-            ],
-            rows,
-        )
-    )
-    out.append(Fig("figures/ordering_consensus.png", "How receipt order is decided."))
+            pt, bd, bounds = o["point"], o["bounded"], [NA] * 3
+            point = [str(pt["decided"]), cnt(pt["correct"]), cnt(pt["wrong"])]
+            point.append(str(pt["claimed_ties"]))
+            if bd:
+                bounds = [cnt(bd["provable_correct"]), cnt(bd["provable_wrong"])]
+                bounds.append(str(bd["ambiguous"]))
+            rows.append([pair, s, str(o["compared"]), *point, *bounds])
+    header = ["pair", "source", "compared", "decided (est.)", "correct", "wrong", "est. ties",
+              "provable correct", "provable wrong", "ambiguous"]  # fmt: skip
+    return [
+        H("Ordering between workers"),
+        Table(header, rows),
+        Fig("figures/ordering_consensus.png", "How receipt order is decided."),
+    ]
 
-    out.append(H("Tumbling windows"))
-    out.append(
-        P(
-            f"Window sizes {stats['settings']['window_sizes_ms']} ms, offset "
-            f"{stats['settings']['window_offset_ms']} ms; start = t − ((t − offset) mod "
-            "size), windows [start, start + size)."
-        )
-    )
+
+def _windows(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
             for z, wz in ss["windows"].items():
-                bd = wz["bounded"]
-                rows.append(
-                    [
-                        w,
-                        s,
-                        z,
-                        pct(wz["accuracy"]),
-                        cnt(bd["confident_correct"]) if bd else NA,
-                        cnt(bd["confident_wrong"]) if bd else NA,
-                        pct(bd["ambiguous_rate"]) if bd else NA,
-                    ]
-                )
-    out.append(
-        Table(
-            [
-                "worker",
-                "source",
-                "size ms",
-                "accuracy (est.)",
-                "confident correct",
-                "confident wrong",
-                "ambiguous",
-            ],
-            rows,
-        )
-    )
+                bd, bounds = wz["bounded"], [NA] * 3
+                if bd:
+                    bounds = [cnt(bd["confident_correct"]), cnt(bd["confident_wrong"])]
+                    bounds.append(pct(bd["ambiguous_rate"]))
+                rows.append([w, s, z, pct(wz["accuracy"]), *bounds])
+    st = stats["settings"]
+    header = ["worker", "source", "size ms", "accuracy (est.)", "confident correct",
+              "confident wrong", "ambiguous"]  # fmt: skip
+    return [
+        H("Tumbling windows"),
+        P(
+            f"Window sizes {st['window_sizes_ms']} ms, offset {st['window_offset_ms']} ms; "
+            "start = t − ((t − offset) mod size), windows [start, start + size)."
+        ),
+        Table(header, rows),
+    ]
+
+
+def _window_agreement(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for s, per in stats["window_agreement"].items():
         for z, a in per.items():
             bd = a["bounded"]
-            rows.append(
-                [
-                    s,
-                    z,
-                    str(a["events"]),
-                    pct(a["agree_rate"]),
-                    pct(a["truth_agree"]),
-                    pct(bd["ambiguous_rate"]) if bd else NA,
-                    str(bd["confident_disagree"]) if bd else NA,
-                ]
-            )
-    out.append(
+            bounds = [pct(bd["ambiguous_rate"]), str(bd["confident_disagree"])] if bd else [NA] * 2
+            cells = [s, z, str(a["events"]), pct(a["agree_rate"]), pct(a["truth_agree"])]
+            rows.append(cells + bounds)
+    header = ["source", "size ms", "events", "agree (est.)", "true windows agree",
+              "ambiguous (bounds)", "confident disagree"]  # fmt: skip
+    return [
         P(
             "Agreement: events received by every worker; do all workers put the event in "
             "the same window?"
-        )
-    )
-    out.append(
-        Table(
-            [
-                "source",
-                "size ms",
-                "events",
-                "agree (est.)",
-                "true windows agree",
-                "ambiguous (bounds)",
-                "confident disagree",
-            ],
-            rows,
-        )
-    )
-    out.append(Fig("figures/window_assignment.png", "Wrong and ambiguous window assignments."))
+        ),
+        Table(header, rows),
+        Fig("figures/window_assignment.png", "Wrong and ambiguous window assignments."),
+    ]
 
-    out.append(H("Coordination cost"))
+
+def _cost_row(name: str, mode: str, tot: dict[str, Any]) -> list[str]:
+    counts = [str(tot["decisions"]), str(tot["coordinate"])]
+    return [name, mode, *counts, *(cnt(tot[k]) for k in ("repair", "actions", "difference"))]
+
+
+def _coordination(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for s, c in stats["coordination_cost"].items():
-        tot = c["total"]
-        rows.append(
-            [
-                s,
-                c["mode"],
-                str(tot["decisions"]),
-                str(tot["coordinate"]),
-                cnt(tot["repair"]),
-                cnt(tot["actions"]),
-                cnt(tot["difference"]),
-            ]
-        )
+        rows.append(_cost_row(s, c["mode"], c["total"]))
         if "estimate_as_point" in c:
             e = c["estimate_as_point"]["total"]
-            rows.append(
-                [
-                    f"{s} (estimate as point)",
-                    "point",
-                    str(e["decisions"]),
-                    str(e["coordinate"]),
-                    cnt(e["repair"]),
-                    cnt(e["actions"]),
-                    cnt(e["difference"]),
-                ]
-            )
-    out.append(
-        Table(
-            ["source", "mode", "decisions", "coordinate", "repair", "total", "coordinate − repair"],
-            rows,
-        )
-    )
-    out.append(Fig("figures/coordination_cost.png", "Coordination rounds vs repairs."))
+            rows.append(_cost_row(f"{s} (estimate as point)", "point", e))
+    header = ["source", "mode", "decisions", "coordinate", "repair", "total",
+              "coordinate − repair"]  # fmt: skip
+    return [
+        H("Coordination cost"),
+        Table(header, rows),
+        Fig("figures/coordination_cost.png", "Coordination rounds vs repairs."),
+    ]
 
-    out.append(H("Commit-wait"))
+
+def _commit_wait(stats: dict[str, Any]) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
@@ -405,29 +289,36 @@ def blocks(stats: dict[str, Any]) -> list[Block]:
                 f"T+{d} ms: p50 2ε {ms(r['wait_ns']['p50_ns'])} ms, narrower {pct(r['narrower'])}"
                 for d, r in cw["reevaluated"].items()
             )
-            rows.append(
-                [
-                    w,
-                    s,
-                    str(wt["n"]),
-                    ms(wt["mean_ns"]),
-                    ms(wt["p50_ns"]),
-                    ms(wt["p99_ns"]),
-                    ms(wt["max_ns"]),
-                    re or "no re-evaluated readings",
-                ]
-            )
-    if rows:
-        out.append(
-            Table(
-                ["worker", "source", "n", "mean ms", "p50 ms", "p99 ms", "max ms", "re-evaluation"],
-                rows,
-            )
-        )
-    else:
-        out.append(P("No bounded source in this run: commit-wait does not apply."))
-    out.append(Fig("figures/commit_wait.png", "Commit-wait distribution."))
-    return out
+            waits = [ms(wt[k]) for k in ("mean_ns", "p50_ns", "p99_ns", "max_ns")]
+            rows.append([w, s, str(wt["n"]), *waits, re or "no re-evaluated readings"])
+    header = ["worker", "source", "n", "mean ms", "p50 ms", "p99 ms", "max ms", "re-evaluation"]
+    body: Block = (
+        Table(header, rows)
+        if rows
+        else P("No bounded source in this run: commit-wait does not apply.")
+    )
+    return [H("Commit-wait"), body, Fig("figures/commit_wait.png", "Commit-wait distribution.")]
+
+
+# The report, one section per function, in order.
+SECTIONS: tuple[Callable[[dict[str, Any]], list[Block]], ...] = (
+    _title,
+    _frames,
+    _dashboard,
+    _accounting,
+    _readings,
+    _causality,
+    _ordering,
+    _windows,
+    _window_agreement,
+    _coordination,
+    _commit_wait,
+)
+
+
+def blocks(stats: dict[str, Any]) -> list[Block]:
+    """The report's content: every section's blocks, in order."""
+    return [b for section in SECTIONS for b in section(stats)]
 
 
 def to_markdown(bl: list[Block]) -> str:
