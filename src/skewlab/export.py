@@ -1,4 +1,4 @@
-"""``skewlab export``: a results folder's Parquet traces as CSV, for people who want CSV.
+"""A results folder's Parquet traces as CSV (``skewlab export``), for people who want CSV.
 
 One CSV per node and trace (``<out>/<node>/<trace>.csv``). A worker's ``events.csv`` carries
 its commit-wait columns beside the receipts, as ``trace.load_receipts`` joins them. Nulls are
@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import click
 import pyarrow.csv as pacsv
 
-from skewlab.cli_util import fail
 from skewlab.store import ResultsDir
 from skewlab.trace import load_receipts, read_parts
 
@@ -43,30 +41,3 @@ def export_csv(res: ResultsDir, out: Path) -> list[Path]:
             pacsv.write_csv(table, target)
             written.append(target)
     return written
-
-
-@click.command()
-@click.argument("results_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--csv", "as_csv", is_flag=True, help="Write CSV (the only format so far).")
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output folder. Default: RESULTS_DIR/csv.",
-)
-def export(results_dir: Path, as_csv: bool, out: Path | None) -> None:
-    """Export a results folder's traces (one file per node and trace) for other tools."""
-    res = ResultsDir(results_dir)
-    if not as_csv:
-        fail("choose an export format: --csv", 2)
-    if not res.spec_path.is_file():
-        fail(f"{results_dir} is not a skewlab results folder (no spec.json)", 2)
-    target = out if out is not None else res.csv_dir
-    try:
-        files = export_csv(res, target)
-    except OSError as e:
-        fail(f"cannot write to {target}: {e.strerror or e}", 2)
-    if not files:
-        fail(f"{results_dir} has no traces to export", 2)
-    for f in files:
-        click.echo(str(f))

@@ -87,7 +87,7 @@ def test_compare_cli_figure_json_and_errors(tmp_path: Path) -> None:
 
 
 def test_summary_table_bounded_columns(tmp_path: Path) -> None:
-    from skewlab.cli import summary_table
+    from skewlab.cli.common import summary_table
 
     res = write_run(tmp_path / "r", SENDS, RECEIPTS, window_sizes_ms=[100])
     lines = summary_table(analyze(res, make_figures=False)).splitlines()

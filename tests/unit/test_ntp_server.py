@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skewlab.ntp.cli import parse_hostport
 from skewlab.ntp.packet import (
     MODE_CLIENT,
     MODE_SERVER,
@@ -17,6 +16,7 @@ from skewlab.ntp.packet import (
     ns_to_ntp64,
     ntp64_to_ns,
 )
+from skewlab.ntp.query import parse_hostport
 from skewlab.ntp.server import NtpServer
 from skewlab.timebase import VirtualClock
 

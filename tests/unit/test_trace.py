@@ -137,7 +137,7 @@ def test_load_receipts_without_commit_wait(tmp_path: Path) -> None:
 
 
 def test_export_csv(tmp_path: Path) -> None:
-    from skewlab.export import export
+    from skewlab.cli.export import export
     from skewlab.spec import ExperimentSpec
     from skewlab.store import ResultsDir
 
@@ -160,7 +160,7 @@ def test_export_csv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args", [["--csv"], []])
 def test_export_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
-    from skewlab.export import export
+    from skewlab.cli.export import export
 
     r = CliRunner().invoke(export, [str(tmp_path), *args])
     assert r.exit_code == 2

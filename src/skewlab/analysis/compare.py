@@ -8,11 +8,8 @@ same numbers, with the same Wilson 95% intervals, as each run's own report.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
-
-import click
 
 from skewlab.store import ResultsDir
 
@@ -238,48 +235,3 @@ def figure(doc: dict[str, Any], out: Path) -> Path:
     fig.savefig(out, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return out
-
-
-@click.command("compare")
-@click.argument("dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("compare.png"),
-    show_default=True,
-    help="Figure path (.png at 300 DPI, or .svg).",
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
-    help="Also write the comparison as JSON to this path ('-' for stdout, then no table).",
-)
-@click.option("--window", type=int, help="Window size (ms) for the window rates. Default 100.")
-@click.option("--no-figure", is_flag=True, help="Table (and JSON) only.")
-def compare_cmd(
-    dirs: tuple[Path, ...], out: Path, json_path: Path | None, window: int | None, no_figure: bool
-) -> None:
-    """Put several analysed runs side by side: a table of each source's headline rates (95%
-    intervals) per run, keyed by the parameters that differ, and a figure."""
-    from skewlab.cli_util import fail
-
-    try:
-        doc = compare(list(dirs), window)
-    except CompareError as e:
-        fail(str(e), 2)
-        return
-    to_stdout = json_path is not None and str(json_path) == "-"
-    if json_path is not None:
-        text = json.dumps(doc, indent=2, default=str) + "\n"
-        if to_stdout:
-            sys.stdout.write(text)
-        else:
-            json_path.write_text(text)
-    if not to_stdout:
-        click.echo(format_table(doc))
-    if not no_figure:
-        p = figure(doc, out)
-        if not to_stdout:
-            click.echo(f"\nfigure: {p}")

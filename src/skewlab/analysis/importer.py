@@ -32,7 +32,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -406,34 +405,3 @@ MAPPING = {
     "truth_ns": "null (the legacy traces have no true time)",
     "status": "null (not recorded)",
 }
-
-
-@click.command("import-legacy")
-@click.argument("src_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("results"),
-    show_default=True,
-    help="Base folder; the import goes to OUT/legacy-<SRC_DIR name>/.",
-)
-@click.option("--name", help="Experiment id of the new results folder.")
-@click.option("--analyze", "run_analysis", is_flag=True, help="Run the analysis afterwards.")
-def import_legacy_cmd(src_dir: Path, out: Path, name: str | None, run_analysis: bool) -> None:
-    """Import a folder of the original evaluation framework (coordinator.csv and
-    worker_<node>.csv files) as a skewlab results folder (no true time: truth-based metrics
-    are reported unavailable). Then: skewlab analyze <folder>."""
-    from skewlab.cli_util import fail
-
-    try:
-        res = import_legacy(src_dir, out, name)
-    except LegacyImportError as e:
-        fail(str(e), 2)
-        return
-    click.echo(f"imported: {res.root}")
-    if run_analysis:
-        from skewlab.analysis import analyze
-        from skewlab.cli_util import summary_table
-
-        click.echo(summary_table(analyze(res)))

@@ -1,19 +1,20 @@
 """What every ``skewlab`` command shares: the one-line error, the progress line, the summary
 table and loading an experiment with command-line overrides.
 
-Kept apart from ``skewlab.cli`` (which imports every command module to register it) so the
-command modules can import these without an import cycle.
+Kept apart from ``skewlab.cli`` (the package ``__init__``, which imports every command module
+to register it) so the command modules can import these without an import cycle.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from skewlab.spec import ExperimentSpec, SpecError
+if TYPE_CHECKING:
+    from skewlab.spec import ExperimentSpec
 
 
 def fail(msg: str, code: int = 1) -> NoReturn:
@@ -29,12 +30,12 @@ def load_spec(config: Path | None, events: int | None = None,
     from skewlab import spec as spec_mod
 
     try:
-        spec = spec_mod.load(config) if config else ExperimentSpec()
+        spec = spec_mod.load(config) if config else spec_mod.ExperimentSpec()
         if events is not None:
             spec.workload.events = events
         if seed is not None:
             spec.seed = seed
-    except SpecError as e:
+    except spec_mod.SpecError as e:
         fail(str(e), 2)
     return spec
 

@@ -1,25 +1,25 @@
-"""The ``simulate``, ``sweep`` and ``validate`` commands (virtual-time runs, docs/SIMULATION.md)."""
+"""``simulate``, ``validate`` and ``sweep``: virtual-time runs (docs/SIMULATION.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from skewlab.cli_util import Progress, fail, load_spec, summary_table
-from skewlab.spec import SpecError
+from skewlab.cli import options as opt
+from skewlab.cli.common import Progress, fail, load_spec, summary_table
+
+if TYPE_CHECKING:
+    from skewlab.spec import ExperimentSpec
 
 
 @click.command()
-@click.argument("experiment", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-n", "--events", type=click.IntRange(min=1), help="Number of events to broadcast.")
-@click.option("--seed", type=int, help="Random seed (every random stream of the run).")
-@click.option("-o", "--out", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("results"), show_default=True,
-              help="Base folder; the run goes to OUT/<experiment-id>/.")  # fmt: skip
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes for the per-worker work (same traces for any value).")  # fmt: skip
+@opt.experiment_argument()
+@opt.events()
+@opt.seed()
+@opt.out()
+@opt.jobs(1, "Processes for the per-worker work (same traces for any value).")
 @click.option("--cw-every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Re-evaluate every n-th receipt at T+Δ (commit-wait); 1 = all.")  # fmt: skip
 @click.option(
@@ -27,8 +27,8 @@ from skewlab.spec import SpecError
     is_flag=True,
     help="Also run it in real time (local launcher) and compare the headline metrics.",
 )
-@click.option("--no-figures", is_flag=True, help="Skip figures (stats.json only).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@opt.no_figures()
+@opt.quiet()
 def simulate(
     experiment: Path | None,
     events: int | None,
@@ -65,7 +65,7 @@ def simulate(
     click.echo(f"\nresults: {res.root}")
 
 
-def _validate(spec: Any, out: Path, quiet: bool) -> None:
+def _validate(spec: ExperimentSpec, out: Path, quiet: bool) -> None:
     from skewlab.deploy.local import LaunchError
     from skewlab.sim.simulate import SimError
     from skewlab.sim.validate import format_comparison, validate
@@ -80,20 +80,13 @@ def _validate(spec: Any, out: Path, quiet: bool) -> None:
 
 
 @click.command(name="validate")
-@click.argument("experiment", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-n", "--events", type=click.IntRange(min=1), help="Number of events to broadcast.")
-@click.option("--seed", type=int, help="Random seed.")
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("results"),
-    show_default=True,
-    help="Base folder of both runs.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-def validate_cmd(experiment: Path | None, events: int | None, seed: int | None, out: Path,
-                 quiet: bool) -> None:  # fmt: skip
+@opt.experiment_argument()
+@opt.events()
+@opt.seed()
+@opt.out(help="Base folder of both runs.")
+@opt.quiet()
+def validate(experiment: Path | None, events: int | None, seed: int | None, out: Path,
+             quiet: bool) -> None:  # fmt: skip
     """Run EXPERIMENT in real time and in simulation; compare the headline metrics within the
     tolerances of docs/SIMULATION.md (exit 1 if they disagree)."""
     _validate(load_spec(experiment, events, seed), out, quiet)
@@ -101,15 +94,12 @@ def validate_cmd(experiment: Path | None, events: int | None, seed: int | None, 
 
 @click.command()
 @click.argument("sweep_file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--out", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("results"), show_default=True,
-              help="Base folder; the sweep goes to OUT/<sweep name>/.")  # fmt: skip
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Cells run in parallel (process pool). --real runs one at a time.")  # fmt: skip
+@opt.out(help="Base folder; the sweep goes to OUT/<sweep name>/.")
+@opt.jobs(2, "Cells run in parallel (process pool). --real runs one at a time.")
 @click.option("--real", is_flag=True, help="Run each cell in real time (local launcher).")
 @click.option("--figures", "cell_figures", is_flag=True,
               help="Also make every cell's own figures (slower).")  # fmt: skip
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@opt.quiet()
 def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool,
           quiet: bool) -> None:  # fmt: skip
     """Run a grid of experiment variants (docs/SIMULATION.md), in simulation unless --real.
@@ -120,6 +110,7 @@ def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool
     from skewlab.deploy.local import LaunchError
     from skewlab.sim.simulate import SimError
     from skewlab.sim.sweep import format_table, run_sweep
+    from skewlab.spec import SpecError
 
     if not sweep_file.exists():
         fail(f"sweep file {sweep_file} does not exist", 2)

@@ -6,40 +6,14 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
 
 import click
 
-from skewlab.cli_util import fail
+from skewlab.cli import options as opt
+from skewlab.cli.common import fail
 from skewlab.ntp.packet import KOD_CODES
 
 _MS = 1_000_000  # ns per ms
-
-
-def parse_hostport(text: str, default_port: int = 123) -> tuple[str, int]:
-    """'host', 'host:port', '[v6]:port' or a bare IPv6 address → (host, port)."""
-    host, port = text, default_port
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"{text!r}: missing ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"{text!r}: expected ':PORT' after ']'")
-            port = _port(text, rest[1:])
-    elif text.count(":") == 1:
-        host, p = text.split(":")
-        port = _port(text, p)
-    if not host:
-        raise ValueError(f"{text!r}: empty host")
-    return host, port
-
-
-def _port(text: str, p: str) -> int:
-    if not p.isdigit() or not 0 < int(p) < 65536:
-        raise ValueError(f"{text!r}: port must be 1..65535")
-    return int(p)
 
 
 def _ms_to_ns(ms: float) -> int:
@@ -90,7 +64,7 @@ def _ms_to_ns(ms: float) -> int:
     type=click.Choice(KOD_CODES, case_sensitive=False),
     help="Fault: answer every request with this kiss-o'-death code.",
 )
-@click.option("--seed", type=int, help="Seed of the drop decisions.")
+@opt.seed(help="Seed of the drop decisions.")
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
@@ -147,12 +121,6 @@ def ntp_server(
     click.echo("counters: " + json.dumps(dict(sorted(server.counters.items()))))
 
 
-def _fmt_ms(ns: int | None, signed: bool = False) -> str:
-    if ns is None:
-        return "—"
-    return f"{ns / 1e6:+.3f}" if signed else f"{ns / 1e6:.3f}"
-
-
 @click.command("ntp-query")
 @click.argument("servers", nargs=-1, required=True, metavar="HOST[:PORT]...")
 @click.option(
@@ -163,13 +131,12 @@ def _fmt_ms(ns: int | None, signed: bool = False) -> str:
     "--timeout", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
     help="Seconds to wait for each reply.",
 )  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@opt.as_json()
 def ntp_query(servers: tuple[str, ...], burst: int, timeout: float, as_json: bool) -> None:
     """Query NTP servers and show offset, delay, root distance, stratum, leap and the
     selection verdict of each (offsets: server − this host, ms; positive: this host is
     behind). Exits non-zero if no server gave a sample."""
-    from skewlab.ntp.client import NtpClient, NtpError, NtpSample
-    from skewlab.ntp.select import select
+    from skewlab.ntp.query import format_query, parse_hostport, query
 
     targets: list[tuple[str, int]] = []
     for text in servers:
@@ -177,66 +144,10 @@ def ntp_query(servers: tuple[str, ...], burst: int, timeout: float, as_json: boo
             targets.append(parse_hostport(text))
         except ValueError as e:
             fail(str(e), 2)
-    outcomes: list[tuple[str, NtpSample | NtpError]] = []
-    for host, port in targets:
-        try:
-            client = NtpClient(host, port, timeout_s=timeout)
-        except OSError as e:
-            outcomes.append((f"{host}:{port}", NtpError("unresolved", str(e))))
-            continue
-        with client:
-            try:
-                outcomes.append((client.name, client.best_of(burst)))
-            except NtpError as e:
-                outcomes.append((client.name, e))
-    sel = select(outcomes)
-    rows: list[dict[str, Any]] = []
-    for v in sel.verdicts:
-        s = v.sample
-        rows.append(
-            {
-                "server": v.server,
-                "offset_ns": s.offset_ns if s else None,
-                "delay_ns": s.delay_ns if s else None,
-                "root_distance_ns": s.root_distance_ns if s else None,
-                "stratum": s.stratum if s else None,
-                "leap": s.leap if s else None,
-                "verdict": v.status,
-                "reason": v.reason,
-            }
-        )
+    result = query(targets, burst, timeout)
     if as_json:
-        out = {
-            "servers": rows,
-            "combined_offset_ns": sel.offset_ns,
-            "low_ns": sel.low_ns,
-            "high_ns": sel.high_ns,
-            "falsetickers_allowed": sel.falsetickers_allowed,
-        }
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(result.as_json(), indent=2))
     else:
-        click.echo(_table(rows))
-        if sel.offset_ns is not None:
-            click.echo(
-                f"\ncombined offset {_fmt_ms(sel.offset_ns, True)} ms; true offset within "
-                f"[{_fmt_ms(sel.low_ns, True)}, {_fmt_ms(sel.high_ns, True)}] ms "
-                f"if at most {sel.falsetickers_allowed} server(s) are wrong"
-            )
-    if not any(r["offset_ns"] is not None for r in rows):
+        click.echo(format_query(result))
+    if not result.any_sample:
         fail("no server gave a valid sample")
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    hdr = (
-        f"{'server':<24} {'offset ms':>10} {'delay ms':>9} {'root dist ms':>12} "
-        f"{'stratum':>7} {'leap':>4}  verdict"
-    )
-    lines = [hdr, "-" * len(hdr)]
-    for r in rows:
-        lines.append(
-            f"{r['server']:<24} {_fmt_ms(r['offset_ns'], True):>10} {_fmt_ms(r['delay_ns']):>9} "
-            f"{_fmt_ms(r['root_distance_ns']):>12} "
-            f"{'—' if r['stratum'] is None else r['stratum']:>7} "
-            f"{'—' if r['leap'] is None else r['leap']:>4}  {r['verdict']} ({r['reason']})"
-        )
-    return "\n".join(lines)

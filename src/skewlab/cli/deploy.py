@@ -10,31 +10,13 @@ from typing import Any
 
 import click
 
-from skewlab.cli_util import Progress, fail, load_spec
-from skewlab.spec import SpecError
+from skewlab.cli import options as opt
+from skewlab.cli.common import Progress, fail, load_spec, summary_table
 
 
-def make_launcher(
-    name: str, spec: Any, cluster: Any, out: Path, progress: Any, results_dir: Path | None
-) -> Any:
-    """The launcher object for ``name`` (the Slurm one only inside an allocation)."""
-    if name == "local":
-        from skewlab.deploy.local import LocalLauncher
-
-        return LocalLauncher(spec, out, progress, results_dir)
-    if name == "ssh":
-        from skewlab.deploy.ssh import SshLauncher
-
-        return SshLauncher(spec, out, cluster, progress, results_dir)
-    from skewlab.deploy.slurm import SlurmLauncher
-
-    return SlurmLauncher(spec, out, cluster, progress, results_dir)
-
-
-def analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> bool:
+def _analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> bool:
     """Analyse a results folder (complete or partial) and print the summary; False on failure."""
     from skewlab.analysis import analyze
-    from skewlab.cli_util import summary_table
 
     try:
         stats = analyze(res, make_figures=make_figures)
@@ -48,7 +30,7 @@ def analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> bo
 
 
 @click.command()
-@click.argument("experiment", type=click.Path(path_type=Path, dir_okay=False))
+@opt.experiment_argument(required=True)
 @click.option(
     "--launcher",
     type=click.Choice(["local", "ssh", "slurm"]),
@@ -60,18 +42,11 @@ def analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> bo
     type=click.Path(path_type=Path, dir_okay=False),
     help="Cluster file (hosts, node placement, SSH/Slurm settings); needed for ssh and slurm.",
 )
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("results"),
-    show_default=True,
-    help="Base folder; the run goes to OUT/<experiment-id>/.",
-)
-@click.option("-n", "--events", type=click.IntRange(min=1), help="Number of events to broadcast.")
+@opt.out()
+@opt.events()
 @click.option("--preflight-only", is_flag=True, help="Only check the hosts; start nothing.")
-@click.option("--no-figures", is_flag=True, help="Skip figures (stats.json only).")
-@click.option("-q", "--quiet", is_flag=True, help="No live progress.")
+@opt.no_figures()
+@opt.quiet()
 @click.option("--results-dir", type=click.Path(path_type=Path, file_okay=False), hidden=True)
 def deploy(
     experiment: Path, launcher: str | None, cluster_file: Path | None, out: Path,
@@ -88,7 +63,9 @@ def deploy(
     names the node. See docs/DEPLOYMENT.md.
     """
     from skewlab.deploy import cluster as cluster_mod
+    from skewlab.deploy.launchers import make_launcher
     from skewlab.deploy.orchestrator import LaunchError
+    from skewlab.spec import SpecError
     from skewlab.store import ResultsDir, write_json_atomic
 
     spec = load_spec(experiment, events)
@@ -162,7 +139,7 @@ def deploy(
     if meta.get("failed_nodes"):
         failed = ", ".join(f"{n} ({why})" for n, why in meta["failed_nodes"].items())
         click.echo(f"failed node(s): {failed}; analysing the partial results", err=True)
-    analysed = analyse_and_report(res, not no_figures, meta)
+    analysed = _analyse_and_report(res, not no_figures, meta)
     click.echo(f"\nresults: {res.root}")
     if error:
         fail(error)
