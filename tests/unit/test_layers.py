@@ -111,17 +111,8 @@ def test_reading_a_spec_loads_neither_pyarrow_nor_numpy(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-# Being removed by another change (issue 15); delete this once it has landed.
-PENDING = {
-    "skewlab.analysis.load imports skewlab.clocks.sources",
-    "skewlab.analysis.run imports skewlab.net.link",
-}
-
-
 def test_analysis_imports_no_runtime_network_clock_or_ntp_code(graph: ImportGraph) -> None:
     found = forbidden_edges(graph, "skewlab.analysis", NOT_FOR_ANALYSIS)
-    if found and all(f.split(" (line")[0] in PENDING for f in found):
-        pytest.xfail("analysis still imports clocks.sources/net.link; being removed")
     assert not found, "the analysis must read traces and metadata only:\n" + "\n".join(found)
 
 
