@@ -214,7 +214,7 @@ def figure(doc: dict[str, Any], out: Path) -> Path:
                     continue
                 lo, hi = v["ci95"]
                 ax.bar(x, 100 * v["rate"], width, color=f"C{i}",
-                       yerr=[[100 * (v["rate"] - lo)], [100 * (hi - v["rate"])]],
+                       yerr=[[100 * max(0.0, v["rate"] - lo)], [100 * max(0.0, hi - v["rate"])]],
                        capsize=2, ecolor="black", linewidth=0)  # fmt: skip
         ax.set_xlim(-0.5, len(srcs) - 0.5)
         ax.set_xticks(range(len(srcs)), srcs, rotation=20)

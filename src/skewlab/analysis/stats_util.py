@@ -26,7 +26,11 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     den = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # exact at the edges: k = 0 gives centre == half and k = n centre + half == 1 in exact
+    # arithmetic, but floats leave ~1e-19 (a negative error bar below a 0 rate in figures)
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return (lo, hi)
 
 
 def rate(k: int | None, n: int | None) -> dict[str, Any] | None:
