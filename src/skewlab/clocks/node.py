@@ -7,7 +7,7 @@ Used unchanged by the node processes (host clock) and the simulator (virtual clo
 
 from __future__ import annotations
 
-from skewlab.clocks.discipline import make_discipline
+from skewlab.clocks.discipline import Discipline, make_discipline
 from skewlab.clocks.oscillator import NodeClock, Oscillator
 from skewlab.clocks.sync import SyncState
 from skewlab.nemesis.schedule import clock_faults
@@ -19,16 +19,23 @@ def node_oscillator(spec: ExperimentSpec, name: str, t0_ns: int) -> Oscillator:
     """The oscillator of node ``name``: its offset and drift at ``t0_ns``, its wander (seeded
     from the spec's seed and the node's index), its scheduled clock faults and, for
     ``discipline = "disciplined"``, a servo (fed by :func:`node_sync`)."""
+    return _build(spec, name, t0_ns)[0]
+
+
+def _build(spec: ExperimentSpec, name: str, t0_ns: int) -> tuple[Oscillator, Discipline | None]:
+    """``node_oscillator`` and its servo (typed as the discipline, which can follow a state)."""
     n = spec.node(name)
-    return Oscillator(
+    servo = make_discipline(n.discipline)
+    osc = Oscillator(
         offset_ns=round(n.offset_ms * 1_000_000),
         drift_ppb=round(n.drift_ppm * 1_000),
         t0_ns=t0_ns,
         wander_ppb=n.wander_ppb,
         seed=spec.seed * 1000 + spec.nodes.index(n),
         faults=clock_faults(spec, name, t0_ns),
-        discipline=make_discipline(n.discipline),
+        discipline=servo,
     )
+    return osc, servo
 
 
 def node_sync(
@@ -36,9 +43,9 @@ def node_sync(
 ) -> tuple[NodeClock, SyncState]:
     """The node's clock (reading ``host``) and the sync state its sources stand on; a
     disciplined node's servo is subscribed before any sample, so it sees every one."""
-    osc = node_oscillator(spec, name, t0_ns)
+    osc, servo = _build(spec, name, t0_ns)
     clock = NodeClock(osc, host)
     state = SyncState(clock=clock)
-    if osc.discipline is not None:
-        osc.discipline.follow(state)
+    if servo is not None:
+        servo.follow(state)
     return clock, state
