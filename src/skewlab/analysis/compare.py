@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
+from skewlab.analysis.stats_types import Kind, Rate, Stats
 from skewlab.store import ResultsDir
 
 COMPARE_VERSION = 1
@@ -33,11 +34,51 @@ BOUNDED_ONLY = frozenset(
 )
 
 
+class CompareRow(TypedDict):
+    """One source in one run: its headline numbers from stats.json ``summary`` (the window
+    rates at the comparison's window size); None where the run has no such number."""
+
+    kind: Kind | None
+    causality_violation_rate: Rate | None
+    causality_ambiguous_rate: Rate | None
+    ordering_wrong_rate: Rate | None
+    ordering_ambiguous_rate: Rate | None
+    window_wrong_rate: Rate | None
+    window_ambiguous_rate: Rate | None
+    coverage: Rate | None
+    mae_ns: float | None
+    max_abs_ns: int | None
+    commit_wait_mean_ns: float | None
+    coordinate: int | None
+    repair: int | None
+
+
+class CompareRun(TypedDict):
+    dir: str
+    experiment_id: str | None
+    config_key: str | None
+    truth_available: bool | None
+    imported: bool
+    varying: dict[str, Any]  # the varying parameters' values in this run
+    parameters: dict[str, Any]
+    sources: dict[str, CompareRow]
+
+
+class CompareDoc(TypedDict):
+    """What ``skewlab compare --json`` writes."""
+
+    compare_version: int
+    window_ms: int | None
+    varying_parameters: list[str]
+    sources: list[str]
+    runs: list[CompareRun]
+
+
 class CompareError(Exception):
     """A folder cannot be compared (one line: which folder and why)."""
 
 
-def load_stats(d: Path) -> dict[str, Any]:
+def load_stats(d: Path) -> Stats:
     """A run's stats.json, or a clear error if the folder has none."""
     res = ResultsDir(d)
     if not d.is_dir():
@@ -46,7 +87,7 @@ def load_stats(d: Path) -> dict[str, Any]:
         hint = " (run `skewlab analyze` on it first)" if res.spec_path.is_file() else ""
         raise CompareError(f"{d}: no stats.json{hint}")
     try:
-        stats = json.loads(res.stats_path.read_text())
+        stats: Stats = json.loads(res.stats_path.read_text())
     except json.JSONDecodeError as e:
         raise CompareError(f"{res.stats_path}: not valid JSON ({e.msg}, line {e.lineno})") from e
     for k in ("parameters", "summary", "settings"):
@@ -55,7 +96,7 @@ def load_stats(d: Path) -> dict[str, Any]:
     return stats
 
 
-def _common_window(runs: list[dict[str, Any]], want: int | None) -> int | None:
+def _common_window(runs: list[Stats], want: int | None) -> int | None:
     sizes = [set(r["settings"].get("window_sizes_ms") or []) for r in runs]
     common = set.intersection(*sizes) if sizes else set()
     if want is not None:
@@ -74,7 +115,7 @@ def _label(v: Any) -> str:
     return json.dumps(v) if isinstance(v, list | dict) else str(v)
 
 
-def compare(dirs: list[Path], window_ms: int | None = None) -> dict[str, Any]:
+def compare(dirs: list[Path], window_ms: int | None = None) -> CompareDoc:
     """The comparison document: every run's parameters (and which of them vary between runs)
     and, per source, its headline rates and numbers from stats.json."""
     if not dirs:
@@ -90,9 +131,9 @@ def compare(dirs: list[Path], window_ms: int | None = None) -> dict[str, Any]:
     sources: list[str] = []
     for s in stats:
         sources += [x for x in s["summary"] if x not in sources]
-    runs = []
+    runs: list[CompareRun] = []
     for d, s in zip(dirs, stats, strict=True):
-        per: dict[str, Any] = {}
+        per: dict[str, CompareRow] = {}
         for src, sm in s["summary"].items():
             row: dict[str, Any] = {"kind": sm.get("kind")}
             for key, (field, _) in RATES.items():
@@ -102,7 +143,7 @@ def compare(dirs: list[Path], window_ms: int | None = None) -> dict[str, Any]:
                 row[key] = v
             for f in ("mae_ns", "max_abs_ns", "commit_wait_mean_ns", "coordinate", "repair"):
                 row[f] = sm.get(f)
-            per[src] = row
+            per[src] = cast(CompareRow, row)  # every CompareRow key, from RATES and the rest
         runs.append(
             {
                 "dir": str(d),
@@ -124,7 +165,7 @@ def compare(dirs: list[Path], window_ms: int | None = None) -> dict[str, Any]:
     }
 
 
-def _pct(r: dict[str, Any] | None) -> str:
+def _pct(r: Rate | None) -> str:
     """'x.xx [lo,hi]' in percent, '—' when unavailable, '-(0/n)' style for n = 0."""
     if not r:
         return "—"
@@ -142,7 +183,7 @@ def _n(v: int | None) -> str:
     return "—" if v is None else str(v)
 
 
-def format_table(doc: dict[str, Any]) -> str:
+def format_table(doc: CompareDoc) -> str:
     """Plain-text tables: the runs and their varying parameters, then one row per run and
     source (rates in percent with their 95% interval)."""
     lines = ["runs:"]
@@ -177,7 +218,7 @@ def format_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def figure(doc: dict[str, Any], out: Path) -> Path:
+def figure(doc: CompareDoc, out: Path) -> Path:
     """One panel per headline rate: x = source, one bar per run, 95% intervals as error bars;
     unavailable rates are marked 'n/a' instead of drawn as 0."""
     from skewlab.analysis.figures import DPI, plt

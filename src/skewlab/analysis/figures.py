@@ -17,6 +17,7 @@ import polars as pl
 from matplotlib.figure import Figure
 
 from skewlab.analysis.load import Traces
+from skewlab.analysis.stats_types import Rate, SourceSummary, Stats
 from skewlab.trace import source_columns
 
 MAX_POINTS = 20_000  # per worker and source, plotted points
@@ -66,7 +67,7 @@ def _note(ax: Any, text: str) -> None:
 def _pct_bars(
     ax: Any,
     labels: list[str],
-    rates: list[dict[str, Any] | None],
+    rates: list[Rate | None],
     color: str,
     offset: float = 0.0,
     width: float = 0.8,
@@ -97,7 +98,7 @@ def _pct_bars(
     ax.grid(axis="x", alpha=0.3)
 
 
-def causality_violations(stats: dict[str, Any]) -> Figure:
+def causality_violations(stats: Stats) -> Figure:
     """Share of receipts whose timestamp claims they came before their send, per source/worker."""
     rows, point, amb = [], [], []
     for w, ws in stats["workers"].items():
@@ -118,7 +119,7 @@ def causality_violations(stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def ordering_consensus(stats: dict[str, Any]) -> Figure:
+def ordering_consensus(stats: Stats) -> Figure:
     """How the order of one event's receipts at two workers is decided, all pairs pooled."""
     tot = stats["ordering"]["total"]
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * max(1, len(tot))))
@@ -181,7 +182,7 @@ def ordering_consensus(stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def window_assignment(stats: dict[str, Any]) -> Figure:
+def window_assignment(stats: Stats) -> Figure:
     """Wrong (and, for bounds, ambiguous) tumbling-window assignments vs window size."""
     summ = stats["summary"]
     sizes = stats["settings"]["window_sizes_ms"]
@@ -223,7 +224,7 @@ def window_assignment(stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def coordination_cost(stats: dict[str, Any]) -> Figure:
+def coordination_cost(stats: Stats) -> Figure:
     """Coordination rounds vs repairs per 1000 decisions, per source."""
     cc = stats["coordination_cost"]
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -263,7 +264,7 @@ def _sample(lf: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
     return lf.select(cols).gather_every(step).collect()
 
 
-def commit_wait(t: Traces, stats: dict[str, Any]) -> Figure:
+def commit_wait(t: Traces, stats: Stats) -> Figure:
     """Distribution (CDF) of the commit-wait 2ε per bounded source and worker."""
     fig, ax = plt.subplots(figsize=(7, 4))
     bounded = [s for s in t.sources if t.bounded[s]]
@@ -287,7 +288,7 @@ def commit_wait(t: Traces, stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def bound_coverage(stats: dict[str, Any]) -> Figure:
+def bound_coverage(stats: Stats) -> Figure:
     """Coverage of the bounded sources' intervals (earliest ≤ truth ≤ latest)."""
     rows, rates = [], []
     for w, ws in stats["workers"].items():
@@ -313,7 +314,7 @@ def bound_coverage(stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def error_vs_truth(t: Traces, stats: dict[str, Any]) -> Figure:
+def error_vs_truth(t: Traces, stats: Stats) -> Figure:
     """Each worker's receipt error (estimate − truth) over the run, per source."""
     sources = t.sources
     fig, axes = plt.subplots(
@@ -348,13 +349,13 @@ def error_vs_truth(t: Traces, stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def summary_dashboard(stats: dict[str, Any]) -> Figure:
+def summary_dashboard(stats: Stats) -> Figure:
     """Headline rates per source, pooled over workers, on one page."""
     summ = stats["summary"]
     names = list(summ)
     sizes = stats["settings"]["window_sizes_ms"]
     mid = str(sizes[len(sizes) // 2 - 1] if len(sizes) > 1 else sizes[0])
-    panels: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    panels: list[tuple[str, Callable[[SourceSummary], Rate | None]]] = [
         ("causality violations (estimates)", lambda s: s["causality_violation_rate"]),
         ("ordering decided wrong (estimates)", lambda s: s["ordering_wrong_rate"]),
         (
@@ -379,7 +380,7 @@ def summary_dashboard(stats: dict[str, Any]) -> Figure:
     return fig
 
 
-def make_all(t: Traces, stats: dict[str, Any], out_dir: Path) -> list[str]:
+def make_all(t: Traces, stats: Stats, out_dir: Path) -> list[str]:
     """Write every figure (PNG + SVG); returns paths relative to the results folder."""
     makers: dict[str, Callable[[], Figure]] = {
         "summary_dashboard": lambda: summary_dashboard(stats),

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skewlab.analysis.load import NS_PER_MS
+from skewlab.analysis.stats_types import LinkAchieved, LinkDirection, LinkRequested, LinkSummary
 from skewlab.analysis.stats_util import nearest_rank_index
 from skewlab.store import ResultsDir
 from skewlab.trace import DELIVERED, LINK_DIRECTIONS, LOST, SEND_ERROR, UNSENT
@@ -37,7 +38,7 @@ def reorder_rate(seq_in_out_order: np.ndarray) -> tuple[int, float | None]:
     return late, late / n
 
 
-def _requested_v1(settings: dict[str, Any]) -> dict[str, Any]:
+def _requested_v1(settings: dict[str, Any]) -> LinkRequested:
     """Requested figures of a version-1 trace, which recorded only the direction's settings:
     what they state directly; the figures that need the distribution's math are null."""
     return {
@@ -52,7 +53,7 @@ def _requested_v1(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summarize_link(table: pa.Table) -> dict[str, Any]:
+def summarize_link(table: pa.Table) -> LinkSummary:
     """Requested vs achieved delay, loss, duplication and reordering per direction of a link.
 
     Achieved one-way delay = truth_out − truth_in of delivered copies (the relay's residence);
@@ -66,7 +67,7 @@ def summarize_link(table: pa.Table) -> dict[str, Any]:
     for n in table.column_names:
         c = table.column(n)
         cols[n] = (c.fill_null(0) if c.null_count else c).to_numpy()
-    out: dict[str, Any] = {"target": meta["target"]}
+    directions: dict[str, LinkDirection] = {}
     for d, name in LINK_DIRECTIONS.items():
         sel = cols["direction"] == d
         fate, copy = cols["fate"][sel], cols["copy"][sel]
@@ -77,8 +78,8 @@ def summarize_link(table: pa.Table) -> dict[str, Any]:
         t_out = cols["truth_out_ns"][sel][deliv].astype(np.int64)
         sched = cols["scheduled_delay_ns"][sel][deliv].astype(np.int64)
         seq = cols["seq"][sel][deliv]
-        req = requested[name] if name in requested else _requested_v1(meta[name])
-        ach: dict[str, Any] = {
+        req: LinkRequested = requested[name] if name in requested else _requested_v1(meta[name])
+        ach: LinkAchieved = {
             "packets_in": originals,
             "delivered": int(np.count_nonzero(deliv)),
             "lost": lost,
@@ -95,27 +96,29 @@ def summarize_link(table: pa.Table) -> dict[str, Any]:
             n_re, rate_re = reorder_rate(seq[order])
             mean_ms = float(delay.mean()) / NS_PER_MS
             ach.update(
-                mean_ms=mean_ms,
-                p50_ms=_nearest_rank(sd, 1, 2) / NS_PER_MS,
-                p99_ms=_nearest_rank(sd, 99, 100) / NS_PER_MS,
-                min_ms=int(sd[0]) / NS_PER_MS,
-                max_ms=int(sd[-1]) / NS_PER_MS,
-                mean_error_ms=None if req["mean_ms"] is None else mean_ms - req["mean_ms"],
-                lateness_mean_ms=float(late.mean()) / NS_PER_MS,
-                lateness_p99_ms=_nearest_rank(late, 99, 100) / NS_PER_MS,
-                reordered=n_re,
-                reorder_rate=rate_re,
+                {
+                    "mean_ms": mean_ms,
+                    "p50_ms": _nearest_rank(sd, 1, 2) / NS_PER_MS,
+                    "p99_ms": _nearest_rank(sd, 99, 100) / NS_PER_MS,
+                    "min_ms": int(sd[0]) / NS_PER_MS,
+                    "max_ms": int(sd[-1]) / NS_PER_MS,
+                    "mean_error_ms": None if req["mean_ms"] is None else mean_ms - req["mean_ms"],
+                    "lateness_mean_ms": float(late.mean()) / NS_PER_MS,
+                    "lateness_p99_ms": _nearest_rank(late, 99, 100) / NS_PER_MS,
+                    "reordered": n_re,
+                    "reorder_rate": rate_re,
+                }
             )
-        out[name] = {"requested": req, "achieved": ach}
-    return out
+        directions[name] = {"requested": req, "achieved": ach}
+    return {"target": meta["target"], "forward": directions["forward"], "back": directions["back"]}
 
 
-def summarize_results(results: ResultsDir) -> dict[str, Any]:
+def summarize_results(results: ResultsDir) -> dict[str, LinkSummary]:
     """``summarize_link`` for every link trace of a results folder (empty if none)."""
     return {p: summarize_link(pq.read_table(f)) for p, f in results.link_traces().items()}
 
 
-def format_summary(links: dict[str, Any]) -> str:
+def format_summary(links: dict[str, LinkSummary]) -> str:
     """A small table: requested vs achieved one-way delay and loss per link direction."""
     hdr = (f"{'link':<24} {'dir':<7} {'req mean ms':>11} {'mean ms':>9} {'p99 ms':>8} "
            f"{'req p99':>8} {'loss':>7} {'pkts':>6}")  # fmt: skip
@@ -125,8 +128,8 @@ def format_summary(links: dict[str, Any]) -> str:
         return f"{'—':>{width}}" if v is None else f"{v:{width}.3f}"
 
     for p, s in links.items():
-        for name in LINK_DIRECTIONS.values():
-            r, a = s[name]["requested"], s[name]["achieved"]
+        for name, d in (("forward", s["forward"]), ("back", s["back"])):
+            r, a = d["requested"], d["achieved"]
             if not a["packets_in"]:
                 continue
             loss = f"{a['loss_rate']:7.2%}" if a["loss_rate"] is not None else f"{'—':>7}"

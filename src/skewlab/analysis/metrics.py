@@ -19,7 +19,28 @@ from typing import Any
 
 import polars as pl
 
-from skewlab.analysis.stats_util import dist_exprs, rate
+from skewlab.analysis.stats_types import (
+    Accounting,
+    Agreement,
+    BoundQuality,
+    Causality,
+    CommitWait,
+    CoordinationCost,
+    CostBlock,
+    Dist,
+    ErrorVsTruth,
+    Kind,
+    KindCost,
+    Ordering,
+    OrderingBounded,
+    OrderingPoint,
+    Readings,
+    Reevaluated,
+    Window,
+    WindowBounded,
+    WindowCounts,
+)
+from skewlab.analysis.stats_util import Exprs, Raw, dist_exprs, rate
 from skewlab.trace import source_columns
 
 UNSYNCHRONIZED, FREE_RUNNING, SYNCHRONIZED = 0, 1, 2
@@ -50,23 +71,29 @@ def _int(v: Any) -> int:
     return 0 if v is None else int(v)
 
 
-def _dist(raw: dict[str, Any] | None, scale: float = 1.0) -> dict[str, Any]:
+def _dist(raw: Raw | None, scale: float = 1.0) -> Dist:
     """Finish a dist_exprs result: ints stay ints; ``scale`` (e.g. 0.5 for half-widths)."""
     raw = raw or {}
-    out: dict[str, Any] = {"n": _int(raw.get("n"))}
-    for k in ("mean", "min", "p50", "p99", "max"):
+
+    def value(k: str) -> float | None:
         v = raw.get(k)
-        out[f"{k}_ns"] = (
-            None if v is None else (float(v) * scale if scale != 1.0 or k == "mean" else int(v))
-        )
-    return out
+        return None if v is None else (float(v) * scale if scale != 1.0 or k == "mean" else int(v))
+
+    return {
+        "n": _int(raw.get("n")),
+        "mean_ns": value("mean"),
+        "min_ns": value("min"),
+        "p50_ns": value("p50"),
+        "p99_ns": value("p99"),
+        "max_ns": value("max"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Accounting
 
 
-def accounting(sends: pl.LazyFrame, receipts: pl.LazyFrame) -> dict[str, int]:
+def accounting(sends: pl.LazyFrame, receipts: pl.LazyFrame) -> Accounting:
     """Events sent to, received by and lost on the way to one worker (exact set arithmetic)."""
     sent_ids = sends.select("event_id").unique()
     rows = receipts.select(pl.len()).collect().item()
@@ -95,7 +122,7 @@ def readings_exprs(source: str, p: str) -> dict[str, pl.Expr]:
     return out
 
 
-def readings_finish(raw: dict[str, Any]) -> dict[str, Any]:
+def readings_finish(raw: Raw) -> Readings:
     rows, ans = _int(raw.get("rows")), _int(raw.get("answered"))
     return {
         "rows": rows,
@@ -109,11 +136,11 @@ def readings_finish(raw: dict[str, Any]) -> dict[str, Any]:
 # Error vs truth: e = estimate − truth
 
 
-def error_exprs(source: str, p: str) -> dict[str, pl.Expr]:
+def error_exprs(source: str, p: str) -> Exprs:
     est = _cols(source)[0]
     e = est - pl.col("truth_ns")
     a = e.abs()
-    out = {
+    out: Exprs = {
         f"{p}/rows": pl.len(),
         f"{p}/n": e.count(),
         f"{p}/mean": e.mean(),
@@ -126,7 +153,7 @@ def error_exprs(source: str, p: str) -> dict[str, pl.Expr]:
     return out
 
 
-def _rmse(raw: dict[str, Any], n: int) -> float:
+def _rmse(raw: Raw, n: int) -> float:
     """√(Σe²/n) from the exact integer Σe² (correctly rounded division); the float mean of e²
     only if Σe² could have overflowed 128 bits (|e| beyond ~10^15 ns)."""
     if int(raw["abs"]["max"]) ** 2 * n < 2**126:
@@ -134,21 +161,23 @@ def _rmse(raw: dict[str, Any], n: int) -> float:
     return float(raw["ms"]) ** 0.5
 
 
-def error_finish(raw: dict[str, Any] | None, truth: bool) -> dict[str, Any]:
+def error_finish(raw: Raw | None, truth: bool) -> ErrorVsTruth:
     if not truth or raw is None:
         return {"available": False, "reason": NO_TRUTH}
     n = _int(raw["n"])
-    out: dict[str, Any] = {"available": True, "n": n, "unanswered": _int(raw["rows"]) - n}
+    out: ErrorVsTruth = {"available": True, "n": n, "unanswered": _int(raw["rows"]) - n}
     if n == 0:
         return out
     a = raw["abs"]
     out.update(
-        mean_ns=float(raw["mean"]),
-        mae_ns=float(raw["mae"]),
-        rmse_ns=_rmse(raw, n),
-        p50_abs_ns=int(a["p50"]),
-        p99_abs_ns=int(a["p99"]),
-        max_abs_ns=int(a["max"]),
+        {
+            "mean_ns": float(raw["mean"]),
+            "mae_ns": float(raw["mae"]),
+            "rmse_ns": _rmse(raw, n),
+            "p50_abs_ns": int(a["p50"]),
+            "p99_abs_ns": int(a["p99"]),
+            "max_abs_ns": int(a["max"]),
+        }
     )
     return out
 
@@ -157,10 +186,10 @@ def error_finish(raw: dict[str, Any] | None, truth: bool) -> dict[str, Any]:
 # Bound quality: coverage, miss magnitude, half-width
 
 
-def bound_exprs(source: str, p: str, truth: bool) -> dict[str, pl.Expr]:
+def bound_exprs(source: str, p: str, truth: bool) -> Exprs:
     _, lo, hi, st = _cols(source)
     has = lo.is_not_null() & hi.is_not_null()
-    out: dict[str, pl.Expr] = {f"{p}/n": _sum(has)}
+    out: Exprs = {f"{p}/n": _sum(has)}
     out.update(dist_exprs(hi - lo, f"{p}/width"))
     if truth:
         t = pl.col("truth_ns")
@@ -177,24 +206,26 @@ def bound_exprs(source: str, p: str, truth: bool) -> dict[str, pl.Expr]:
     return out
 
 
-def bound_finish(raw: dict[str, Any], truth: bool) -> dict[str, Any]:
+def bound_finish(raw: Raw, truth: bool) -> BoundQuality:
     n = _int(raw.get("n"))
-    out: dict[str, Any] = {
+    out: BoundQuality = {
         "n": n,
         "half_width_ns": _dist(raw.get("width"), 0.5),  # ε = (latest − earliest) / 2
+        "available": truth,
     }
     if not truth:
-        out.update(available=False, reason=NO_TRUTH)
+        out["reason"] = NO_TRUTH
         return out
     out.update(
-        available=True,
-        coverage=rate(_int(raw["covered"]), n),
-        below=_int(raw["below"]),
-        above=_int(raw["above"]),
-        miss_ns=_dist(raw.get("miss")),
-        coverage_by_status={
-            k: rate(_int(v["covered"]), _int(v["n"])) for k, v in raw["status"].items()
-        },
+        {
+            "coverage": rate(_int(raw["covered"]), n),
+            "below": _int(raw["below"]),
+            "above": _int(raw["above"]),
+            "miss_ns": _dist(raw.get("miss")),
+            "coverage_by_status": {
+                k: rate(_int(v["covered"]), _int(v["n"])) for k, v in raw["status"].items()
+            },
+        }
     )
     return out
 
@@ -225,9 +256,9 @@ def causality_exprs(source: str, p: str, bounded: bool, truth: bool) -> dict[str
     return out
 
 
-def causality_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+def causality_finish(raw: Raw, bounded: bool, truth: bool) -> Causality:
     ev, dec, viol = _int(raw["events"]), _int(raw["decided"]), _int(raw["violations"])
-    out: dict[str, Any] = {
+    out: Causality = {
         "events": ev,
         "decided": dec,
         "undecidable": ev - dec,
@@ -290,9 +321,9 @@ def window_exprs(
     return out
 
 
-def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+def window_finish(raw: Raw, bounded: bool, truth: bool) -> Window:
     dec = _int(raw["decided"])
-    out: dict[str, Any] = {
+    out: Window = {
         "decided": dec,
         "correct": None,
         "wrong": None,
@@ -303,12 +334,17 @@ def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, 
     if truth:
         ok = _int(raw["correct"])
         out.update(
-            correct=ok, wrong=dec - ok, accuracy=rate(ok, dec), wrong_rate=rate(dec - ok, dec)
+            {
+                "correct": ok,
+                "wrong": dec - ok,
+                "accuracy": rate(ok, dec),
+                "wrong_rate": rate(dec - ok, dec),
+            }
         )
     if bounded:
         b = raw["b"]
         bd, conf = _int(b["decided"]), _int(b["confident"])
-        bo: dict[str, Any] = {
+        bo: WindowBounded = {
             "decided": bd,
             "confident": conf,
             "ambiguous": bd - conf,  # the interval straddles a window boundary
@@ -320,9 +356,11 @@ def window_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, 
         if truth:
             cc = _int(b["confident_correct"])
             bo.update(
-                confident_correct=cc,
-                confident_wrong=conf - cc,
-                confident_wrong_rate=rate(conf - cc, bd),
+                {
+                    "confident_correct": cc,
+                    "confident_wrong": conf - cc,
+                    "confident_wrong_rate": rate(conf - cc, bd),
+                }
             )
         out["bounded"] = bo
     return out
@@ -340,7 +378,7 @@ def commit_wait_exprs(
     off: int,
     truth: bool,
     names: set[str],
-) -> dict[str, pl.Expr]:
+) -> Exprs:
     """Commit-wait at T+0 (= latest − earliest = 2ε) and the receipt's retrospective interval
     re-evaluated at T+Δ (columns ``<source>_cw<Δ>_earliest_ns`` / ``_latest_ns`` / ``_status``)."""
     _, lo, hi, _ = _cols(source)
@@ -373,13 +411,13 @@ def commit_wait_exprs(
     return out
 
 
-def commit_wait_finish(raw: dict[str, Any], deltas_ms: list[int], truth: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"wait_ns": _dist(raw.get("wait")), "reevaluated": {}}
+def commit_wait_finish(raw: Raw, deltas_ms: list[int], truth: bool) -> CommitWait:
+    out: CommitWait = {"wait_ns": _dist(raw.get("wait")), "reevaluated": {}}
     for d in deltas_ms:
         c = raw["cw"][str(d)]
         n = _int(c["n"])
         nr = c.get("no_refinement")
-        r: dict[str, Any] = {
+        r: Reevaluated = {
             "delta_ms": d,
             "n": n,  # receipts with both the T+0 and the T+Δ interval
             "no_refinement": None if nr is None else int(nr),
@@ -439,11 +477,11 @@ def ordering_exprs(
     return out
 
 
-def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+def ordering_finish(raw: Raw, bounded: bool, truth: bool) -> Ordering:
     comp = _int(raw["compared"])
     pt = raw["point"]
     wr, ties = _int(pt["with_readings"]), _int(pt["claimed_ties"])
-    point: dict[str, Any] = {
+    point: OrderingPoint = {
         "undecidable": comp - wr,  # a reading is missing on either side
         "claimed_ties": ties,  # equal estimates: no order claimed
         "decided": wr - ties,
@@ -456,17 +494,19 @@ def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str
     if truth:
         ok, bad = _int(pt["correct"]), _int(pt["wrong"])
         point.update(
-            truth_ties=_int(pt["truth_ties"]),
-            correct=ok,
-            wrong=bad,
-            accuracy=rate(ok, ok + bad),
-            wrong_rate=rate(bad, ok + bad),
+            {
+                "truth_ties": _int(pt["truth_ties"]),
+                "correct": ok,
+                "wrong": bad,
+                "accuracy": rate(ok, ok + bad),
+                "wrong_rate": rate(bad, ok + bad),
+            }
         )
-    out: dict[str, Any] = {"compared": comp, "point": point, "bounded": None}
+    out: Ordering = {"compared": comp, "point": point, "bounded": None}
     if bounded:
         b = raw["bounded"]
         wb, prov = _int(b["with_bounds"]), _int(b["provable"])
-        bo: dict[str, Any] = {
+        bo: OrderingBounded = {
             "undecidable": comp - wb,
             "with_bounds": wb,
             "provable": prov,
@@ -480,10 +520,12 @@ def ordering_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str
         if truth:
             bad = _int(b["provable_wrong"])
             bo.update(
-                truth_ties=_int(b["truth_ties"]),
-                provable_correct=_int(b["provable_correct"]),
-                provable_wrong=bad,
-                provable_wrong_rate=rate(bad, wb),
+                {
+                    "truth_ties": _int(b["truth_ties"]),
+                    "provable_correct": _int(b["provable_correct"]),
+                    "provable_wrong": bad,
+                    "provable_wrong_rate": rate(bad, wb),
+                }
             )
         out["bounded"] = bo
     return out
@@ -522,9 +564,9 @@ def agreement_exprs(
     return out
 
 
-def agreement_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[str, Any]:
+def agreement_finish(raw: Raw, bounded: bool, truth: bool) -> Agreement:
     dec, ag = _int(raw["decided"]), _int(raw["agree"])
-    out: dict[str, Any] = {
+    out: Agreement = {
         "events": _int(raw["events"]),
         "decided": dec,
         "agree": ag,
@@ -552,36 +594,37 @@ def agreement_finish(raw: dict[str, Any], bounded: bool, truth: bool) -> dict[st
 
 
 def coordination_cost(
-    ordering_total: dict[str, Any], windows: dict[str, dict[str, Any]], bounded: bool, truth: bool
-) -> dict[str, Any]:
+    ordering_total: Ordering, windows: dict[str, WindowCounts], bounded: bool, truth: bool
+) -> CoordinationCost:
     """Per decision kind: decisions, coordinate (no order/window claimed), repair (claimed and
     contradicted by truth), for the source as designed (bounds if bounded) and, for bounded
     sources, for its estimate used as a point."""
 
-    def kinds(mode: str) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        o = ordering_total
+    def by_kind(mode: Kind) -> dict[str, KindCost]:
+        out: dict[str, KindCost] = {}
         if mode == "bounded":
-            b = o["bounded"]
+            ob = ordering_total["bounded"]
+            assert ob is not None  # a bounded source's ordering has bounds
             out["ordering"] = {
-                "decisions": b["with_bounds"],
-                "coordinate": b["ambiguous"],
-                "repair": b["provable_wrong"],
+                "decisions": ob["with_bounds"],
+                "coordinate": ob["ambiguous"],
+                "repair": ob["provable_wrong"],
             }
         else:
-            pt = o["point"]
+            pt = ordering_total["point"]
             out["ordering"] = {
                 "decisions": pt["decided"] + pt["claimed_ties"],
                 "coordinate": pt["claimed_ties"],
                 "repair": pt["wrong"],
             }
         for size, w in windows.items():
+            wb = w["bounded"]
             if mode == "bounded":
-                b = w["bounded"]
+                assert wb is not None
                 out[f"window_{size}ms"] = {
-                    "decisions": b["decided"],
-                    "coordinate": b["ambiguous"],
-                    "repair": b["confident_wrong"],
+                    "decisions": wb["decided"],
+                    "coordinate": wb["ambiguous"],
+                    "repair": wb["confident_wrong"],
                 }
             else:
                 out[f"window_{size}ms"] = {
@@ -589,23 +632,28 @@ def coordination_cost(
                     "coordinate": 0,
                     "repair": w["wrong"],
                 }
-        tot = {
-            "decisions": sum(k["decisions"] for k in out.values()),
-            "coordinate": sum(k["coordinate"] for k in out.values()),
-            "repair": None if not truth else sum(k["repair"] for k in out.values()),
-        }
-        tot["actions"] = None if tot["repair"] is None else tot["coordinate"] + tot["repair"]
-        tot["difference"] = None if tot["repair"] is None else tot["coordinate"] - tot["repair"]
-        tot["coordinate_rate"] = rate(tot["coordinate"], tot["decisions"])
-        tot["repair_rate"] = (
-            None if tot["repair"] is None else rate(tot["repair"], tot["decisions"])
-        )
-        return {"by_kind": out, "total": tot}
+        return out
 
-    res: dict[str, Any] = {
-        "mode": "bounded" if bounded else "point",
-        **kinds("bounded" if bounded else "point"),
-    }
+    def block(mode: Kind) -> CostBlock:
+        kinds = by_kind(mode)
+        decisions = sum(k["decisions"] for k in kinds.values())
+        coordinate = sum(k["coordinate"] for k in kinds.values())
+        repair = None if not truth else sum(k["repair"] or 0 for k in kinds.values())
+        return {
+            "by_kind": kinds,
+            "total": {
+                "decisions": decisions,
+                "coordinate": coordinate,
+                "repair": repair,
+                "actions": None if repair is None else coordinate + repair,
+                "difference": None if repair is None else coordinate - repair,
+                "coordinate_rate": rate(coordinate, decisions),
+                "repair_rate": None if repair is None else rate(repair, decisions),
+            },
+        }
+
+    mode: Kind = "bounded" if bounded else "point"
+    res: CoordinationCost = {"mode": mode, **block(mode)}
     if bounded:
-        res["estimate_as_point"] = kinds("point")
+        res["estimate_as_point"] = block("point")
     return res

@@ -9,8 +9,8 @@ import base64
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from skewlab.analysis.stats_types import CostTotal, Rate, Stats
 from skewlab.store import ResultsDir
 
 
@@ -42,7 +42,7 @@ Block = H | P | Table | Fig
 NA = "n/a"
 
 
-def pct(r: dict[str, Any] | None) -> str:
+def pct(r: Rate | None) -> str:
     """A rate as 'x.xx% [lo, hi] (k/n)'; n/a when unavailable or n = 0."""
     if not r or r.get("rate") is None:
         return NA if not r else f"— (0/{r['n']})"
@@ -86,7 +86,7 @@ IMPORT_FRAMES = (
 )
 
 
-def _frames(stats: dict[str, Any]) -> list[Block]:
+def _frames(stats: Stats) -> list[Block]:
     b: list[Block] = [H("Frames and availability")]
     b.append(
         P(
@@ -126,7 +126,7 @@ def _frames(stats: dict[str, Any]) -> list[Block]:
     return b
 
 
-def _title(stats: dict[str, Any]) -> list[Block]:
+def _title(stats: Stats) -> list[Block]:
     p = stats["parameters"]
     kinds = ", ".join(f"{s} ({k})" for s, k in stats["source_kinds"].items())
     return [
@@ -141,20 +141,20 @@ def _title(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _dashboard(stats: dict[str, Any]) -> list[Block]:
+def _dashboard(stats: Stats) -> list[Block]:
     if "figures/summary_dashboard.png" not in stats.get("figures", []):
         return []
     return [Fig("figures/summary_dashboard.png", "Headline rates per source.")]
 
 
-def _accounting(stats: dict[str, Any]) -> list[Block]:
+def _accounting(stats: Stats) -> list[Block]:
     keys = ("sent", "received", "lost", "unknown_events", "duplicate_rows")
     rows = [[w, *(str(ws["accounting"][k]) for k in keys)] for w, ws in stats["workers"].items()]
     header = ["worker", "sent", "received", "lost", "unknown", "duplicates"]
     return [H("Accounting"), Table(header, rows)]
 
 
-def _readings(stats: dict[str, Any]) -> list[Block]:
+def _readings(stats: Stats) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
@@ -174,7 +174,7 @@ def _readings(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _causality(stats: dict[str, Any]) -> list[Block]:
+def _causality(stats: Stats) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
@@ -193,7 +193,7 @@ def _causality(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _ordering(stats: dict[str, Any]) -> list[Block]:
+def _ordering(stats: Stats) -> list[Block]:
     rows = []
     for pair, pr in stats["ordering"]["pairs"].items():
         for s, o in pr["sources"].items():
@@ -213,7 +213,7 @@ def _ordering(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _windows(stats: dict[str, Any]) -> list[Block]:
+def _windows(stats: Stats) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
@@ -236,7 +236,7 @@ def _windows(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _window_agreement(stats: dict[str, Any]) -> list[Block]:
+def _window_agreement(stats: Stats) -> list[Block]:
     rows = []
     for s, per in stats["window_agreement"].items():
         for z, a in per.items():
@@ -256,12 +256,12 @@ def _window_agreement(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _cost_row(name: str, mode: str, tot: dict[str, Any]) -> list[str]:
+def _cost_row(name: str, mode: str, tot: CostTotal) -> list[str]:
     counts = [str(tot["decisions"]), str(tot["coordinate"])]
     return [name, mode, *counts, *(cnt(tot[k]) for k in ("repair", "actions", "difference"))]
 
 
-def _coordination(stats: dict[str, Any]) -> list[Block]:
+def _coordination(stats: Stats) -> list[Block]:
     rows = []
     for s, c in stats["coordination_cost"].items():
         rows.append(_cost_row(s, c["mode"], c["total"]))
@@ -277,7 +277,7 @@ def _coordination(stats: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _commit_wait(stats: dict[str, Any]) -> list[Block]:
+def _commit_wait(stats: Stats) -> list[Block]:
     rows = []
     for w, ws in stats["workers"].items():
         for s, ss in ws["sources"].items():
@@ -301,7 +301,7 @@ def _commit_wait(stats: dict[str, Any]) -> list[Block]:
 
 
 # The report, one section per function, in order.
-SECTIONS: tuple[Callable[[dict[str, Any]], list[Block]], ...] = (
+SECTIONS: tuple[Callable[[Stats], list[Block]], ...] = (
     _title,
     _frames,
     _dashboard,
@@ -316,7 +316,7 @@ SECTIONS: tuple[Callable[[dict[str, Any]], list[Block]], ...] = (
 )
 
 
-def blocks(stats: dict[str, Any]) -> list[Block]:
+def blocks(stats: Stats) -> list[Block]:
     """The report's content: every section's blocks, in order."""
     return [b for section in SECTIONS for b in section(stats)]
 
@@ -396,7 +396,7 @@ def to_html(bl: list[Block], results: ResultsDir) -> str:
     return "\n".join(parts)
 
 
-def write_reports(results: ResultsDir, stats: dict[str, Any]) -> None:
+def write_reports(results: ResultsDir, stats: Stats) -> None:
     """Write report.md and report.html into the results folder (figures must exist)."""
     bl = blocks(stats)
     results.report_md.write_text(to_markdown(bl))

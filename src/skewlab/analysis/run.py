@@ -4,24 +4,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from itertools import combinations
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
 from skewlab.analysis import metrics as m
 from skewlab.analysis.links import summarize_results
 from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load
-from skewlab.analysis.stats_util import collect_row, rate
+from skewlab.analysis.stats_types import (
+    Accounting,
+    Agreement,
+    CoordinationCost,
+    CoordinatorSource,
+    Kind,
+    Ordering,
+    OrderingPair,
+    OrderingStats,
+    Rate,
+    SourceSummary,
+    Stats,
+    Window,
+    WindowBoundedCounts,
+    WindowCounts,
+    WorkerSource,
+    WorkerStats,
+)
+from skewlab.analysis.stats_util import Exprs, Raw, collect_row, rate
 from skewlab.store import ResultsDir, write_json_atomic
 from skewlab.trace import send_source_columns, source_columns
 
 STATS_VERSION = 2
 
+T = TypeVar("T")
+
 
 def analyze(
     results: ResultsDir, make_figures: bool = True, settings: AnalysisSettings | None = None
-) -> dict[str, Any]:
+) -> Stats:
     """Compute every metric from the stored traces; write stats.json (+ figures and reports)."""
     t = load(results, settings)
     stats = compute(t)
@@ -57,7 +78,7 @@ def _truth_present(t: Traces, sends: pl.DataFrame) -> tuple[bool, str | None]:
 
 
 def _add(a: Any, b: Any) -> Any:
-    """Sum two raw count trees (counts add across worker pairs)."""
+    """Sum two raw count trees (counts add across worker pairs); None stays unknown."""
     if isinstance(a, dict):
         return {k: _add(a.get(k), b.get(k)) for k in a}
     if a is None or b is None:
@@ -116,7 +137,7 @@ def _worker(
     key: pl.DataFrame,
     sent: int,
     fallback: pl.DataFrame | None,
-) -> tuple[dict[str, Any], pl.DataFrame]:
+) -> tuple[WorkerStats, pl.DataFrame]:
     """Every per-worker metric of every source from one read of the receipts; also returns the
     worker's narrow frame (first row per event) for the ordering and agreement joins."""
     rec = t.receipts[w]
@@ -149,7 +170,7 @@ def _worker(
             .get_column("s_present")
             .sum()
         )
-    accounting = {
+    accounting: Accounting = {
         "sent": sent,
         "received": int(received),
         "lost": sent - int(received),
@@ -157,7 +178,7 @@ def _worker(
         "duplicate_rows": rows - n_got,  # receipt rows beyond the first per event (must be 0)
     }
 
-    exprs: dict[str, Any] = {}
+    exprs: Exprs = {}
     off = t.settings.window_offset_ns
     for s in t.sources:
         b = t.bounded[s]
@@ -183,11 +204,11 @@ def _worker(
     raw = collect_row(df, exprs)
     narrow = _first_per_event(df.select(_narrow_cols(t)), rows == n_got)
     del df
-    out: dict[str, Any] = {"accounting": accounting, "sources": {}}
+    out: WorkerStats = {"accounting": accounting, "sources": {}}
     for s in t.sources:
         b, r = t.bounded[s], raw[s]
         out["sources"][s] = {
-            "kind": "bounded" if b else "point",
+            "kind": _kind(t, s),
             "readings": m.readings_finish(r["readings"]),
             "error_vs_truth": m.error_finish(r.get("error"), truth),
             "bound_quality": m.bound_finish(r["bound"], truth) if b else None,
@@ -198,8 +219,8 @@ def _worker(
     return out, narrow
 
 
-def _coordinator(t: Traces, truth: bool, sends: pl.DataFrame) -> dict[str, Any]:
-    exprs: dict[str, Any] = {}
+def _coordinator(t: Traces, truth: bool, sends: pl.DataFrame) -> dict[str, CoordinatorSource]:
+    exprs: Exprs = {}
     for s in t.sources:
         exprs.update(m.readings_exprs(s, f"{s}/readings"))
         if truth:
@@ -222,8 +243,8 @@ def _prefixed(df: pl.DataFrame, prefix: str) -> pl.DataFrame:
     return df.rename({c: f"{prefix}{c}" for c in df.columns if c != "event_id"})
 
 
-def _agreement_exprs(t: Traces) -> dict[str, Any]:
-    exprs: dict[str, Any] = {}
+def _agreement_exprs(t: Traces) -> Exprs:
+    exprs: Exprs = {}
     off = t.settings.window_offset_ns
     for s in t.sources:
         for size in t.settings.window_sizes_ns:
@@ -232,7 +253,7 @@ def _agreement_exprs(t: Traces) -> dict[str, Any]:
     return exprs
 
 
-def _agreement_finish(t: Traces, raw: dict[str, Any], truth: bool) -> dict[str, Any]:
+def _agreement_finish(t: Traces, raw: Raw, truth: bool) -> dict[str, dict[str, Agreement]]:
     return {
         s: {k: m.agreement_finish(v, t.bounded[s], truth) for k, v in raw[s].items()}
         for s in t.sources
@@ -241,17 +262,17 @@ def _agreement_finish(t: Traces, raw: dict[str, Any], truth: bool) -> dict[str, 
 
 def _ordering_agreement(
     t: Traces, truth: bool, sent: int, narrow: dict[str, pl.DataFrame]
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[OrderingStats, dict[str, dict[str, Agreement]]]:
     """Ordering for every pair of workers and window agreement across all of them. With two
     workers the pair's join is the N-way join, so both are computed in one pass."""
-    pairs: dict[str, Any] = {}
-    raw_total: dict[str, Any] = {}
-    agreement: dict[str, Any] = {}
+    pairs: dict[str, OrderingPair] = {}
+    raw_total: Raw = {}
+    agreement: dict[str, dict[str, Agreement]] = {}
     two = len(t.workers) == 2
     for a, b in combinations(t.workers, 2):
         pa_, pb_ = ("w0_", "w1_") if two else ("a_", "b_")
         j = _prefixed(narrow[a], pa_).join(_prefixed(narrow[b], pb_), on="event_id", how="inner")
-        exprs: dict[str, Any] = {}
+        exprs: Exprs = {}
         for s in t.sources:
             exprs.update(m.ordering_exprs(s, f"ord/{s}", t.bounded[s], truth, pa_, pb_))
         if two:
@@ -267,7 +288,7 @@ def _ordering_agreement(
             "events_missing": sent - raw[t.sources[0]]["compared"] if t.sources else None,
             "sources": {s: m.ordering_finish(raw[s], t.bounded[s], truth) for s in t.sources},
         }
-    total = (
+    total: dict[str, Ordering] = (
         {s: m.ordering_finish(raw_total[s], t.bounded[s], truth) for s in t.sources}
         if raw_total
         else {}
@@ -281,73 +302,86 @@ def _ordering_agreement(
     return {"pairs": pairs, "total": total}, agreement
 
 
-def _pool(workers: dict[str, Any], getter: Any) -> dict[str, Any] | None:
-    """Pool a rate over workers by summing k and n (exact)."""
+def _kind(t: Traces, s: str) -> Kind:
+    return "bounded" if t.bounded[s] else "point"
+
+
+def _present(v: T | None) -> T:
+    """A part that exists for bounded sources (their bounds, commit-wait)."""
+    assert v is not None
+    return v
+
+
+def _pool(rates: Iterable[Rate | None]) -> Rate | None:
+    """Pool a rate over workers by summing k and n (exact); None if any worker's is None."""
     k = n = 0
-    for ws in workers.values():
-        r = getter(ws)
+    for r in rates:
         if r is None:
             return None
         k, n = k + r["k"], n + r["n"]
     return rate(k, n)
 
 
-def _summary(t: Traces, stats: dict[str, Any]) -> dict[str, Any]:
-    """Headline numbers per source, pooled over workers (sums of counts, so intervals are exact)."""
-    out: dict[str, Any] = {}
-    ws = stats["workers"]
-    for s in t.sources:
-        b = t.bounded[s]
+def _pooled_error(per: list[WorkerSource]) -> tuple[float | None, int | None]:
+    """MAE (weighted by readings) and max |error| over workers; None without true time."""
+    errs = [p["error_vs_truth"] for p in per]
+    if not errs or not all(e["available"] for e in errs):
+        return None, None
+    n = sum(e["n"] for e in errs)
+    if not n:
+        return None, None
+    mae = sum(e.get("mae_ns", 0.0) * e["n"] for e in errs) / n
+    return mae, max(e["max_abs_ns"] for e in errs if e["n"])
 
-        def src(w: dict[str, Any], s: str = s) -> dict[str, Any]:
-            return w["sources"][s]
 
-        sm: dict[str, Any] = {"kind": "bounded" if b else "point"}
-        sm["causality_violation_rate"] = _pool(ws, lambda w: src(w)["causality"]["violation_rate"])
-        sm["causality_ambiguous_rate"] = (
-            _pool(ws, lambda w: src(w)["causality"]["bounded"]["ambiguous_rate"]) if b else None
-        )
-        o = stats["ordering"]["total"].get(s)
-        sm["ordering_wrong_rate"] = o["point"]["wrong_rate"] if o else None
-        sm["ordering_ambiguous_rate"] = o["bounded"]["ambiguous_rate"] if o and b else None
-        sm["ordering_provable_wrong"] = o["bounded"]["provable_wrong"] if o and b else None
-        sm["window_wrong_rate"] = {}
-        sm["window_ambiguous_rate"] = {}
-        for size in _sizes_ms(t):
-            k = str(size)
-            if b:
-                sm["window_wrong_rate"][k] = _pool(
-                    ws, lambda w, k=k: src(w)["windows"][k]["bounded"]["confident_wrong_rate"]
-                )
-                sm["window_ambiguous_rate"][k] = _pool(
-                    ws, lambda w, k=k: src(w)["windows"][k]["bounded"]["ambiguous_rate"]
-                )
-            else:
-                sm["window_wrong_rate"][k] = _pool(
-                    ws, lambda w, k=k: src(w)["windows"][k]["wrong_rate"]
-                )
-        sm["coverage"] = (
-            _pool(ws, lambda w: (src(w)["bound_quality"] or {}).get("coverage")) if b else None
-        )
-        errs = [src(w)["error_vs_truth"] for w in ws.values()]
-        if errs and all(e.get("available") for e in errs) and sum(e["n"] for e in errs):
-            n = sum(e["n"] for e in errs)
-            sm["mae_ns"] = sum(e.get("mae_ns", 0.0) * e["n"] for e in errs) / n
-            sm["max_abs_ns"] = max(e["max_abs_ns"] for e in errs if e["n"])
-        else:
-            sm["mae_ns"] = sm["max_abs_ns"] = None
+def _pooled_commit_wait(per: list[WorkerSource]) -> float | None:
+    """Mean commit-wait 2ε over every worker's receipts."""
+    cws = [_present(p["commit_wait"])["wait_ns"] for p in per]
+    n = sum(c["n"] for c in cws)
+    return sum((c["mean_ns"] or 0.0) * c["n"] for c in cws if c["n"]) / n if n else None
+
+
+def _source_summary(
+    t: Traces, s: str, workers: dict[str, WorkerStats], ordering: OrderingStats,
+    cost: CoordinationCost,
+) -> SourceSummary:  # fmt: skip
+    """Headline numbers of one source, pooled over workers (sums of counts, so intervals are
+    exact)."""
+    b = t.bounded[s]
+    per = [ws["sources"][s] for ws in workers.values()]
+    o = ordering["total"].get(s)
+    ob = o["bounded"] if o and b else None
+    wrong: dict[str, Rate | None] = {}
+    ambiguous: dict[str, Rate | None] = {}
+    for size in _sizes_ms(t):
+        k = str(size)
+        wins = [p["windows"][k] for p in per]
         if b:
-            cws = [src(w)["commit_wait"]["wait_ns"] for w in ws.values()]
-            n = sum(c["n"] for c in cws)
-            sm["commit_wait_mean_ns"] = (
-                sum(c["mean_ns"] * c["n"] for c in cws if c["n"]) / n if n else None
-            )
+            wrong[k] = _pool(_present(w["bounded"])["confident_wrong_rate"] for w in wins)
+            ambiguous[k] = _pool(_present(w["bounded"])["ambiguous_rate"] for w in wins)
         else:
-            sm["commit_wait_mean_ns"] = None
-        cc = stats["coordination_cost"][s]["total"]
-        sm["coordinate"], sm["repair"] = cc["coordinate"], cc["repair"]
-        out[s] = sm
-    return out
+            wrong[k] = _pool(w["wrong_rate"] for w in wins)
+    mae, max_abs = _pooled_error(per)
+    return {
+        "kind": _kind(t, s),
+        "causality_violation_rate": _pool(p["causality"]["violation_rate"] for p in per),
+        "causality_ambiguous_rate": (
+            _pool(_present(p["causality"]["bounded"])["ambiguous_rate"] for p in per) if b else None
+        ),
+        "ordering_wrong_rate": o["point"]["wrong_rate"] if o else None,
+        "ordering_ambiguous_rate": ob["ambiguous_rate"] if ob else None,
+        "ordering_provable_wrong": ob["provable_wrong"] if ob else None,
+        "window_wrong_rate": wrong,
+        "window_ambiguous_rate": ambiguous,
+        "coverage": (
+            _pool(_present(p["bound_quality"]).get("coverage") for p in per) if b else None
+        ),
+        "mae_ns": mae,
+        "max_abs_ns": max_abs,
+        "commit_wait_mean_ns": _pooled_commit_wait(per) if b else None,
+        "coordinate": cost["total"]["coordinate"],
+        "repair": cost["total"]["repair"],
+    }
 
 
 def parameters(spec: dict[str, Any]) -> dict[str, Any]:
@@ -388,7 +422,7 @@ def _needs_fallback(t: Traces) -> bool:
     return False
 
 
-def compute(t: Traces) -> dict[str, Any]:
+def compute(t: Traces) -> Stats:
     """All metrics of a loaded results folder, as the stats.json document (without figures)."""
     sends = _read_sends(t)
     truth, no_truth_reason = _truth_present(t, sends)
@@ -404,7 +438,9 @@ def compute(t: Traces) -> dict[str, Any]:
     ordering, agreement = _ordering_agreement(t, truth, sent, narrow)
     del narrow
     params = parameters(t.spec)
-    stats: dict[str, Any] = {
+    costs = {s: _coordination(t, s, workers, ordering, truth) for s in t.sources}
+    summary = {s: _source_summary(t, s, workers, ordering, costs[s]) for s in t.sources}
+    return {
         "stats_version": STATS_VERSION,
         "experiment_id": t.results.root.name,
         "truth_available": truth,
@@ -418,49 +454,68 @@ def compute(t: Traces) -> dict[str, Any]:
             "window_offset_ms": t.settings.window_offset_ns / NS_PER_MS,
         },
         "sources": t.sources,
-        "source_kinds": {s: "bounded" if t.bounded[s] else "point" for s in t.sources},
+        "source_kinds": {s: _kind(t, s) for s in t.sources},
         "coordinator": {"name": t.coordinator, "sent": sent, "sources": coordinator},
         "workers": workers,
         "ordering": ordering,
         "window_agreement": agreement,
         "figures": [],
+        "coordination_cost": costs,
+        "summary": summary,
     }
-    stats["coordination_cost"] = {}
-    for s in t.sources:
-        win_tot: dict[str, Any] = {}
-        for size in _sizes_ms(t):
-            k = str(size)
-            ws = [workers[w]["sources"][s]["windows"][k] for w in t.workers]
-            win_tot[k] = _sum_finished(ws)
-        o = stats["ordering"]["total"].get(s)
-        if o is None:  # a single worker: no pairs to order
-            o = {
-                "point": {"decided": 0, "claimed_ties": 0, "wrong": 0 if truth else None},
-                "bounded": {
-                    "with_bounds": 0,
-                    "ambiguous": 0,
-                    "provable_wrong": 0 if truth else None,
-                },
-            }
-        stats["coordination_cost"][s] = m.coordination_cost(o, win_tot, t.bounded[s], truth)
-    stats["summary"] = _summary(t, stats)
-    return stats
 
 
-def _sum_finished(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sum the integer counts of finished window dicts over workers (rates are dropped)."""
+# Raw ordering counts of no pairs at all (a single worker): every count 0.
+_NO_PAIRS: Raw = {
+    "compared": 0,
+    "point": {"with_readings": 0, "claimed_ties": 0, "truth_ties": 0, "correct": 0, "wrong": 0},
+    "bounded": {
+        "with_bounds": 0, "provable": 0, "truth_ties": 0, "provable_correct": 0,
+        "provable_wrong": 0,
+    },
+}  # fmt: skip
 
-    def add(a: Any, b: Any) -> Any:
-        if isinstance(a, dict):
-            return {k: add(a[k], b[k]) for k in a if not k.endswith(("rate", "accuracy"))}
-        if a is None or b is None:
+
+def _coordination(
+    t: Traces, s: str, workers: dict[str, WorkerStats], ordering: OrderingStats, truth: bool
+) -> CoordinationCost:
+    """Coordination cost of one source: ordering over all pairs, windows over all workers."""
+    win_tot: dict[str, WindowCounts] = {}
+    for size in _sizes_ms(t):
+        k = str(size)
+        win_tot[k] = _sum_windows([workers[w]["sources"][s]["windows"][k] for w in t.workers])
+    o = ordering["total"].get(s)
+    if o is None:  # a single worker: no pairs to order
+        o = m.ordering_finish(_NO_PAIRS, t.bounded[s], truth)
+    return m.coordination_cost(o, win_tot, t.bounded[s], truth)
+
+
+def _opt_sum(vals: Iterable[int | None]) -> int | None:
+    """Sum of counts; None if any is unavailable (no true time)."""
+    total = 0
+    for v in vals:
+        if v is None:
             return None
-        return a + b
+        total += v
+    return total
 
-    out = items[0]
-    out = {k: v for k, v in out.items() if not k.endswith(("rate", "accuracy"))}
-    if out.get("bounded"):
-        out["bounded"] = {k: v for k, v in out["bounded"].items() if not k.endswith("rate")}
-    for it in items[1:]:
-        out = add(out, it)
-    return out
+
+def _sum_windows(items: list[Window]) -> WindowCounts:
+    """Sum one window size's counts over workers (rates are dropped: they do not add)."""
+    bs = [w["bounded"] for w in items]
+    bounded: WindowBoundedCounts | None = None
+    if items and all(b is not None for b in bs):
+        bb = [_present(b) for b in bs]
+        bounded = {
+            "decided": sum(b["decided"] for b in bb),
+            "confident": sum(b["confident"] for b in bb),
+            "ambiguous": sum(b["ambiguous"] for b in bb),
+            "confident_correct": _opt_sum(b["confident_correct"] for b in bb),
+            "confident_wrong": _opt_sum(b["confident_wrong"] for b in bb),
+        }
+    return {
+        "decided": sum(w["decided"] for w in items),
+        "correct": _opt_sum(w["correct"] for w in items),
+        "wrong": _opt_sum(w["wrong"] for w in items),
+        "bounded": bounded,
+    }

@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from skewlab.analysis.stats_types import Rate
+
 Z95 = 1.959963984540054  # two-sided 95% standard normal quantile
+
+# Nested counts as collect_row returns them (keys from a metric's expressions), before a
+# ``*_finish`` function turns them into their typed stats structure (analysis/stats_types.py).
+Raw = dict[str, Any]
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -33,7 +39,7 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     return (lo, hi)
 
 
-def rate(k: int | None, n: int | None) -> dict[str, Any] | None:
+def rate(k: int | None, n: int | None) -> Rate | None:
     """A rate with its Wilson 95% interval; None when unavailable (k or n unknown)."""
     if k is None or n is None:
         return None
@@ -73,9 +79,13 @@ class Percentile:
     den: int
 
 
-def dist_exprs(x: pl.Expr, prefix: str) -> dict[str, pl.Expr | Percentile]:
+# A metric's aggregations, keyed by the path of their raw value ("<source>/error/n"...).
+Exprs = dict[str, pl.Expr | Percentile]
+
+
+def dist_exprs(x: pl.Expr, prefix: str) -> Exprs:
     """Summary of a distribution (ns): n, mean, min, p50, p99, max, keyed ``prefix/<stat>``."""
-    out: dict[str, pl.Expr | Percentile] = {
+    out: Exprs = {
         f"{prefix}/n": x.count(),
         f"{prefix}/mean": x.mean(),
         f"{prefix}/min": x.min(),
@@ -86,9 +96,9 @@ def dist_exprs(x: pl.Expr, prefix: str) -> dict[str, pl.Expr | Percentile]:
     return out
 
 
-def unflatten(row: dict[str, Any]) -> dict[str, Any]:
+def unflatten(row: dict[str, Any]) -> Raw:
     """{"a/b/c": v} → {"a": {"b": {"c": v}}}."""
-    out: dict[str, Any] = {}
+    out: Raw = {}
     for key, v in row.items():
         parts = key.split("/")
         d = out
@@ -126,9 +136,7 @@ def _percentiles(df: pl.DataFrame, items: dict[str, Percentile]) -> dict[str, in
     return out
 
 
-def collect_row(
-    frame: pl.LazyFrame | pl.DataFrame, exprs: dict[str, pl.Expr | Percentile]
-) -> dict[str, Any]:
+def collect_row(frame: pl.LazyFrame | pl.DataFrame, exprs: Exprs) -> Raw:
     """Evaluate many aggregations over ``frame`` (scalars in one select, percentiles by
     selection); returns the nested result."""
     if not exprs:

@@ -1,0 +1,386 @@
+"""The shape of stats.json, as typed dictionaries: one structure for the analysis that writes it,
+the report and figures that render it, and ``skewlab compare`` that reads it back.
+
+TypedDicts are plain dicts at run time, so stats.json is exactly what ``json.dumps`` makes of
+them (key order = construction order). Every value is defined in docs/METHODOLOGY.md and the
+keys are listed in docs/TRACES.md ("stats.json"). Times are ns; ``None`` means unavailable (no
+true time, or nothing to count), never 0. ``total=False`` marks dicts whose keys depend on the
+data (e.g. no error figures when a source never answered).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, Required, TypedDict
+
+Kind = Literal["bounded", "point"]  # a source's kind: returns intervals, or point readings
+
+
+class Rate(TypedDict):
+    """k of n with its Wilson 95% interval; ``rate``/``ci95`` null when n = 0."""
+
+    k: int
+    n: int
+    rate: float | None
+    ci95: list[float] | None
+
+
+class Dist(TypedDict):
+    """Summary of a distribution (ns): nearest-rank percentiles; null values when n = 0."""
+
+    n: int
+    mean_ns: float | None
+    min_ns: float | None
+    p50_ns: float | None
+    p99_ns: float | None
+    max_ns: float | None
+
+
+# -- per source, per node ----------------------------------------------------------------------
+
+
+class Readings(TypedDict):
+    rows: int
+    answered: int
+    unanswered: int
+    by_status: dict[str, int]  # status name → rows
+
+
+class ErrorVsTruth(TypedDict, total=False):
+    """Estimate − truth. Unavailable: only ``available`` false and ``reason``; no answered
+    reading: no figures beyond the counts."""
+
+    available: Required[bool]
+    reason: str
+    n: int
+    unanswered: int
+    mean_ns: float
+    mae_ns: float
+    rmse_ns: float
+    p50_abs_ns: int
+    p99_abs_ns: int
+    max_abs_ns: int
+
+
+class BoundQuality(TypedDict, total=False):
+    """Half-width ε always; coverage and misses only with true time."""
+
+    n: Required[int]
+    half_width_ns: Required[Dist]
+    available: Required[bool]
+    reason: str
+    coverage: Rate | None
+    below: int
+    above: int
+    miss_ns: Dist
+    coverage_by_status: dict[str, Rate | None]
+
+
+class CausalityBounded(TypedDict):
+    decided: int
+    undecidable: int
+    provably_after: int
+    ambiguous: int
+    violating: int
+    provably_after_rate: Rate | None
+    ambiguous_rate: Rate | None
+    violating_rate: Rate | None
+
+
+class Causality(TypedDict):
+    events: int
+    decided: int
+    undecidable: int
+    violations: int
+    ties: int
+    violation_rate: Rate | None
+    truth_violations: int | None
+    bounded: CausalityBounded | None
+
+
+class WindowBounded(TypedDict):
+    decided: int
+    confident: int
+    ambiguous: int
+    ambiguous_rate: Rate | None
+    confident_correct: int | None
+    confident_wrong: int | None
+    confident_wrong_rate: Rate | None
+
+
+class Window(TypedDict):
+    decided: int
+    correct: int | None
+    wrong: int | None
+    accuracy: Rate | None
+    wrong_rate: Rate | None
+    bounded: WindowBounded | None
+
+
+class WindowBoundedCounts(TypedDict):
+    """``WindowBounded`` without its rates: what adds up across workers."""
+
+    decided: int
+    confident: int
+    ambiguous: int
+    confident_correct: int | None
+    confident_wrong: int | None
+
+
+class WindowCounts(TypedDict):
+    """``Window`` without its rates: what adds up across workers."""
+
+    decided: int
+    correct: int | None
+    wrong: int | None
+    bounded: WindowBoundedCounts | None
+
+
+class ReevaluatedWindow(TypedDict):
+    ambiguous_t0: Rate | None
+    ambiguous: Rate | None
+    resolved: int
+    confident_wrong: int | None
+
+
+class Reevaluated(TypedDict):
+    """A receipt's interval re-evaluated at T+Δ vs its interval at T+0."""
+
+    delta_ms: int
+    n: int
+    no_refinement: int | None
+    wait_ns: Dist
+    narrower: Rate | None
+    coverage: Rate | None
+    windows: dict[str, ReevaluatedWindow]  # window size (ms) →
+
+
+class CommitWait(TypedDict):
+    wait_ns: Dist  # latest − earliest = 2ε at the receipt
+    reevaluated: dict[str, Reevaluated]  # Δ (ms) →
+
+
+class WorkerSource(TypedDict):
+    kind: Kind
+    readings: Readings
+    error_vs_truth: ErrorVsTruth
+    bound_quality: BoundQuality | None  # None: point source
+    causality: Causality
+    windows: dict[str, Window]  # window size (ms) →
+    commit_wait: CommitWait | None  # None: point source
+
+
+class Accounting(TypedDict):
+    sent: int
+    received: int
+    lost: int
+    unknown_events: int
+    duplicate_rows: int
+
+
+class WorkerStats(TypedDict):
+    accounting: Accounting
+    sources: dict[str, WorkerSource]
+
+
+class CoordinatorSource(TypedDict):
+    readings: Readings
+    error_vs_truth: ErrorVsTruth
+    bound_quality: BoundQuality | None
+
+
+class CoordinatorStats(TypedDict):
+    name: str
+    sent: int
+    sources: dict[str, CoordinatorSource]
+
+
+# -- between workers ---------------------------------------------------------------------------
+
+
+class OrderingPoint(TypedDict):
+    undecidable: int
+    claimed_ties: int
+    decided: int
+    truth_ties: int | None
+    correct: int | None
+    wrong: int | None
+    accuracy: Rate | None
+    wrong_rate: Rate | None
+
+
+class OrderingBounded(TypedDict):
+    undecidable: int
+    with_bounds: int
+    provable: int
+    ambiguous: int
+    ambiguous_rate: Rate | None
+    truth_ties: int | None
+    provable_correct: int | None
+    provable_wrong: int | None
+    provable_wrong_rate: Rate | None
+
+
+class Ordering(TypedDict):
+    compared: int
+    point: OrderingPoint
+    bounded: OrderingBounded | None
+
+
+class OrderingPair(TypedDict):
+    workers: list[str]
+    events_missing: int | None
+    sources: dict[str, Ordering]
+
+
+class OrderingStats(TypedDict):
+    pairs: dict[str, OrderingPair]  # "a|b" →
+    total: dict[str, Ordering]  # source → all pairs pooled
+
+
+class AgreementBounded(TypedDict):
+    decided: int
+    confident_agree: int
+    confident_disagree: int
+    ambiguous: int
+    ambiguous_rate: Rate | None
+
+
+class Agreement(TypedDict):
+    events: int
+    decided: int
+    agree: int
+    disagree: int
+    agree_rate: Rate | None
+    truth_agree: Rate | None
+    bounded: AgreementBounded | None
+
+
+class KindCost(TypedDict):
+    decisions: int
+    coordinate: int
+    repair: int | None
+
+
+class CostTotal(TypedDict):
+    decisions: int
+    coordinate: int
+    repair: int | None
+    actions: int | None
+    difference: int | None
+    coordinate_rate: Rate | None
+    repair_rate: Rate | None
+
+
+class CostBlock(TypedDict):
+    by_kind: dict[str, KindCost]  # "ordering", "window_<size>ms" →
+    total: CostTotal
+
+
+class CoordinationCost(CostBlock, total=False):
+    mode: Required[Kind]
+    estimate_as_point: CostBlock  # bounded sources: their estimate used as a point
+
+
+class SourceSummary(TypedDict):
+    """Headline numbers of one source, pooled over workers (what ``skewlab compare`` reads)."""
+
+    kind: Kind
+    causality_violation_rate: Rate | None
+    causality_ambiguous_rate: Rate | None
+    ordering_wrong_rate: Rate | None
+    ordering_ambiguous_rate: Rate | None
+    ordering_provable_wrong: int | None
+    window_wrong_rate: dict[str, Rate | None]  # window size (ms) →
+    window_ambiguous_rate: dict[str, Rate | None]
+    coverage: Rate | None
+    mae_ns: float | None
+    max_abs_ns: int | None
+    commit_wait_mean_ns: float | None
+    coordinate: int
+    repair: int | None
+
+
+# -- emulated links (analysis/links.py) --------------------------------------------------------
+
+
+class LinkRequested(TypedDict):
+    """What a link direction was asked for; the figures needing the distribution's math are
+    null for link traces of version 1."""
+
+    dist: str | None
+    mean_ms: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    loss_rate: float | None
+    reorder: float | None
+    duplicate: float | None
+    rate_mbps: float | None
+
+
+class LinkAchieved(TypedDict, total=False):
+    """What the relay did; the delay figures only when something was delivered."""
+
+    packets_in: Required[int]
+    delivered: Required[int]
+    lost: Required[int]
+    loss_rate: Required[float | None]
+    duplicates: Required[int]
+    send_errors: Required[int]
+    unsent: Required[int]
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    mean_error_ms: float | None
+    lateness_mean_ms: float
+    lateness_p99_ms: float
+    reordered: int
+    reorder_rate: float | None
+
+
+class LinkDirection(TypedDict):
+    requested: LinkRequested
+    achieved: LinkAchieved
+
+
+class LinkSummary(TypedDict):
+    target: list[Any]  # [host, port]
+    forward: LinkDirection
+    back: LinkDirection
+
+
+# -- the document ------------------------------------------------------------------------------
+
+
+class Settings(TypedDict):
+    window_sizes_ms: list[int]
+    window_offset_ms: float
+
+
+# Functional form: "import" is a Python keyword.
+Stats = TypedDict(
+    "Stats",
+    {
+        "stats_version": int,
+        "experiment_id": str,
+        "truth_available": bool,
+        "truth_unavailable_reason": str | None,
+        "imported": bool,
+        "import": dict[str, Any] | None,  # an imported folder's metadata.json "import" record
+        "parameters": dict[str, Any],  # the spec, flattened (``workload.events``...)
+        "config_key": str,
+        "settings": Settings,
+        "sources": list[str],
+        "source_kinds": dict[str, Kind],
+        "coordinator": CoordinatorStats,
+        "workers": dict[str, WorkerStats],
+        "ordering": OrderingStats,
+        "window_agreement": dict[str, dict[str, Agreement]],  # source → size (ms) →
+        "figures": list[str],  # paths relative to the results folder
+        "coordination_cost": dict[str, CoordinationCost],
+        "summary": dict[str, SourceSummary],
+        "network": NotRequired[dict[str, LinkSummary]],  # only with emulated links
+        "reports": NotRequired[list[str]],  # only when figures and reports were made
+    },
+)
