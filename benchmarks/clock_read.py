@@ -1,8 +1,9 @@
 """Median cost of one reading per source, as in the worker's receive loop.
 
-Each source stands on a SyncState fed with a realistic stream of samples (the virtual-time
-harness, 10 minutes of 16 s polls); the node clock is a plain oscillator read from the host
-clock, exactly as ``skewlab run``'s worker does. Per source we time batches of ``read(local)``
+Each source stands on a SyncState fed with a realistic stream of samples (a virtual-time run
+of the node, ``sim.node.NodeSim``, 10 minutes of 16 s polls); the node clock and sync state are
+built from the same one-node spec by ``clocks.node.node_sync`` reading the host clock, exactly
+as ``skewlab run``'s worker builds them. Per source we time batches of ``read(local)``
 calls with ``perf_counter_ns`` and report the median per-call cost over the batches.
 Also printed (not part of the result): the skewlab read on a disciplined clock, and the
 commit-wait cost per receipt of ``reading_at`` versus the batched ``readings_at``.
@@ -11,17 +12,29 @@ commit-wait cost per receipt of ``reading_at`` versus the batched ``readings_at`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
-from skewlab.clocks.discipline import Discipline
-from skewlab.clocks.oscillator import NodeClock, Oscillator
+from skewlab.clocks.node import node_sync
 from skewlab.clocks.sources import make_sources
-from skewlab.clocks.sync import SyncState
-from skewlab.sim.harness import Harness
+from skewlab.ntp.sample import NtpSample
+from skewlab.sim.node import SOLO, T0_NS, NodeSim, solo_spec
 
 S = 1_000_000_000
 NAMES = ["system", "ntp", "truetime", "clockbound", "skewlab"]
+NODE = {"offset_ms": 3.0, "drift_ppm": 40.0}  # no wander nor faults: see _moved
+
+
+def _moved(s: NtpSample, d_ns: int) -> NtpSample:
+    """The sample taken ``d_ns`` later by the same node whose clock's origin moved by
+    ``d_ns`` too: every timestamp + d_ns (exact for a clock without wander or faults, whose
+    reading depends only on the time since its origin)."""
+    assert s.truth_t1_ns is not None and s.truth_t4_ns is not None
+    return dataclasses.replace(
+        s, t1_ns=s.t1_ns + d_ns, t2_ns=s.t2_ns + d_ns, t3_ns=s.t3_ns + d_ns,
+        t4_ns=s.t4_ns + d_ns, truth_t1_ns=s.truth_t1_ns + d_ns, truth_t4_ns=s.truth_t4_ns + d_ns,
+    )  # fmt: skip
 
 
 def _median_read(read, local_at, args: argparse.Namespace) -> float:  # type: ignore[no-untyped-def]
@@ -43,15 +56,18 @@ def main() -> None:
     args = ap.parse_args()
 
     now = time.time_ns()
-    osc = Oscillator(offset_ns=3_000_000, drift_ppb=40_000, t0_ns=now - 600 * S)
-    # Samples from a harness run that ends now, then replayed into a state whose clock is the
-    # host clock (so the skewlab source reads the gap the way a worker does).
-    sim = Harness(Oscillator(offset_ns=3_000_000, drift_ppb=40_000, t0_ns=now - 600 * S), ["ntp"])
-    for _ in sim.run(600, 1000):
-        pass
-    state = SyncState(clock=NodeClock(osc))
+    start = now - 600 * S
+    # Samples from a virtual-time run of the node (from T0_NS), moved to end now, then replayed
+    # into the node's sync state on the host clock, its oscillator's origin at the run's start
+    # (so the skewlab source reads the gap the way a worker does).
+    spec = solo_spec(NODE, sources=NAMES, ntp={"poll_s": 16})
+    sim = NodeSim(spec, SOLO, T0_NS)
+    sim.run_until(T0_NS + 600 * S - 1)
+    samples = [_moved(s, start - T0_NS) for s in sim.state.history]
+    clock, state = node_sync(spec, SOLO, start)
+    osc = clock.oscillator
     sources = make_sources(NAMES, state)
-    for s in sim.samples:
+    for s in samples:
         state.add(s)
     local_at = osc.local_at
     medians: dict[str, float] = {}
@@ -63,20 +79,18 @@ def main() -> None:
     # Informational: the skewlab read on a disciplined node clock (the gap is read back from
     # the clock on every read to notice steps), and the commit-wait path: one reading_at per
     # receipt versus readings_at over a batch of receipts (identical values).
-    dosc = Oscillator(offset_ns=3_000_000, drift_ppb=40_000, t0_ns=now - 600 * S)
-    dstate = SyncState(clock=NodeClock(dosc))
-    disc = Discipline()
-    dosc.attach(disc)
-    disc.follow(dstate)
+    dspec = solo_spec({**NODE, "discipline": "disciplined"}, sources=NAMES)
+    dclock, dstate = node_sync(dspec, SOLO, start)
+    dosc = dclock.oscillator
     dsk = make_sources(["skewlab"], dstate)[0]
-    for s in sim.samples:
+    for s in samples:
         dstate.add(s)
     print(
         f"{'skewlab':<11} {_median_read(dsk.read, dosc.local_at, args):>8.0f} ns/read"
         "   (disciplined node clock; not part of the result)"
     )
     sk = next(s for s in sources if s.name == "skewlab")
-    last = sim.samples[-1].t4_ns
+    last = samples[-1].t4_ns
     past = [last - 5 * S + k * (S // 2048) for k in range(2048)]  # receipts 5 s ago, 1 s span
     t = time.perf_counter_ns()
     one = [sk.reading_at(p) for p in past[:200]]

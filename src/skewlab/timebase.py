@@ -43,7 +43,7 @@ class HostClock:
 
 
 class VirtualClock:
-    """Simulated true time that only moves when told to (virtual-time harness, tests)."""
+    """Simulated true time that only moves when told to (the simulator, tests)."""
 
     __slots__ = ("_now",)
 

@@ -6,18 +6,23 @@ lists on every call and evaluates ``estimator.interval_at`` on the chosen sample
 paths (``reading_at`` with the archive snapshot and memoized sample groups, and the batched
 ``readings_at`` over ``estimator.intervals_arrays_near``) must agree with it exactly, field by
 field.
+
+The sample streams come from ``NodeSim`` runs of one-node specs (tests/unit/test_sim_node.py):
+exponential delay jitter becomes a near-exponential Pareto II tail (shape 100, uncapped), and
+the disciplined case runs the spec's ``disciplined`` profile (servo time constant 64 s; the
+former harness's 8 s is not a spec setting — the case still checks the discipline's widening).
 """
 
 from __future__ import annotations
 
 import random
 from bisect import bisect_right
+from typing import Any
 
 import numpy as np
 import pytest
 
 from skewlab.clocks.base import Reading, Status
-from skewlab.clocks.discipline import Discipline
 from skewlab.clocks.estimator import (
     Sample,
     _polygons,
@@ -29,12 +34,23 @@ from skewlab.clocks.estimator import (
     prepare_group,
     weighted_fit,
 )
-from skewlab.clocks.oscillator import ClockFault, Oscillator
 from skewlab.clocks.sources import SkewlabSource
-from skewlab.sim.harness import DelayModel, Harness, PathModel
+from skewlab.sim.node import SOLO, T0_NS, NodeSim, solo_spec
+from skewlab.spec import ExperimentSpec
+from tests.unit.test_sim_node import exp_delay, ntp_path
 
 S = 1_000_000_000
-T0 = 1_700_000_000 * S
+T0 = T0_NS
+
+
+def one_node(node: dict[str, Any], params: dict[str, Any], out: dict[str, Any],
+             back: dict[str, Any], loss: float, poll_s: float, seed: int,
+             faults: list[dict[str, Any]] | None = None) -> ExperimentSpec:  # fmt: skip
+    """A skewlab-only node whose NTP path has these delays and request ``loss``."""
+    return solo_spec(
+        node, sources=["skewlab"], source_params={"skewlab": params}, seed=seed,
+        faults=faults or [], ntp={"poll_s": poll_s}, network=ntp_path(out, back, loss),
+    )  # fmt: skip
 
 
 def oracle_reading_at(src: SkewlabSource, past_local_ns: int) -> Reading:
@@ -66,57 +82,47 @@ def oracle_reading_at(src: SkewlabSource, past_local_ns: int) -> Reading:
     return Reading(est, lo - widen, hi + widen, status, near.t4_local_ns)
 
 
-CASES = {
-    # name: (oscillator kwargs, source params, discipline?)
-    "plain": ({"drift_ppb": 40_000}, {}, False),
-    "wander_small_window": ({"drift_ppb": -25_000, "wander_ppb": 5.0}, {"window": 6}, False),
+CASES: dict[str, tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]] = {
+    # name: (node keys, faults, source params)
+    "plain": ({"drift_ppm": 40}, [], {}),
+    "wander_small_window": ({"drift_ppm": -25, "wander_ppb": 5.0}, [], {"window": 6}),
     "step_and_freq_jump": (
-        {
-            "drift_ppb": 10_000,
-            "faults": (
-                ClockFault("step", T0 + 20 * S, delta_ns=3_000_000),
-                ClockFault("freq", T0 + 35 * S, delta_ppb=20_000),
-            ),
-        },
+        {"drift_ppm": 10},
+        [
+            {"kind": "clock_step", "node": SOLO, "at_s": 20, "delta_ms": 3},
+            {"kind": "clock_rate", "node": SOLO, "at_s": 35, "delta_ppm": 20},
+        ],
         {"window": 10, "archive": 30, "unsync_after_s": 8.0},
-        False,
     ),
     # the realtime clock steps back by more than the poll interval: the archive's local T4s
     # are no longer ascending, so readings_at selects with bisect (no numpy searchsorted)
     "backward_step": (
-        {"drift_ppb": 5_000, "faults": (ClockFault("step", T0 + 24 * S, delta_ns=-7 * S),)},
+        {"drift_ppm": 5},
+        [{"kind": "clock_step", "node": SOLO, "at_s": 24, "delta_ms": -7000}],
         {"window": 8},
-        False,
     ),
     "disciplined_no_wander_allowance": (
-        {"offset_ns": 2_000_000, "drift_ppb": 30_000},
+        {"offset_ms": 2, "drift_ppm": 30, "discipline": "disciplined"},
+        [],
         {"wander_allowance": 0.0, "window": 12},
-        True,
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_cached_and_batched_reading_at_equal_the_original(case: str) -> None:
-    osc_kw, params, disciplined = CASES[case]
+    node_kw, faults, params = CASES[case]
     seed = sorted(CASES).index(case) + 11
-    osc = Oscillator(t0_ns=T0, seed=seed, **osc_kw)
-    path = PathModel(
-        out=DelayModel(base_us=80, jitter_us=200, max_us=3000),
-        back=DelayModel(base_us=120, jitter_us=40, max_us=3000),
-        loss=0.1,
-    )
-    h = Harness(
-        osc, ["skewlab"], {"skewlab": params}, path=path, poll_s=2.0, seed=seed,
-        discipline=Discipline(time_constant_s=8.0) if disciplined else None,
-    )  # fmt: skip
-    src = h.source("skewlab")
+    spec = one_node(node_kw, params, exp_delay(80, 200), exp_delay(120, 40), 0.1, 2.0, seed,
+                    faults)  # fmt: skip
+    node = NodeSim(spec, SOLO, T0)
+    assert (node.osc.discipline is not None) == case.startswith("disciplined")
+    src = node.source("skewlab")
     assert isinstance(src, SkewlabSource)
     rng = random.Random(seed)
     compared = distinct = 0
     for checkpoint_s in (9, 31, 58):
-        for _ in h.run(checkpoint_s, 500):  # on from where it is to t0 + checkpoint_s
-            pass
+        node.run_until(T0 + checkpoint_s * S)  # on from where it is to t0 + checkpoint_s
         arch = src.archive
         first, last = arch[0].t4_local_ns, arch[-1].t4_local_ns
         # instants before, between and well after the archived samples; clustered ones share
@@ -220,17 +226,13 @@ def test_grid_anchored_retrospective_readings_cover_true_time() -> None:
     """Soundness on a drifting, wandering clock with a noisy path: every retrospective reading
     (commit-wait's readings_columns, dense receipts between the anchors) holds the true time,
     and the grid costs next to nothing in width against the exact per-instant interval."""
-    osc = Oscillator(t0_ns=T0, seed=3, drift_ppb=30_000, wander_ppb=2.0)
-    path = PathModel(
-        out=DelayModel(base_us=80, jitter_us=300, max_us=4000),
-        back=DelayModel(base_us=120, jitter_us=60, max_us=4000),
-        loss=0.05,
-    )
-    h = Harness(osc, ["skewlab"], {"skewlab": {"window": 32}}, path=path, poll_s=1.0, seed=3)
-    src = h.source("skewlab")
+    spec = one_node({"drift_ppm": 30, "wander_ppb": 2.0}, {"window": 32}, exp_delay(80, 300),
+                    exp_delay(120, 60), 0.05, 1.0, 3)  # fmt: skip
+    node = NodeSim(spec, SOLO, T0)
+    osc = node.osc
+    src = node.source("skewlab")
     assert isinstance(src, SkewlabSource)
-    for _ in h.run(120, 1000):
-        pass
+    node.run_until(T0 + 120 * S)
     rng = random.Random(4)
     truth = sorted(T0 + 5 * S + rng.randint(0, 100 * S) for _ in range(3000))
     local = np.array([osc.local_at(t) for t in truth], dtype=np.int64)

@@ -1,36 +1,46 @@
 """Vectorized oscillator and source readings (simulator) against the scalar ``local_at`` and
-``read``: element by element, over runs with wander, steps, strobes, rate changes, loss."""
+``read``: element by element, over ``NodeSim`` runs with wander, steps, strobes, rate changes,
+loss (the node and its path from an experiment spec, as in tests/unit/test_sim_node.py)."""
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import numpy as np
 
-from skewlab.clocks.oscillator import ClockFault, Oscillator
-from skewlab.sim.harness import DelayModel, Harness, PathModel
-from skewlab.sim.vector import SourceTrack
+from skewlab.clocks.node import node_oscillator
+from skewlab.clocks.oscillator import Oscillator
+from skewlab.sim.node import SOLO, T0_NS, NodeSim, solo_spec
+from skewlab.spec import ExperimentSpec
+from tests.unit.test_sim_node import exp_delay, ntp_path
 
 S = 1_000_000_000
 MS = 1_000_000
-T0 = 1_700_000_000 * S
+T0 = T0_NS
 ALL = ["system", "ntp", "truetime", "clockbound", "skewlab"]
+FAULTY = {"offset_ms": 3, "drift_ppm": -45, "wander_ppb": 2.0}
+FAULTS = [
+    {"kind": "clock_step", "node": SOLO, "at_s": 40, "delta_ms": 20},
+    {"kind": "clock_rate", "node": SOLO, "at_s": 70, "delta_ppm": 15},
+    {"kind": "clock_strobe", "node": SOLO, "at_s": 90, "delta_ms": -5, "period_ms": 300,
+     "duration_s": 4},
+]  # fmt: skip
 
 
-def _faulty() -> Oscillator:
-    return Oscillator(
-        offset_ns=3 * MS, drift_ppb=-45_000, t0_ns=T0, wander_ppb=2.0, seed=7,
-        faults=(
-            ClockFault("step", T0 + 40 * S, delta_ns=20 * MS),
-            ClockFault("freq", T0 + 70 * S, delta_ppb=15_000),
-            ClockFault("strobe", T0 + 90 * S, delta_ns=-5 * MS, period_ns=300 * MS,
-                       duration_ns=4 * S),
-        ),
-    )  # fmt: skip
+def _spec(node: dict[str, Any], faults: list[dict[str, Any]], out: dict[str, Any],
+          back: dict[str, Any], loss: float, seed: int) -> ExperimentSpec:  # fmt: skip
+    return solo_spec(node, sources=ALL, seed=seed, faults=faults, ntp={"poll_s": 4, "burst": 3},
+                     network=ntp_path(out, back, loss))  # fmt: skip
 
 
 def test_oscillator_arrays_equal_scalar() -> None:
     rng = np.random.default_rng(3)
     t = np.sort(T0 - 5 * S + rng.integers(0, 200 * S, 5000))
-    for osc in (_faulty(), Oscillator(offset_ns=-MS, drift_ppb=999_999, t0_ns=T0)):
+    faulty = node_oscillator(_spec(FAULTY, FAULTS, exp_delay(100, 50), exp_delay(100, 50), 0, 7),
+                             SOLO, T0)  # fmt: skip
+    assert len(faulty.faults) == 3 and faulty.wander_ppb > 0
+    for osc in (faulty, Oscillator(offset_ns=-MS, drift_ppb=999_999, t0_ns=T0)):
         loc = osc.local_at_array(t)
         mono = osc.monotonic_at_array(t)
         gap, sgap = osc.gaps_at_array(t)
@@ -45,40 +55,35 @@ def test_oscillator_arrays_equal_scalar() -> None:
     assert osc.local_at_array(far)[0] == osc.local_at(int(far[0]))
 
 
-def _check(osc: Oscillator, path: PathModel, seed: int) -> int:
-    h = Harness(osc, ALL, path=path, poll_s=4, burst=3, seed=seed)
-    track = SourceTrack(h.sources)
+def _check(spec: ExperimentSpec, seed: int) -> int:
+    """Scalar ``read`` at random instants during a run (each on the state visible then) against
+    ``NodeSim.read`` (``SourceTrack``: ``read_many`` on the recorded snapshots) afterwards."""
+    node = NodeSim(spec, SOLO, T0)
     truths: list[int] = []
     expect = []
-    start = h.t0_ns
-    for truth, _local, readings in h.run(150, 37):
-        # a sample recorded at time t is visible from t on, as in the harness
-        while len(track.visible) < len(h.samples):
-            track.visible.append(0)  # placeholder, filled below
-            for k, s in enumerate(track.sources):
-                track._snaps[k].append(s.snapshot())
-            track.visible[-1] = max(start, truth - 1)
-        start = truth
+    for truth, local, readings in node.scalar_run(T0 + 150 * S, 37 * MS, random.Random(seed)):
+        assert local == node.osc.local_at(truth)
         truths.append(truth)
         expect.append(readings)
+    assert len(node.track.visible) == node.samples > 20
     t = np.array(truths, dtype=np.int64)
-    gap, sgap = osc.gaps_at_array(t)
-    got = track.read(t, osc.local_at_array(t), gap, sgap)
+    local_a, got = node.read(t)
+    assert (local_a == node.osc.local_at_array(t)).all()
     for i, want in enumerate(expect):
         for j, r in enumerate(want):
             g = got[j]
             if r.estimate_ns is None:
                 assert not g.valid[i] and g.status[i] == 0
             else:
-                assert g.valid[i], (track.sources[j].name, i)
+                assert g.valid[i], (node.sources[j].name, i)
                 mine = (int(g.estimate[i]), int(g.earliest[i]), int(g.latest[i]), int(g.status[i]))
                 want_t = (r.estimate_ns, r.earliest_ns, r.latest_ns, int(r.status))
-                assert mine == want_t, (track.sources[j].name, i)
+                assert mine == want_t, (node.sources[j].name, i)
     return len(expect)
 
 
 def test_source_arrays_equal_scalar_read() -> None:
-    path = PathModel(out=DelayModel(300, 200, 3000), back=DelayModel(80, 40, 900), loss=0.3)
-    n = _check(_faulty(), path, 11)
-    n += _check(Oscillator(offset_ns=MS, drift_ppb=30_000, t0_ns=T0), PathModel(), 4)
+    n = _check(_spec(FAULTY, FAULTS, exp_delay(300, 200), exp_delay(80, 40), 0.3, 11), 11)
+    plain = {"offset_ms": 1, "drift_ppm": 30}
+    n += _check(_spec(plain, [], exp_delay(100, 50), exp_delay(100, 50), 0.0, 4), 4)
     assert n > 5000

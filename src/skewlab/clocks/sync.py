@@ -1,7 +1,8 @@
 """The sync state a node's clock sources stand on: the NTP samples measured so far.
 
-The NTP poller (node runtime or virtual-time harness) pushes samples here; sources subscribe
-to do their (possibly expensive) bookkeeping at sample time so that ``read`` stays cheap.
+The NTP poller (node runtime, or ``sim.node.NodeSim`` in virtual time) pushes samples here;
+sources subscribe to do their (possibly expensive) bookkeeping at sample time so that ``read``
+stays cheap.
 
 Monotonic time: when ``clock`` (the node's :class:`~skewlab.clocks.oscillator.NodeClock`) is
 set, every sample is also placed on the node's monotonic timescale: ``add`` records the gap
@@ -41,7 +42,8 @@ class SyncState:
         self, sample: NtpSample, gap_ns: int | None = None, step_gap_ns: int | None = None
     ) -> None:
         """Record a sample. ``gap_ns``/``step_gap_ns`` are the gaps at T4 when the caller knows
-        them exactly (virtual-time harness); otherwise they are read from ``clock`` now."""
+        them exactly (the poller, on an emulated clock); otherwise they are read from ``clock``
+        now."""
         if gap_ns is None:
             if self.clock is not None:
                 gap_ns, step_gap_ns = self.clock.gaps_ns()
