@@ -37,6 +37,7 @@ from skewlab.net.profiles import path_name
 from skewlab.net.sampling import LossProcess, sample_n
 from skewlab.node.commit_wait import CommitWaitEvaluator
 from skewlab.node.patterns import delays_ns
+from skewlab.sim.keys import refuse
 from skewlab.sim.node import (
     CLIENT_TURN_NS,
     LOOPBACK,
@@ -304,7 +305,8 @@ def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str
 
 
 def check_simulable(spec: ExperimentSpec) -> None:
-    """Raise SimError for what virtual time cannot model (sources backed by host services)."""
+    """Raise SimError for what virtual time cannot model (sources backed by host services,
+    the spec keys ``sim/keys.py`` refuses)."""
     from skewlab.sim.vector import SIMULATED_SOURCES
 
     bad = [s for s in spec.sources if s not in SIMULATED_SOURCES]
@@ -313,6 +315,7 @@ def check_simulable(spec: ExperimentSpec) -> None:
             f"source(s) {', '.join(bad)} read a host service and cannot be simulated; "
             f"simulated sources: {', '.join(SIMULATED_SOURCES)}"
         )
+    refuse(spec, SimError)  # spec keys simulate does not model (sim/keys.py), one line
 
 
 def simulate(
