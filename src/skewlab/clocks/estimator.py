@@ -179,9 +179,8 @@ class Model:
         tau = (mono_ns - self.anchor_ns) / NS_PER_S
         if tau < 0.0:
             tau = 0.0
-        lo, est, hi = forward_bounds(tau, *self.lines_at(tau), self.fit_a, self.fit_f, self.w,
-                                     clamp)  # fmt: skip
-        return outward(mono_ns + self.y_ref, lo, est, hi, int)
+        return forward_interval(mono_ns + self.y_ref, tau, *self.lines_at(tau), self.fit_a,
+                                self.fit_f, self.w, clamp, int)  # fmt: skip
 
 
 def clamp(x: float, lo: float, hi: float) -> float:
@@ -189,20 +188,17 @@ def clamp(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else (hi if x > hi else x)
 
 
-def forward_bounds(tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, clamp):  # type: ignore[no-untyped-def]
-    """The forward model's (lo, estimate, hi) at τ ≥ 0 s after the anchor, in ns relative to
-    the anchor's reference offset: the envelope lines widened by the wander allowance W·τ^1.5,
-    the regression estimate clamped into them. Arithmetic only: τ and the line coefficients may
-    be floats (one reading) or numpy arrays (many), with the matching ``clamp``."""
+def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, clamp, trunc):  # type: ignore[no-untyped-def]
+    """The forward model's integer (earliest, estimate, latest) at τ ≥ 0 s after the anchor:
+    the envelope lines widened by the wander allowance W·τ^1.5, the regression estimate
+    clamped into them, each added to ``base`` (monotonic reading + the anchor's reference
+    offset) after truncation, the bounds then moved out by 2 ns (rounded outward by at least
+    1 ns). Arithmetic only: τ and the coefficients may be floats (one reading, ``clamp`` and
+    ``int``) or numpy arrays (many, array forms of both)."""
     ww = w * tau**1.5
     hi = a_hi + f_hi * tau + ww
     lo = a_lo + f_lo * tau - ww
-    return lo, clamp(fit_a + fit_f * tau, lo, hi), hi
-
-
-def outward(base, lo, est, hi, trunc):  # type: ignore[no-untyped-def]
-    """Integer (earliest, estimate, latest) from ``base`` + model values: truncation, then the
-    bounds moved out by 2 ns (so each is rounded outward by at least 1 ns)."""
+    est = clamp(fit_a + fit_f * tau, lo, hi)
     return base + trunc(lo) - 2, base + trunc(est), base + trunc(hi) + 2
 
 

@@ -3,10 +3,11 @@
 Registered by name in ``SOURCES``; ``make_sources`` builds them for a node from the spec.
 Point sources report earliest == latest == estimate.
 
-Every formula has one home: a module-level kernel (``_point``, ``_truetime``, ``_clockbound``,
-``_aged_status``, ``Model.bounds_from``) written with arithmetic only, so the same code computes
-one reading on Python ints (``read``, the worker's hot path) and many on numpy int64 arrays
-(``read_many``, the simulator). A source's state between two NTP samples is one immutable
+Every formula has one home: a module-level kernel (``_aged_status``; ``_aged_interval`` for
+TrueTime and ClockBound; ``_skewlab_age`` and the estimator's ``forward_interval``) written
+with arithmetic only, so the same code computes one reading on Python ints (``read``, the
+worker's hot path, one or two kernel calls) and many on numpy int64 arrays (``read_many``, the
+simulator). A source's state between two NTP samples is one immutable
 value (``snapshot()``); ``read_many`` evaluates readings against a list of such snapshots.
 """
 
@@ -24,11 +25,10 @@ from skewlab.clocks.estimator import (
     Sample,
     build_model,
     clamp,
-    forward_bounds,
+    forward_interval,
     interval_near,
     intervals_arrays_near,
     intervals_near,
-    outward,
     prepare_group,
 )
 from skewlab.clocks.external import EXTERNAL_SOURCES
@@ -54,35 +54,35 @@ def _aged_status(age, stale_ns):  # type: ignore[no-untyped-def]
     return _SYNC_CODE - (age > stale_ns)
 
 
-def _growth(age, rate_ppb, maximum):  # type: ignore[no-untyped-def]
-    """⌈max(age, 0)·rate/1e9⌉: a bound's growth over ``age`` ns at ``rate_ppb`` (ns)."""
-    return maximum(-((-age * rate_ppb) // NS_PER_S), 0)
+def _aged_interval(centre, base, age, rate_ppb, stale_ns):  # type: ignore[no-untyped-def]
+    """A bound that grows with the age of its sample: half-width ε = base + ⌈max(age, 0)·rate
+    /1e9⌉ around ``centre`` → (centre, centre − ε, centre + ε, status code: SYNCHRONIZED while
+    age ≤ stale, FREE_RUNNING after). TrueTime (centre local + θ, base λ) and ClockBound
+    (centre local, base |θ| + λ). The negative growth is cut by multiplying with the
+    comparison: no call, so one kernel call is the whole cost of a scalar read."""
+    g = -((-age * rate_ppb) // NS_PER_S)
+    eps = base + g * (g > 0)
+    return centre, centre - eps, centre + eps, _SYNC_CODE - (age > stale_ns)
 
 
-def _truetime(local, age, theta, lam, rate_ppb, maximum):  # type: ignore[no-untyped-def]
-    """TrueTime: estimate = local + θ, ε = λ + ⌈max_drift·age⌉ → (estimate, earliest, latest)."""
-    eps = lam + _growth(age, rate_ppb, maximum)
-    est = local + theta
-    return est, est - eps, est + eps
+def _growth(age, rate_ppb):  # type: ignore[no-untyped-def]
+    """⌈max(age, 0)·rate/1e9⌉ (ns): the growth of an aged bound (:func:`_aged_interval`)."""
+    return _aged_interval(0, 0, age, rate_ppb, 0)[2]
 
 
-def _clockbound(local, age, base, rate_ppb, maximum):  # type: ignore[no-untyped-def]
-    """ClockBound: CEB = |θ| + λ + ⌈max_drift·age⌉ around local → (estimate, earliest, latest)."""
-    ceb = base + _growth(age, rate_ppb, maximum)
-    return local, local - ceb, local + ceb
-
-
-def _mono_stepped(local, gap, step_gap, step_gap0, thr_ns):  # type: ignore[no-untyped-def]
-    """(monotonic reading, stepped since the latest sample) from a local reading and the node
-    clock's gaps at that instant (``gap`` None: a gapless clock, monotonic = local)."""
+def _skewlab_age(local, gap, step_gap, step_gap0, thr_ns, anchor, stale_ns):  # type: ignore[no-untyped-def]
+    """(monotonic reading, age since the model's anchor, status code) of a local reading, from
+    the node clock's gaps at that instant (``gap`` None: a gapless clock, monotonic = local).
+    FREE_RUNNING (1) after a step since the latest sample (step gap moved beyond ``thr_ns``)
+    or once stale, else SYNCHRONIZED (2)."""
     if gap is None:
-        return local, step_gap0 != 0
-    return local - gap, abs(step_gap - step_gap0) > thr_ns
-
-
-def _step_status(stepped, age, stale_ns):  # type: ignore[no-untyped-def]
-    """skewlab's status code: FREE_RUNNING (1) after a step or once stale, else SYNCHRONIZED."""
-    return _SYNC_CODE - (stepped | (age > stale_ns))
+        mono = local
+        stepped = step_gap0 != 0
+    else:
+        mono = local - gap
+        stepped = abs(step_gap - step_gap0) > thr_ns
+    age = mono - anchor
+    return mono, age, _SYNC_CODE - (stepped | (age > stale_ns))
 
 
 def _clamp_array(x, lo, hi):  # type: ignore[no-untyped-def]
@@ -94,11 +94,6 @@ def _clamp_array(x, lo, hi):  # type: ignore[no-untyped-def]
 def _trunc_array(x):  # type: ignore[no-untyped-def]
     """``int()`` on an array of floats: truncation toward zero, to int64."""
     return x.astype(_np().int64)
-
-
-def _pos(x: int, zero: int) -> int:
-    """``max`` for two ints, cheaper than the builtin's argument handling (scalar kernels)."""
-    return x if x > zero else zero
 
 
 def _np():  # type: ignore[no-untyped-def]
@@ -128,12 +123,13 @@ def _snap_columns(snaps: Sequence[Any], k, width: int):  # type: ignore[no-untyp
     return [rows[kk, j] for j in range(width)], have
 
 
-def _aged_readings(values, age, have, stale_ns: int, unsync_ns: int) -> Readings:  # type: ignore[no-untyped-def]
-    """Readings from kernel values and ages: status by age, no value past ``unsync_ns``."""
+def _aged_readings(values, age, have, unsync_ns: int) -> Readings:  # type: ignore[no-untyped-def]
+    """Readings from a kernel's (estimate, earliest, latest, status) arrays: no value past
+    ``unsync_ns``."""
     np = _np()
-    est, lo, hi = values
+    est, lo, hi, status = values
     valid = have & (age <= unsync_ns)
-    st = np.asarray(_aged_status(age, stale_ns), dtype=np.int8)
+    st = np.asarray(status, dtype=np.int8)
     st[~valid] = 0
     return Readings(est, lo, hi, st, valid)
 
@@ -252,16 +248,16 @@ class TrueTimeSource:
         age = local_ns - t4
         if age > self.unsync_ns:
             return _NONE
-        est, lo, hi = _truetime(local_ns, age, theta, lam, self.rate_ppb, _pos)
-        return _tuple_new(Reading, (est, lo, hi, _BY_CODE[_aged_status(age, self.stale_ns)], t4))
+        est, lo, hi, st = _aged_interval(local_ns + theta, lam, age, self.rate_ppb, self.stale_ns)
+        return _tuple_new(Reading, (est, lo, hi, _BY_CODE[st], t4))
 
     def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
                   step_gap: Any = None) -> Readings:  # fmt: skip
         """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none)."""
         (t4, theta, lam), have = _snap_columns(snaps, k, 3)
         age = _clip_age(local - t4, self.unsync_ns)
-        values = _truetime(local, age, theta, lam, self.rate_ppb, _np().maximum)
-        return _aged_readings(values, age, have, self.stale_ns, self.unsync_ns)
+        values = _aged_interval(local + theta, lam, age, self.rate_ppb, self.stale_ns)
+        return _aged_readings(values, age, have, self.unsync_ns)
 
 
 class ClockBoundSource:
@@ -309,16 +305,16 @@ class ClockBoundSource:
         age = local_ns - t4
         if age > self.unsync_ns:
             return _NONE
-        est, lo, hi = _clockbound(local_ns, age, base, self.rate_ppb, _pos)
-        return _tuple_new(Reading, (est, lo, hi, _BY_CODE[_aged_status(age, self.stale_ns)], t4))
+        est, lo, hi, st = _aged_interval(local_ns, base, age, self.rate_ppb, self.stale_ns)
+        return _tuple_new(Reading, (est, lo, hi, _BY_CODE[st], t4))
 
     def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
                   step_gap: Any = None) -> Readings:  # fmt: skip
         """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none)."""
         (t4, base), have = _snap_columns(snaps, k, 2)
         age = _clip_age(local - t4, self.unsync_ns)
-        values = _clockbound(local, age, base, self.rate_ppb, _np().maximum)
-        return _aged_readings(values, age, have, self.stale_ns, self.unsync_ns)
+        values = _aged_interval(local, base, age, self.rate_ppb, self.stale_ns)
+        return _aged_readings(values, age, have, self.unsync_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +441,7 @@ class SkewlabSource:
             if self.reset_on_step:
                 self._reset()
         self._last_step_gap = sgap
-        lam = s.root_distance_ns + _growth(s.delay_ns, self.xchg_ppb, _pos)
+        lam = s.root_distance_ns + _growth(s.delay_ns, self.xchg_ppb)
         smp = Sample(s.t4_ns - gap, s.offset_ns + gap, lam)
         self.register.append(smp)
         if len(self.register) > self.window:
@@ -499,21 +495,19 @@ class SkewlabSource:
             # the gaps at the reading's own instant: a second clock read could land on the
             # other side of a step or strobe edge and pair this value with the wrong status
             gap, sgap = clock.gaps_ns() if host_ns is None else clock.oscillator.gaps_at(host_ns)
-        mono, stepped = _mono_stepped(local_ns, gap, sgap, sgap0, thr)
-        age = mono - anchor
+        mono, age, st = _skewlab_age(local_ns, gap, sgap, sgap0, thr, anchor, stale)
         if age > unsync:
             return _NONE
-        status = _BY_CODE[_step_status(stepped, age, stale)]
         if age < 0:
             tau = 0.0
         else:
             tau = age / 1_000_000_000  # NS_PER_S as a constant (no global lookup)
             if not single:
                 a_hi, f_hi, a_lo, f_lo = model.lines_at(tau)
-        lo, est, hi = forward_bounds(tau, a_hi, f_hi, a_lo, f_lo, fa, ff, w, clamp)
-        lo_ns, est_ns, hi_ns = outward(mono + y_ref, lo, est, hi, int)
+        lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, a_hi, f_hi, a_lo, f_lo, fa,
+                                                ff, w, clamp, int)  # fmt: skip
         # tuple.__new__ builds the same Reading without the named tuple's Python-level __new__
-        return _tuple_new(Reading, (est_ns, lo_ns, hi_ns, status, t4))
+        return _tuple_new(Reading, (est_ns, lo_ns, hi_ns, _BY_CODE[st], t4))
 
     def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
                   step_gap: Any = None) -> Readings:  # fmt: skip
@@ -534,10 +528,10 @@ class SkewlabSource:
             gap = step_gap = None
         elif gap is None or step_gap is None:
             raise ValueError("gap arrays are needed for this node clock")
-        mono, stepped = _mono_stepped(local, gap, step_gap, sgap0, self.step_thr_ns)
-        age = mono - anchor
+        mono, age, status = _skewlab_age(local, gap, step_gap, sgap0, self.step_thr_ns, anchor,
+                                         self.stale_ns)  # fmt: skip
         valid = have & (age <= self.unsync_ns)
-        st = np.asarray(_step_status(stepped, age, self.stale_ns), dtype=np.int8)
+        st = np.asarray(status, dtype=np.int8)
         st[~valid] = 0
         tau = np.maximum(age, 0) / NS_PER_S
         lines = np.array([sn[6:10] for sn in snaps], dtype=np.float64)[kk]
@@ -545,8 +539,8 @@ class SkewlabSource:
         for j in np.unique(kk[multi]).tolist():  # several envelope pieces: the one in force
             rows = np.flatnonzero(multi & (kk == j))
             lines[rows] = snaps[j][0].lines_at_array(tau[rows])
-        lo, est, hi = forward_bounds(tau, *lines.T, fl[:, 0], fl[:, 1], fl[:, 2], _clamp_array)
-        lo_ns, est_ns, hi_ns = outward(mono + y_ref, lo, est, hi, _trunc_array)
+        lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, *lines.T, fl[:, 0], fl[:, 1],
+                                                fl[:, 2], _clamp_array, _trunc_array)  # fmt: skip
         return Readings(est_ns, lo_ns, hi_ns, st, valid)
 
     # -- retrospective refinement ------------------------------------------------------------
@@ -568,7 +562,7 @@ class SkewlabSource:
             ej = arch[j]
             past_mono_ns = past_local_ns - ej.gap_ns
             if slew is not None:
-                widen = _growth(abs(past_local_ns - ej.t4_local_ns), slew, _pos)
+                widen = _growth(abs(past_local_ns - ej.t4_local_ns), slew)
         i = bisect_right(view.m_ns, past_mono_ns)
         near = arch[i - 1] if i > 0 else arch[0]
         chosen = self._chosen(view, max(0, i - self.window // 2), near.epoch)
