@@ -591,8 +591,7 @@ def test_bounded_comes_from_metadata_else_the_legacy_table(tmp_path: Path) -> No
 def test_writer_records_bounded_and_legacy_table_agrees_with_the_registry() -> None:
     """The launcher records each source's ``bounded`` from the source registry (the analysis
     itself imports no clock code); every name in the analysis's legacy table is bounded there."""
-    from skewlab.clocks.sources import SOURCES
-    from skewlab.deploy.orchestrator import source_facts
+    from skewlab.clocks.sources import SOURCES, source_facts
 
     facts = source_facts(sorted(SOURCES))
     assert {n for n in LEGACY_BOUNDED if not facts[n]["bounded"]} == set()

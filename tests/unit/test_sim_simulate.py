@@ -57,6 +57,9 @@ def test_traces_follow_the_schema_and_truth(tmp_path: Path) -> None:
     res = simulate(spec, tmp_path)
     meta = res.read_json(res.metadata_path)
     assert meta["launcher"] == "simulate" and meta["truth_available"] is True
+    # what the analysis knows about sources comes from here, as for a launcher's run
+    assert meta["sources"] == {n: {"bounded": n in ("truetime", "clockbound", "skewlab")}
+                               for n in spec.sources}  # fmt: skip
     sends = read_parts(res.node_dir("coordinator"), "events", send_schema(spec.sources))
     assert sends.schema.equals(send_schema(spec.sources), check_metadata=False)
     assert sends.num_rows == spec.workload.events

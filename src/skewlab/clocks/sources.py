@@ -736,6 +736,13 @@ SOURCES: dict[str, SourceFactory] = {
 }
 
 
+def source_facts(names: list[str]) -> dict[str, dict[str, bool]]:
+    """What the analysis must know about each source, recorded in metadata.json (``sources``)
+    by every writer (launchers and the simulator): whether it returns intervals by design. The
+    analysis reads it there, never the clock code."""
+    return {n: {"bounded": bool(getattr(SOURCES.get(n), "bounded", False))} for n in names}
+
+
 def make_sources(
     names: list[str], state: SyncState, params: Mapping[str, Mapping[str, Any]] | None = None
 ) -> list[ClockSource]:

@@ -346,6 +346,8 @@ class Orchestrator:
             self.results = ResultsDir.create(self.out_dir, new_experiment_id(spec.name))
         res = self.results
         res.spec_path.write_text(spec.to_json())
+        from skewlab.clocks.sources import source_facts
+
         self.t0_ns = time.time_ns()
         started = time.monotonic()
         self.meta = meta = {
@@ -487,14 +489,6 @@ class Orchestrator:
             {n: (p.done or {}) for n, p in self.procs.items()},
             time.monotonic() - started,
         )
-
-
-def source_facts(names: list[str]) -> dict[str, dict[str, bool]]:
-    """What the analysis must know about each source, recorded in metadata.json (``sources``):
-    whether it returns intervals by design. The analysis reads it there, never the clock code."""
-    from skewlab.clocks.sources import SOURCES
-
-    return {n: {"bounded": bool(getattr(SOURCES.get(n), "bounded", False))} for n in names}
 
 
 def source_commit() -> str | None:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from skewlab import __version__
 from skewlab.clocks.base import Readings
 from skewlab.clocks.oscillator import Oscillator
+from skewlab.clocks.sources import source_facts
 from skewlab.net.profiles import path_name
 from skewlab.net.sampling import LossProcess, sample_n
 from skewlab.node.commit_wait import CommitWaitEvaluator
@@ -342,7 +343,8 @@ def simulate(
         "experiment_id": res.root.name, "skewlab_version": __version__,
         "python": platform.python_version(), "platform": platform.platform(),
         "host": platform.node(), "launcher": "simulate", "truth_available": True,
-        "t0_ns": T0_NS, "started_unix_ns": time.time_ns(), "status": "running",
+        "sources": source_facts(spec.sources), "t0_ns": T0_NS,
+        "started_unix_ns": time.time_ns(), "status": "running",
     }  # fmt: skip
     write_json_atomic(res.metadata_path, meta)
     workers_start = T0_NS + STARTUP_NS
