@@ -42,7 +42,8 @@ from skewlab.sim.keys import refuse
 from skewlab.sim.node import (
     CLIENT_TURN_NS,
     LOOPBACK,
-    LOOPBACK_NTP,
+    LOOPBACK_NTP_BACK,
+    LOOPBACK_NTP_OUT,
     SERVER_HOLD_NS,
     T0_NS,
     NodeSim,
@@ -383,7 +384,10 @@ def simulate(
             "receipts_per_s": round(receipts / wall, 1) if wall > 0 else None,
             "jobs": jobs, "commit_wait_every": plan.cw_every,
             "loopback_delay": json.loads(LOOPBACK.model_dump_json()),
-            "loopback_ntp_delay": json.loads(LOOPBACK_NTP.model_dump_json()),
+            "loopback_ntp_delay": {
+                "out": json.loads(LOOPBACK_NTP_OUT.model_dump_json()),
+                "back": json.loads(LOOPBACK_NTP_BACK.model_dump_json()),
+            },
             "send_step_ns": SEND_STEP_NS,
             "server_hold_ns": SERVER_HOLD_NS, "client_turn_ns": CLIENT_TURN_NS,
         },
@@ -392,4 +396,12 @@ def simulate(
     return res
 
 
-__all__ = ["LOOPBACK", "LOOPBACK_NTP", "SimError", "SimOptions", "check_simulable", "simulate"]
+__all__ = [
+    "LOOPBACK",
+    "LOOPBACK_NTP_BACK",
+    "LOOPBACK_NTP_OUT",
+    "SimError",
+    "SimOptions",
+    "check_simulable",
+    "simulate",
+]
