@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 from skewlab.clocks.base import ClockSource, Reading, Status
 from skewlab.clocks.external.clockbound_shm import (
@@ -19,8 +18,8 @@ from skewlab.clocks.external.clockbound_shm import (
     CB_UNKNOWN,
     NS,
     ClockBoundWriter,
-    monotonic_coarse_ns,
 )
+from skewlab.timebase import host_ns, monotonic_coarse_ns, monotonic_s
 
 STATUS_CODES = {
     Status.SYNCHRONIZED: CB_SYNCHRONIZED,
@@ -70,7 +69,7 @@ class ClockDaemon:
 
     def publish_once(self) -> tuple[int, int, int]:
         as_of = monotonic_coarse_ns()  # before the realtime read: errs towards more growth
-        real = time.time_ns()
+        real = host_ns()
         bound, drift, status, _ = segment_values(self.source, real, self.min_drift_ppb)
         self.writer.publish(bound, as_of, as_of + self.void_after_ns, drift, status)
         self.updates += 1
@@ -78,7 +77,7 @@ class ClockDaemon:
         return self.last
 
     def run(self, duration_s: float = 0.0) -> None:
-        end = time.monotonic() + duration_s if duration_s > 0 else math.inf
-        while not self.stop_event.is_set() and time.monotonic() < end:
+        end = monotonic_s() + duration_s if duration_s > 0 else math.inf
+        while not self.stop_event.is_set() and monotonic_s() < end:
             self.publish_once()
-            self.stop_event.wait(min(self.interval_s, max(0.0, end - time.monotonic())))
+            self.stop_event.wait(min(self.interval_s, max(0.0, end - monotonic_s())))

@@ -25,9 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skewlab.timebase import host_ns
+
 
 def new_experiment_id(name: str, now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    if now is None:
+        now = host_ns() // 1_000_000_000
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
     return f"{name}-{stamp}"
 
 

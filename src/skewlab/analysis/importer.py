@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from skewlab import __version__
 from skewlab.store import ResultsDir, write_json_atomic
+from skewlab.timebase import host_ns
 from skewlab.trace import (
     COMPRESSION,
     receipt_schema,
@@ -277,6 +278,11 @@ def find_files(src: Path) -> tuple[Path, dict[str, Path]]:
     return coord, workers
 
 
+def _utc_now() -> str:
+    """The host's wall clock now, ISO 8601 UTC to the second (when the import ran)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(host_ns() // 1_000_000_000))
+
+
 def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
     """Convert a legacy folder into a new results folder under ``out``; returns it."""
     coord_path, worker_paths = find_files(src)
@@ -379,7 +385,7 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
                 "import": {
                     "format": FORMAT,
                     "source_dir": str(src.resolve()),
-                    "imported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "imported_at": _utc_now(),
                     "files": files,
                     "chronotick": ct,
                     "mapping": MAPPING,

@@ -52,7 +52,7 @@ class Progress:
     def __call__(self, line: str) -> None:
         if not self.enabled:
             return
-        import time
+        from skewlab.timebase import monotonic_s
 
         if self.tty:
             pad = max(0, self._width - len(line))
@@ -60,7 +60,7 @@ class Progress:
             sys.stderr.flush()
             self._width = len(line)
         else:
-            now = time.monotonic()
+            now = monotonic_s()
             if now - self._last >= 2.0 or not line.startswith(("sent", "warmup")):
                 click.echo(line, err=True)
                 self._last = now

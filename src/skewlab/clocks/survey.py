@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from skewlab.clocks.base import Reading
 from skewlab.clocks.sync import SyncState
+from skewlab.timebase import host_ns
 
 
 def live_reading(name: str, params: Mapping[str, Any], state: SyncState, wait_s: float
@@ -23,7 +23,7 @@ def live_reading(name: str, params: Mapping[str, Any], state: SyncState, wait_s:
     try:
         src = SOURCES[name](state, **kw)
     except Exception as e:
-        return None, time.time_ns(), f"{type(e).__name__}: {e}"
+        return None, host_ns(), f"{type(e).__name__}: {e}"
     try:
         for attr in ("wait_first", "poller"):
             w = getattr(src, attr, None)
@@ -32,7 +32,7 @@ def live_reading(name: str, params: Mapping[str, Any], state: SyncState, wait_s:
             if callable(w):
                 w(wait_s)
                 break
-        t = time.time_ns()
+        t = host_ns()
         return src.read(t), t, None
     finally:
         close = getattr(src, "close", None)
@@ -51,9 +51,7 @@ def survey(per_source: Mapping[str, Mapping[str, Any]], state: SyncState,
     for name in sorted(SOURCES):
         p = per_source.get(name, {})
         ok, reason = availability(name, p)
-        reading, t, err = (
-            live_reading(name, p, state, wait_s) if ok else (None, time.time_ns(), None)
-        )
+        reading, t, err = live_reading(name, p, state, wait_s) if ok else (None, host_ns(), None)
         row: dict[str, Any] = {
             "source": name,
             "bounded": bool(getattr(SOURCES[name], "bounded", False)),

@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ def _can_bind(host: str, port: int) -> tuple[bool, str]:
 def probe(a: argparse.Namespace) -> dict[str, Any]:
     from skewlab import __version__
     from skewlab.clocks.external import availability, is_optional
+    from skewlab.timebase import host_ns
 
     sources = {}
     for name, params in json.loads(a.sources or "{}").items():
@@ -86,7 +86,7 @@ def probe(a: argparse.Namespace) -> dict[str, Any]:
         "udp_ports": ports,
         "results_visible": results,
         "connect": connect,
-        "time_ns": time.time_ns(),  # last: the launcher brackets it with its own readings
+        "time_ns": host_ns(),  # last: the launcher brackets it with its own readings
     }
 
 

@@ -16,7 +16,6 @@ import platform
 import queue
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from skewlab.node.control import ControlServer, Message
 from skewlab.node.patterns import expected_duration_ns
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
+from skewlab.timebase import host_ns, monotonic_s
 
 NTP_NODE = "ntp-server"  # node name of the embedded NTP server
 STOP_ASK_S = 3.0  # after "stop" over the control channel, wait this long before SIGTERM
@@ -230,10 +230,10 @@ class Orchestrator:
         """Wait until every node in ``names`` sent a message matching ``want``."""
         assert self.control is not None
         got: dict[str, Message] = {}
-        deadline = time.monotonic() + timeout_s
+        deadline = monotonic_s() + timeout_s
         while set(got) != names:
             self._check_alive()
-            if time.monotonic() > deadline:
+            if monotonic_s() > deadline:
                 missing = sorted(names - set(got))
                 for n in missing:
                     self.failed.setdefault(n, f"no {what} within {timeout_s:.0f} s")
@@ -288,8 +288,8 @@ class Orchestrator:
     def _pause(self, seconds: float) -> None:
         """Wait while still handling node messages and noticing dead nodes."""
         assert self.control is not None
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
+        deadline = monotonic_s() + seconds
+        while (left := deadline - monotonic_s()) > 0:
             self._check_alive()
             try:
                 self._handle(self.control.messages.get(timeout=min(0.1, left)))
@@ -322,13 +322,13 @@ class Orchestrator:
         for p in live:
             if self.control is not None:
                 self.control.send(p.name, "stop")
-        deadline = time.monotonic() + STOP_ASK_S
+        deadline = monotonic_s() + STOP_ASK_S
         for p in live:
-            if p.wait(deadline - time.monotonic()) is None:
+            if p.wait(deadline - monotonic_s()) is None:
                 p.terminate()
-        deadline = time.monotonic() + STOP_TERM_S
+        deadline = monotonic_s() + STOP_TERM_S
         for p in live:
-            if p.wait(deadline - time.monotonic()) is None:
+            if p.wait(deadline - monotonic_s()) is None:
                 p.kill()
 
     # -- the run --------------------------------------------------------------------------------
@@ -348,8 +348,8 @@ class Orchestrator:
         res.spec_path.write_text(spec.to_json())
         from skewlab.clocks.sources import source_facts
 
-        self.t0_ns = time.time_ns()
-        started = time.monotonic()
+        self.t0_ns = host_ns()
+        started = monotonic_s()
         self.meta = meta = {
             "experiment_id": res.root.name,
             "skewlab_version": __version__,
@@ -409,7 +409,7 @@ class Orchestrator:
                     meta["status"] = "failed"
                     meta["error"] = str(e)
             self.release()
-            meta["duration_s"] = round(time.monotonic() - started, 3)
+            meta["duration_s"] = round(monotonic_s() - started, 3)
             meta["accounting"] = self.accounting()
             meta["failed_nodes"] = dict(self.failed)
             meta["nodes"] = {
@@ -421,7 +421,7 @@ class Orchestrator:
 
     def _run_nodes(self, res: ResultsDir) -> RunOutcome:
         spec = self.spec
-        started = time.monotonic()
+        started = monotonic_s()
         ready = lambda m: m.type == "ready"  # noqa: E731
         ntp_arg = self.ntp_address()
         ntp_more: list[str] = []  # NTP servers 1.. (ntp.servers > 1)
@@ -487,7 +487,7 @@ class Orchestrator:
         return RunOutcome(
             res,
             {n: (p.done or {}) for n, p in self.procs.items()},
-            time.monotonic() - started,
+            monotonic_s() - started,
         )
 
 

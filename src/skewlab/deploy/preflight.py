@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 from skewlab import __version__
 from skewlab.deploy.cluster import NTP_NODE, ClusterSpec, HostSpec
 from skewlab.spec import ExperimentSpec
+from skewlab.timebase import host_ns
 
 # run_agent(host, agent_args) → (exit code, stdout, stderr); agent_args follow
 # ``python -m skewlab.deploy.agent``
@@ -111,13 +111,13 @@ def check_hosts(
     def one(host: HostSpec) -> HostCheck:
         chk = HostCheck(host.name)
         args = _host_args(host, cluster, spec, bind_of(host), control, results_of(host))
-        before = time.time_ns()
+        before = host_ns()
         try:
             rc, out, err = run_agent(host, args)
         except Exception as e:  # a launcher tool missing etc.: a problem of this host, said
             chk.problems.append(f"could not run the probe: {type(e).__name__}: {e}")
             return chk
-        after = time.time_ns()
+        after = host_ns()
         if rc != 0:
             last = (err or out).decode(errors="replace").strip().splitlines()
             why = last[-1] if last else f"exit code {rc}"

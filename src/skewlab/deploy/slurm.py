@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from skewlab.deploy.orchestrator import LaunchError, NodeProc, ProgressFn
 from skewlab.deploy.remote import AGENT_TIMEOUT_S, RemoteLauncher, run_capture
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
+from skewlab.timebase import sleep
 
 
 class SlurmNode(NodeProc):
@@ -199,7 +199,7 @@ def submit(
             if state != last:
                 say(f"job {job}: {state}")
                 last = state
-            time.sleep(s.poll_s)
+            sleep(s.poll_s)
     except BaseException:
         run_capture(["scancel", job], None, 60)  # our job, by id: nothing else
         raise

@@ -8,12 +8,12 @@ and no ``end`` row lasted to the end of the run (or of its actor).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from skewlab.timebase import HOST_CLOCK, TimeSource
 from skewlab.trace import TRACE_VERSION, PartWriter, part_files, read_parts
 
 FAULT_SCHEMA = pa.schema(
@@ -32,10 +32,12 @@ FAULT_SCHEMA = pa.schema(
 
 
 class FaultRecorder:
-    """Appends fault transitions of one actor, each flushed to disk at once."""
+    """Appends fault transitions of one actor, each flushed to disk at once; ``recorded_ns``
+    is read from ``clock`` (true time)."""
 
-    def __init__(self, directory: Path, actor: str) -> None:
+    def __init__(self, directory: Path, actor: str, clock: TimeSource = HOST_CLOCK) -> None:
         self.actor = actor
+        self.clock = clock
         self._w = PartWriter(directory, actor, FAULT_SCHEMA, batch_rows=1)
 
     def record(
@@ -43,7 +45,7 @@ class FaultRecorder:
     ) -> None:
         """Write one transition (``phase`` start/end) that took effect at ``truth_ns``."""
         self._w.append(
-            (truth_ns, time.time_ns(), self.actor, index, kind, target, phase,
+            (truth_ns, self.clock.now_ns(), self.actor, index, kind, target, phase,
              json.dumps(detail, sort_keys=True))
         )  # fmt: skip
 

@@ -23,7 +23,6 @@ import os
 import selectors
 import socket
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import pyarrow.parquet as pq
 from skewlab.net.distributions import NS_PER_MS
 from skewlab.net.profiles import DirectionSpec, ResolvedLink
 from skewlab.net.sampling import BlockStream, LossProcess, delay_stream
+from skewlab.timebase import host_ns, monotonic_ns, monotonic_s, sleep
 from skewlab.trace import (
     BACK,
     DELIVERED,
@@ -259,7 +259,7 @@ class LinkHub:
             self._thread_init()
         if self.realtime:
             self.realtime_set["rx"] = _set_realtime(RT_PRIORITY)
-        now_ns, mono_ns = time.time_ns, time.monotonic_ns
+        now_ns, mono_ns = host_ns, monotonic_ns  # true time, the link's own timeline
         while not self._stopping.is_set():
             for key, _ in self._sel.select(0.1):
                 link, client = key.data
@@ -304,7 +304,7 @@ class LinkHub:
         if self.realtime:
             self.realtime_set["tx"] = _set_realtime(RT_PRIORITY)
         self.timer_slack_set = _set_timer_slack_ns(1)
-        now_ns, mono_ns = time.time_ns, time.monotonic_ns
+        now_ns, mono_ns = host_ns, monotonic_ns  # true time, the link's own timeline
         heap, cond = self._heap, self._cond
         while True:
             with cond:
@@ -340,13 +340,13 @@ class LinkHub:
 
     def drain(self, timeout_s: float, quiet_s: float = 0.05) -> bool:
         """Wait until nothing is queued and nothing arrived for ``quiet_s``; True if drained."""
-        deadline = time.monotonic() + timeout_s
-        start = time.monotonic_ns()
-        while time.monotonic() < deadline:
-            idle = (time.monotonic_ns() - max(self._last_rx_mono, start)) / 1e9 >= quiet_s
+        deadline = monotonic_s() + timeout_s
+        start = monotonic_ns()
+        while monotonic_s() < deadline:
+            idle = (monotonic_ns() - max(self._last_rx_mono, start)) / 1e9 >= quiet_s
             if idle and self.pending() == 0:
                 return True
-            time.sleep(0.005)
+            sleep(0.005)
         return False
 
     def stop(self) -> None:

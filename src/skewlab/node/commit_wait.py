@@ -5,13 +5,12 @@ of the worker.
 from __future__ import annotations
 
 import threading
-import time
 from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from skewlab.clocks.base import Reading
-from skewlab.timebase import HOST_CLOCK, Scheduler
+from skewlab.timebase import HOST_CLOCK, Scheduler, monotonic_s, thread_cpu_s
 from skewlab.trace import CW_NO_REFINEMENT, PartWriter, commit_wait_prefix, commit_wait_schema
 
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
@@ -100,8 +99,10 @@ class CommitWaitEvaluator:
         n = len(locals_ns)
         take = max(0, min(n, room))
         self.shed += n - take
-        self._ids.extend(int(x) for x in event_ids[:take])
-        self._locals.extend(int(x) for x in locals_ns[:take])
+        import numpy as np
+
+        self._ids.frombytes(np.asarray(event_ids[:take], dtype=np.uint64).tobytes())
+        self._locals.frombytes(np.asarray(locals_ns[:take], dtype=np.int64).tobytes())
 
     def next_due_local(self) -> int | None:
         """The local time at which the next queued receipt falls due (for any Δ), or None."""
@@ -173,7 +174,7 @@ class CommitWaitEvaluator:
         import numpy as np
 
         done = 0
-        until = None if budget_s is None else time.monotonic() + budget_s
+        until = None if budget_s is None else monotonic_s() + budget_s
         for k, d in enumerate(self.delays_ms):
             w = self._writers[k]
             delta = d * 1_000_000
@@ -181,7 +182,7 @@ class CommitWaitEvaluator:
             # frontier would evaluate a trickle of receipts per call, many calls per poll
             now_local = self.local_now()
             while True:
-                if until is not None and time.monotonic() > until:
+                if until is not None and monotonic_s() > until:
                     break
                 start = self._cursor[k] - self._base
                 avail = min(len(self._ids), len(self._locals)) - start
@@ -194,12 +195,12 @@ class CommitWaitEvaluator:
                 if n == 0:
                     break
                 ids = np.frombuffer(self._ids[start : start + n], dtype=np.uint64)
-                c0 = time.thread_time()
+                c0 = thread_cpu_s()
                 cols = self._evaluate(ids, locs[:n], self.local_now())  # age: as evaluated
-                c1 = time.thread_time()
+                c1 = thread_cpu_s()
                 w.append_columns(cols)
                 self.cpu_eval_s += c1 - c0
-                self.cpu_write_s += time.thread_time() - c1
+                self.cpu_write_s += thread_cpu_s() - c1
                 self.batches += 1
                 self._cursor[k] += n
                 done += n

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from skewlab.net import wire
 from skewlab.node.control import ControlLink
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, write_json_atomic
+from skewlab.timebase import cpu_s
 
 PROGRESS_EVERY_S = 0.5  # a node's progress reports to the launcher (warmup, broadcast)
 
@@ -70,7 +70,7 @@ class NodeContext:
 
     def report_done(self, counts: dict[str, Any]) -> None:
         """Final counts: to the node's own counts.json (always) and to the launcher (if there)."""
-        counts["cpu_s"] = round(time.process_time(), 3)  # this process's CPU time, user + sys
+        counts["cpu_s"] = round(cpu_s(), 3)  # this process's CPU time, user + sys
         write_json_atomic(self.results.node_counts_path(self.name), counts)
         self.link.send("done", counts=counts)
         print(f"{self.name}: done {counts}", flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import Pacer, delays_ns
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
 from skewlab.node.udp import _connected, bind_udp
+from skewlab.timebase import cpu_s
 from skewlab.trace import PartWriter, send_schema
 
 END_MARKER_COPIES = 3  # the end-of-stream packet is sent this many times (UDP may drop one)
@@ -35,10 +35,10 @@ def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> in
         _warmup(ctx, clock, state, sources)
         ctx.link.send("ready", port=sock.getsockname()[1])
         ctx.link.start_event.wait()
-        cpu0 = time.process_time()
+        cpu0 = cpu_s()
         _quiet_gc()
         counts = broadcast(ctx, sock, clock, sources, writer, workers)
-        counts["cpu_run_s"] = round(time.process_time() - cpu0, 3)  # sending phase only
+        counts["cpu_run_s"] = round(cpu_s() - cpu0, 3)  # sending phase only
     finally:
         poller.stop()
         writer.flush()

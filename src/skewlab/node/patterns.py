@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Iterator
 from itertools import cycle, islice
 
+from skewlab import timebase
 from skewlab.spec import CYCLE_DELAYS_MS, ExperimentSpec, WorkloadSpec
 
 NS_PER_MS = 1_000_000
@@ -107,12 +108,10 @@ class Pacer:
         clock: Callable[[], int] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        import time
-
         self.spin_ns = spin_ns
         self.batch_below_ns = batch_below_ns
-        self.clock = clock or time.monotonic_ns
-        self.sleep = sleep or time.sleep
+        self.clock = clock or timebase.monotonic_ns
+        self.sleep = sleep or timebase.sleep
         self.sleeps = 0  # wakeups used (report)
 
     def wait_until(self, due_ns: int, delay_before_ns: int) -> int:

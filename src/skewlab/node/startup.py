@@ -5,14 +5,16 @@ the warmup (reported per source), and the garbage-collector setting before a hot
 from __future__ import annotations
 
 import gc
-import time
 
 from skewlab.clocks.oscillator import NodeClock
 from skewlab.clocks.sync import SyncState
 from skewlab.node.context import PROGRESS_EVERY_S, NodeContext, NodeFailure
 from skewlab.node.sync import NtpPoller
 from skewlab.ntp.client import NtpClient
+from skewlab.timebase import HOST_CLOCK, Scheduler
 from skewlab.trace import NTP_SCHEMA, PartWriter
+
+WARMUP_CHECK_NS = 50_000_000  # the warmup looks at its conditions this often
 
 
 def _start_sync(ctx: NodeContext, clock: NodeClock, state: SyncState) -> NtpPoller:
@@ -28,14 +30,19 @@ def _start_sync(ctx: NodeContext, clock: NodeClock, state: SyncState) -> NtpPoll
     return poller
 
 
-def _warmup(ctx: NodeContext, clock: NodeClock, state: SyncState, sources: list) -> None:
-    """Wait for the warmup time and a first NTP sample, reporting per-source progress."""
-    start = time.monotonic()
-    deadline = start + ctx.spec.run.warmup_s + ctx.spec.run.ready_timeout_s
-    next_report = 0.0
-    while not ctx.link.stop_event.is_set():
-        now = time.monotonic()
-        done_time = now - start >= ctx.spec.run.warmup_s
+def _warmup(ctx: NodeContext, clock: NodeClock, state: SyncState, sources: list,
+            scheduler: Scheduler = HOST_CLOCK) -> None:  # fmt: skip
+    """Wait for the warmup time and a first NTP sample, reporting per-source progress. Time
+    passes and is waited for on ``scheduler`` (true time)."""
+    stop = ctx.link.stop_event
+    run = ctx.spec.run
+    warmup_ns = round(run.warmup_s * 1e9)
+    start = scheduler.now_ns()
+    deadline = start + warmup_ns + round(run.ready_timeout_s * 1e9)
+    next_report = start
+    while not stop.is_set():
+        now = scheduler.now_ns()
+        done_time = now - start >= warmup_ns
         if done_time and state.latest is not None:
             return
         if now > deadline:
@@ -55,9 +62,9 @@ def _warmup(ctx: NodeContext, clock: NodeClock, state: SyncState, sources: list)
                     if r.latest_ns is None or r.earliest_ns is None
                     else (r.latest_ns - r.earliest_ns) // 2,
                 }
-            ctx.link.send("warmup", elapsed_s=round(now - start, 2), sources=prog)
-            next_report = now + PROGRESS_EVERY_S
-        time.sleep(0.05)
+            ctx.link.send("warmup", elapsed_s=round((now - start) / 1e9, 2), sources=prog)
+            next_report = now + round(PROGRESS_EVERY_S * 1e9)
+        scheduler.wait_until(scheduler.now_ns() + WARMUP_CHECK_NS, stop)
 
 
 def _quiet_gc() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import effective_commit_wait_ms
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
 from skewlab.node.udp import bind_udp, udp_drops
+from skewlab.timebase import cpu_s, monotonic_ns, monotonic_s
 from skewlab.trace import PartWriter, receipt_schema, wire_sentinel_columns
 
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
@@ -69,8 +69,8 @@ class Receiver:
         sock = self.sock
         recv = sock.recv
         bufsize = self.codec.head_len + 1500 + wire.MAC_LEN + 1  # +1: oversize is detectable
-        now_ns = time.time_ns
-        mono = time.monotonic_ns
+        now_ns = self.clock.host.now_ns  # true time (the host clock's C function, unwrapped)
+        mono = monotonic_ns  # idle and drain limits: the host's own wall time
         local_at = self.clock.oscillator.local_at
         decode = self.codec.decode_fields
         werr = wire.WireError
@@ -189,11 +189,11 @@ def run_worker(ctx: NodeContext) -> int:
         cw.start()
         ctx.link.send("ready", port=sock.getsockname()[1], commit_wait_ms=cw.delays_ms)
         cw_counts["rcvbuf_bytes"] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        cpu0, wall0 = cpu_s(), monotonic_s()
         _quiet_gc()
         rx.run()
-        cw_counts["cpu_run_s"] = round(time.process_time() - cpu0, 3)  # receive phase only
-        cw_counts["run_s"] = round(time.monotonic() - wall0, 3)
+        cw_counts["cpu_run_s"] = round(cpu_s() - cpu0, 3)  # receive phase only
+        cw_counts["run_s"] = round(monotonic_s() - wall0, 3)
     finally:
         poller.stop()
         writer.flush()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 import socket
-import time
+import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
@@ -39,6 +39,7 @@ from skewlab.ntp.packet import (
     precision_ns,
 )
 from skewlab.ntp.sample import NtpSample
+from skewlab.timebase import HOST_CLOCK, HostClock, Scheduler, monotonic_s
 
 CLIENT_PRECISION = -20  # ~1 µs: what a Python process can resolve when reading the clock
 MAX_POLL_S = 1024.0  # RFC 5905 MAXPOLL = 2**10 s: the longest a RATE back-off grows to
@@ -229,9 +230,9 @@ class NtpClient:
         *,
         poll_s: float = 1.0,
         max_poll_s: float = MAX_POLL_S,
+        scheduler: Scheduler = HOST_CLOCK,
     ) -> None:
         from skewlab.clocks.oscillator import NodeClock
-        from skewlab.timebase import HostClock
 
         self.host = host
         self.port = port
@@ -241,7 +242,12 @@ class NtpClient:
         self.max_poll_s = max(max_poll_s, poll_s)
         self.stopped: str | None = None  # e.g. "kiss-o'-death DENY"
         self.rejected: Counter[str] = Counter()
-        self._hold_until = 0.0  # time.monotonic() before which no request is sent (RATE)
+        # true time (ns, on ``scheduler``) before which no request is sent (RATE); the pause
+        # between a burst's exchanges waits through it too. The reply deadline is a socket
+        # timeout on the host's monotonic clock.
+        self.scheduler = scheduler
+        self._hold_until_ns = 0
+        self._closed = threading.Event()
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, _, _, _, addr = infos[0]
         self._addr = addr
@@ -259,6 +265,7 @@ class NtpClient:
             self._local_at = clk.oscillator.local_at
 
     def close(self) -> None:
+        self._closed.set()
         self._sock.close()
 
     def __enter__(self) -> NtpClient:
@@ -270,7 +277,7 @@ class NtpClient:
     @property
     def holdoff_s(self) -> float:
         """Seconds left before a RATE back-off lets us send again (0 if none)."""
-        return max(0.0, self._hold_until - time.monotonic())
+        return max(0.0, (self._hold_until_ns - self.scheduler.now_ns()) / 1e9)
 
     def exchange(self) -> NtpSample:
         """One request/response. Raises NtpError (and counts the reason) if no valid reply."""
@@ -284,7 +291,7 @@ class NtpClient:
     def _on_failure(self, e: NtpError) -> None:
         if e.reason == "kod_rate":
             self.poll_s = min(self.poll_s * 2, self.max_poll_s)
-            self._hold_until = time.monotonic() + self.poll_s
+            self._hold_until_ns = self.scheduler.now_ns() + round(self.poll_s * 1e9)
         elif e.reason in ("kod_deny", "kod_rstr"):
             self.stopped = f"kiss-o'-death {e.detail}"
 
@@ -303,9 +310,9 @@ class NtpClient:
             self._sock.sendto(req, self._addr)
         except OSError as e:
             raise NtpError("send_failed", str(e)) from None
-        deadline = time.monotonic() + self.timeout_s
+        deadline = monotonic_s() + self.timeout_s
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - monotonic_s()
             if remaining <= 0:
                 raise NtpError("timeout", self.name)
             self._sock.settimeout(remaining)
@@ -338,5 +345,12 @@ class NtpClient:
             return sample_from_reply(self.name, pkt, t1, t4, truth1, truth4)
 
     def best_of(self, n: int = 4, gap_s: float = 0.0) -> NtpSample:
-        """Burst of n exchanges; returns the minimum-delay valid sample (:func:`burst`)."""
-        return burst(self.exchange, n, (lambda: time.sleep(gap_s)) if gap_s else None)
+        """Burst of n exchanges, ``gap_s`` apart (waited through the scheduler); returns the
+        minimum-delay valid sample (:func:`burst`)."""
+        gap_ns = round(gap_s * 1e9)
+        sch = self.scheduler
+
+        def pause() -> None:
+            sch.wait_until(sch.now_ns() + gap_ns, self._closed)
+
+        return burst(self.exchange, n, pause if gap_ns > 0 else None)

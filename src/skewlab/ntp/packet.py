@@ -15,8 +15,9 @@ Anything after byte 48 (extension fields, MAC) is ignored; it must be 32-bit ali
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import dataclass
+
+from skewlab.timebase import host_ns
 
 NTP_UNIX_DELTA_S = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 NS_PER_S = 1_000_000_000
@@ -72,7 +73,7 @@ def ntp64_to_ns(raw: int, pivot_unix_ns: int | None = None) -> int:
     Exact inverse of :func:`ns_to_ntp64` for any instant within 68 years of the pivot.
     """
     if pivot_unix_ns is None:
-        pivot_unix_ns = time.time_ns()
+        pivot_unix_ns = host_ns()
     secs = raw >> 32
     frac = raw & 0xFFFF_FFFF
     frac_ns = (frac * NS_PER_S + (1 << 31)) >> 32

@@ -14,7 +14,8 @@ from __future__ import annotations
 import socket
 import struct
 import sys
-import time
+
+from skewlab.timebase import host_ns
 
 # <asm-generic/socket.h>: SO_TIMESTAMPNS_OLD (= SCM_TIMESTAMPNS_OLD); on 64-bit Linux its
 # struct timespec is two 64-bit fields. Python's socket module does not export it.
@@ -43,7 +44,7 @@ def recv_stamped(sock: socket.socket, bufsize: int) -> tuple[bytes, object, int 
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(payload)
             stamp = sec * 1_000_000_000 + nsec
-            now = time.time_ns()
+            now = host_ns()
             if now - _SANE_NS <= stamp <= now:
                 return data, addr, stamp
     return data, addr, None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from skewlab.sim.node import (
 )
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
+from skewlab.timebase import host_ns, monotonic_s
 from skewlab.trace import (
     COMPRESSION,
     NTP_SCHEMA,
@@ -197,6 +197,10 @@ def _worker_job(name: str) -> dict[str, Any]:
     period = max(1, round(cw.poll_s * NS_PER_S))
     tick = plan.workers_start + round(spec.run.warmup_s * NS_PER_S) + period
     pick = np.flatnonzero(order % plan.cw_every == 0) if cw.active else np.zeros(0, np.int64)
+    pick_truth, pick_ids = truth[pick], order[pick]
+    # a free clock's readings are known in advance; a disciplined one's only once its servo has
+    # seen every sample before them, so those are read as the receipts are queued
+    pick_local = osc.local_at_array(pick_truth) if osc.discipline is None else None
     pushed = 0  # receipts (of ``pick``) queued so far
     shortest = min(plan.cw_ms) * NS_PER_MS if cw.active else 0
 
@@ -204,10 +208,11 @@ def _worker_job(name: str) -> dict[str, Any]:
         """Queue the picked receipts that arrived before t (their local readings are final:
         the servo has seen every sample before t)."""
         nonlocal pushed
-        j = int(np.searchsorted(truth[pick], t, side="left"))
+        j = int(np.searchsorted(pick_truth, t, side="left"))
         if j > pushed:
-            sel = pick[pushed:j]
-            cw.push_many(order[sel], osc.local_at_array(truth[sel]))
+            loc = (pick_local[pushed:j] if pick_local is not None
+                   else osc.local_at_array(pick_truth[pushed:j]))  # fmt: skip
+            cw.push_many(pick_ids[pushed:j], loc)
             pushed = j
 
     def passes_before(t: int) -> None:
@@ -217,7 +222,7 @@ def _worker_job(name: str) -> dict[str, Any]:
         while cw.active:
             due = cw.next_due_local()
             if pushed < len(pick):  # the next receipt to arrive falls due Δ after its arrival
-                nxt = int(osc.local_at(int(truth[pick[pushed]]))) + shortest
+                nxt = int(osc.local_at(int(pick_truth[pushed]))) + shortest
                 due = nxt if due is None or nxt < due else due
             if due is None:
                 return
@@ -339,13 +344,13 @@ def simulate(
     else:
         res = ResultsDir.create(out_dir, new_experiment_id(spec.name))
     res.spec_path.write_text(spec.to_json())
-    wall0 = time.monotonic()
+    wall0 = monotonic_s()
     meta: dict[str, Any] = {
         "experiment_id": res.root.name, "skewlab_version": __version__,
         "python": platform.python_version(), "platform": platform.platform(),
         "host": platform.node(), "launcher": "simulate", "truth_available": True,
         "sources": source_facts(spec.sources), "t0_ns": T0_NS,
-        "started_unix_ns": time.time_ns(), "status": "running",
+        "started_unix_ns": host_ns(), "status": "running",
     }  # fmt: skip
     write_json_atomic(res.metadata_path, meta)
     workers_start = T0_NS + STARTUP_NS
@@ -370,7 +375,7 @@ def simulate(
             results = list(ex.map(_worker_job, names))
     for n, c in zip(names, results, strict=True):
         nodes[n] = {"role": "worker", "counts": c}
-    wall = time.monotonic() - wall0
+    wall = monotonic_s() - wall0
     receipts = sum(c["received"] for c in results)
     meta.update(
         status="completed", duration_s=round(wall, 3),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import mmap
 import os
-import time
 from pathlib import Path
 from typing import Any
+
+from skewlab.timebase import monotonic_s
 
 RECHECK_S = 1.0  # seconds between stats of the segment file
 
@@ -27,7 +28,7 @@ class MappedSegment:
         self.last_error: str | None = None  # why the file could not be stat'ed, if it could not
         self._buf: Any = None
         self._ino: int | None = None
-        self._next_check = 0.0  # time.monotonic() of the next stat
+        self._next_check = 0.0  # monotonic_s() of the next stat
 
     def set_buffer(self, buf: Any) -> None:
         """Read from ``buf`` (anything sliceable) instead of the file: for tests and tools."""
@@ -35,7 +36,7 @@ class MappedSegment:
         self._next_check = math.inf
 
     def _open(self) -> None:
-        now = time.monotonic()
+        now = monotonic_s()
         if self._buf is not None and now < self._next_check:
             return
         self._next_check = now + RECHECK_S

@@ -13,7 +13,6 @@ import json
 import math
 import shutil
 import threading
-import time
 from typing import Any
 
 from skewlab.clocks.base import Reading
@@ -26,6 +25,7 @@ from skewlab.clocks.external.chronotick import (
     chronotick_reading,
 )
 from skewlab.clocks.sync import SyncState
+from skewlab.timebase import monotonic_ns, monotonic_s
 
 TOOL = "get_time"
 # Fields get_time returns (seconds, s/s, ms, booleans); the formula needs the first seven.
@@ -170,18 +170,18 @@ class ChronoTickMcpSource:
         server = StdioServerParameters(command=self.command, args=self.args, env=self.env)
         async with Client(server, read_timeout_seconds=self.timeout_s) as client:
             while not self._stop.is_set():
-                t0 = time.monotonic_ns()
+                t0 = monotonic_ns()
                 result = await client.call_tool(TOOL, {}, read_timeout_seconds=self.timeout_s)
                 try:
                     self._params = params_from_reply(_reply_dict(result))
-                    self.last_latency_ns = time.monotonic_ns() - t0
+                    self.last_latency_ns = monotonic_ns() - t0
                     self.replies += 1
                 except (McpReplyError, json.JSONDecodeError) as e:
                     self.failures += 1
                     self.last_error = str(e)
                 self._first.set()
-                deadline = time.monotonic() + self.poll_s
-                while not self._stop.is_set() and time.monotonic() < deadline:
+                deadline = monotonic_s() + self.poll_s
+                while not self._stop.is_set() and monotonic_s() < deadline:
                     await asyncio.sleep(min(0.05, self.poll_s))
 
     def wait_first(self, timeout_s: float) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from skewlab.clocks.base import Reading, Status
 from skewlab.clocks.external._poll import Poller
 from skewlab.clocks.sync import SyncState
+from skewlab.timebase import host_ns
 
 LEAP_UNSYNC = "Not synchronised"
 PPM = 1e-6
@@ -94,7 +94,7 @@ def chronyc_command(chronyc: str = "chronyc", host: str | None = None) -> list[s
 def query_tracking(chronyc: str = "chronyc", host: str | None = None, timeout_s: float = 2.0
                    ) -> Tracking:  # fmt: skip
     """Run chronyc once and parse its report (slow: a subprocess; never in a receive loop)."""
-    taken = time.time_ns()
+    taken = host_ns()
     try:
         r = subprocess.run(
             chronyc_command(chronyc, host), capture_output=True, text=True,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from skewlab.clocks.base import Reading, Status
 from skewlab.clocks.external._segment import MappedSegment
 from skewlab.clocks.sync import SyncState
+from skewlab.timebase import monotonic_ns
 
 MAGIC = (0x414D5A4E, 0x43420200)
 VERSION = 2
@@ -97,12 +97,6 @@ def consistent_copy(buf: Any, retries: int = 1000) -> bytes:
         if g1 == g2 == raw[GEN_OFFSET : GEN_OFFSET + 2]:
             return raw
     raise TornRead(f"no stable even generation in {retries} attempts")
-
-
-def monotonic_coarse_ns() -> int:
-    """CLOCK_MONOTONIC_COARSE where the OS has it (the clock of as_of/void_after)."""
-    cid = getattr(time, "CLOCK_MONOTONIC_COARSE", time.CLOCK_MONOTONIC)
-    return time.clock_gettime_ns(cid)
 
 
 def clockbound_reading(ceb: ClockErrorBound, real_ns: int, mono_ns: int) -> Reading:
@@ -189,7 +183,7 @@ class ClockBoundShmSource(MappedSegment):
         ceb = self.snapshot()
         if ceb is None:
             return Reading.none()
-        return clockbound_reading(ceb, local_ns, time.monotonic_ns())
+        return clockbound_reading(ceb, local_ns, monotonic_ns())
 
 
 class ClockBoundWriter:
