@@ -155,8 +155,18 @@ def test_commit_wait_pass_in_virtual_time(tmp_path) -> None:  # type: ignore[no-
     for k in range(1, 6):
         t = T0 + k * S
         loc = osc.local_at(t)
-        state.add(compute_sample("s", loc - 100_000, t - 50_000, t - 40_000, loc,
-                                 truth_t1_ns=t - 100_000, truth_t4_ns=t), *osc.gaps_at(t))
+        state.add(
+            compute_sample(
+                "s",
+                loc - 100_000,
+                t - 50_000,
+                t - 40_000,
+                loc,
+                truth_t1_ns=t - 100_000,
+                truth_t4_ns=t,
+            ),
+            *osc.gaps_at(t),
+        )
     cw = CommitWaitEvaluator(sources, [200], clock.local_ns, tmp_path, 64, poll_s=0.05,
                              clock=host)  # fmt: skip
     receipts = [T0 + 5 * S + j * 10 * MS for j in range(50)]
