@@ -180,26 +180,27 @@ class Model:
         if tau < 0.0:
             tau = 0.0
         return forward_interval(mono_ns + self.y_ref, tau, *self.lines_at(tau), self.fit_a,
-                                self.fit_f, self.w, clamp, int)  # fmt: skip
+                                self.fit_f, self.w)  # fmt: skip
 
 
-def clamp(x: float, lo: float, hi: float) -> float:
-    """x limited to [lo, hi] (lo wins if they cross), on floats."""
-    return lo if x < lo else (hi if x > hi else x)
-
-
-def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, clamp, trunc):  # type: ignore[no-untyped-def]
+def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, xp=None):  # type: ignore[no-untyped-def]
     """The forward model's integer (earliest, estimate, latest) at τ ≥ 0 s after the anchor:
     the envelope lines widened by the wander allowance W·τ^1.5, the regression estimate
-    clamped into them, each added to ``base`` (monotonic reading + the anchor's reference
-    offset) after truncation, the bounds then moved out by 2 ns (rounded outward by at least
-    1 ns). Arithmetic only: τ and the coefficients may be floats (one reading, ``clamp`` and
-    ``int``) or numpy arrays (many, array forms of both)."""
+    clamped into them (lo wins if they cross), each added to ``base`` (monotonic reading +
+    the anchor's reference offset) after truncation toward zero, the bounds then moved out by
+    2 ns (rounded outward by at least 1 ns). One reading on floats (``xp`` None: the clamp and
+    truncation inline, no call on the worker's hot path) or many on numpy arrays (``xp`` the
+    numpy module: the same clamp and truncation, element-wise)."""
     ww = w * tau**1.5
     hi = a_hi + f_hi * tau + ww
     lo = a_lo + f_lo * tau - ww
-    est = clamp(fit_a + fit_f * tau, lo, hi)
-    return base + trunc(lo) - 2, base + trunc(est), base + trunc(hi) + 2
+    est = fit_a + fit_f * tau
+    if xp is None:
+        est = lo if est < lo else (hi if est > hi else est)
+        return base + int(lo) - 2, base + int(est), base + int(hi) + 2
+    est = xp.where(est < lo, lo, xp.where(est > hi, hi, est))
+    return (base + lo.astype(xp.int64) - 2, base + est.astype(xp.int64),
+            base + hi.astype(xp.int64) + 2)  # fmt: skip
 
 
 def build_model(samples: list[Sample], w: float, fmax_ppb: float) -> Model | None:

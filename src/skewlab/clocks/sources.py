@@ -24,7 +24,6 @@ from skewlab.clocks.estimator import (
     Model,
     Sample,
     build_model,
-    clamp,
     forward_interval,
     interval_near,
     intervals_arrays_near,
@@ -83,17 +82,6 @@ def _skewlab_age(local, gap, step_gap, step_gap0, thr_ns, anchor, stale_ns):  # 
         stepped = abs(step_gap - step_gap0) > thr_ns
     age = mono - anchor
     return mono, age, _SYNC_CODE - (stepped | (age > stale_ns))
-
-
-def _clamp_array(x, lo, hi):  # type: ignore[no-untyped-def]
-    """``estimator.clamp`` on arrays."""
-    np = _np()
-    return np.where(x < lo, lo, np.where(x > hi, hi, x))
-
-
-def _trunc_array(x):  # type: ignore[no-untyped-def]
-    """``int()`` on an array of floats: truncation toward zero, to int64."""
-    return x.astype(_np().int64)
 
 
 def _np():  # type: ignore[no-untyped-def]
@@ -505,7 +493,7 @@ class SkewlabSource:
             if not single:
                 a_hi, f_hi, a_lo, f_lo = model.lines_at(tau)
         lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, a_hi, f_hi, a_lo, f_lo, fa,
-                                                ff, w, clamp, int)  # fmt: skip
+                                                ff, w)  # fmt: skip
         # tuple.__new__ builds the same Reading without the named tuple's Python-level __new__
         return _tuple_new(Reading, (est_ns, lo_ns, hi_ns, _BY_CODE[st], t4))
 
@@ -540,7 +528,7 @@ class SkewlabSource:
             rows = np.flatnonzero(multi & (kk == j))
             lines[rows] = snaps[j][0].lines_at_array(tau[rows])
         lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, *lines.T, fl[:, 0], fl[:, 1],
-                                                fl[:, 2], _clamp_array, _trunc_array)  # fmt: skip
+                                                fl[:, 2], np)  # fmt: skip
         return Readings(est_ns, lo_ns, hi_ns, st, valid)
 
     # -- retrospective refinement ------------------------------------------------------------
