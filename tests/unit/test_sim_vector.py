@@ -55,17 +55,19 @@ def test_oscillator_arrays_equal_scalar() -> None:
     assert osc.local_at_array(far)[0] == osc.local_at(int(far[0]))
 
 
-def _check(spec: ExperimentSpec, seed: int) -> int:
+def _check(spec: ExperimentSpec, seed: int, end_s: int = 150, gap_ms: int = 37,
+           min_samples: int = 20) -> int:  # fmt: skip
     """Scalar ``read`` at random instants during a run (each on the state visible then) against
     ``NodeSim.read`` (``SourceTrack``: ``read_many`` on the recorded snapshots) afterwards."""
     node = NodeSim(spec, SOLO, T0)
     truths: list[int] = []
     expect = []
-    for truth, local, readings in node.scalar_run(T0 + 150 * S, 37 * MS, random.Random(seed)):
+    for truth, local, readings in node.scalar_run(T0 + end_s * S, gap_ms * MS,
+                                                  random.Random(seed)):  # fmt: skip
         assert local == node.osc.local_at(truth)
         truths.append(truth)
         expect.append(readings)
-    assert len(node.track.visible) == node.samples > 20
+    assert len(node.track.visible) == node.samples > min_samples
     t = np.array(truths, dtype=np.int64)
     local_a, got = node.read(t)
     assert (local_a == node.osc.local_at_array(t)).all()
@@ -87,3 +89,15 @@ def test_source_arrays_equal_scalar_read() -> None:
     plain = {"offset_ms": 1, "drift_ppm": 30}
     n += _check(_spec(plain, [], exp_delay(100, 50), exp_delay(100, 50), 0.0, 4), 4)
     assert n > 5000
+
+
+def test_disciplined_arrays_equal_scalar_at_a_realistic_poll_with_a_rate_change() -> None:
+    """A host disciplined by its servo, polling every 64 s (chrony's shortest default), whose
+    oscillator's frequency moves by 2 ppm mid-run: the simulator's array readings (local
+    clock through the servo's segments, every source) equal the scalar reads made during
+    the run, each on the state visible then."""
+    node = {"offset_ms": 4, "drift_ppm": 25, "wander_ppb": 1.0, "discipline": "disciplined"}
+    faults = [{"kind": "clock_rate", "node": SOLO, "at_s": 900, "delta_ppm": 2}]
+    spec = solo_spec(node, sources=ALL, seed=5, faults=faults, ntp={"poll_s": 64, "burst": 4},
+                     network=ntp_path(exp_delay(100, 50), exp_delay(100, 50), 0.0))  # fmt: skip
+    assert _check(spec, 5, end_s=1800, gap_ms=1500, min_samples=25) > 1000
