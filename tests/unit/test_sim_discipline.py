@@ -1,6 +1,13 @@
-"""Clock discipline in real runs: NodeSpec.discipline = "disciplined" slews a worker's system
-clock toward NTP; a "free" worker keeps its error. Errors come from the receipts trace
-(local_ns − truth_ns at every receipt)."""
+"""Clock discipline: NodeSpec.discipline = "disciplined" slews a worker's system clock toward
+NTP; a "free" worker keeps its error. Errors come from the receipts trace (local_ns − truth_ns
+at every receipt).
+
+Run in virtual time (``skewlab simulate`` runs the node's own servo, ``clocks/discipline.py``,
+on the same samples as a node process). The same servo in a real run, and its agreement with
+the simulation within 100 µs, is tests/integration/test_run_vs_simulate_keys.py
+(``test_discipline``: a real disciplined worker slews 20 ms away, monotonically, never
+stepping; ``test_clock_step_fault``: a real free worker keeps its error exactly).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from skewlab.deploy.local import LocalLauncher
+from skewlab.sim.simulate import simulate
 from skewlab.spec import SpecError, from_dict
 from skewlab.trace import load_receipts, read_parts
 
@@ -46,8 +53,7 @@ def test_unknown_discipline_profile_is_rejected() -> None:
 
 def test_disciplined_worker_error_shrinks_free_one_does_not(tmp_path: Path) -> None:
     spec = _spec()
-    out = LocalLauncher(spec, tmp_path).run()
-    res = out.results
+    res = simulate(spec, tmp_path)
     assert json.loads(res.metadata_path.read_text())["status"] == "completed"
     shrink = {}
     for name in ("D", "F"):
