@@ -1,10 +1,14 @@
-"""Workload schedules: each mode's delays, durations, validation, commit-wait scaling, pacer."""
+"""Workload schedules: each mode's delays, durations, validation, commit-wait scaling, pacer,
+and a simulated run following them."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from skewlab.node.patterns import (
@@ -13,7 +17,9 @@ from skewlab.node.patterns import (
     delays_ns,
     expected_duration_ns,
 )
+from skewlab.sim.simulate import simulate
 from skewlab.spec import SpecError, WorkloadSpec, from_dict
+from skewlab.trace import read_parts
 
 
 def test_named_cycle() -> None:
@@ -133,3 +139,23 @@ def test_pacer_batches_short_intervals() -> None:
     assert all(x >= 0 for x in lateness)
     assert p.sleeps < 40  # fewer wakeups than events: several events per wakeup
     assert max(lateness) <= 100_000  # late by at most one sleep's overshoot + interval
+
+
+@pytest.mark.parametrize("mode", ["poisson", "bursts"])
+def test_patterns_in_a_simulated_run(tmp_path: Path, mode: str) -> None:
+    """A whole run in virtual time follows the mode's schedule exactly: the sends' recorded
+    scheduled delays are ``delays_ns`` and their true instants are spaced by them; both
+    workers receive every event (formerly a real run per mode, ~3 s each; the real
+    coordinator pacing a bursts schedule is tests/integration/test_runtime_runs.py::
+    test_patterns_run)."""
+    wl = {"events": 150, "mode": mode, "rate_per_s": 500, "burst_size": 10, "burst_gap_ms": 20}
+    spec = from_dict({"workload": wl, "run": {"warmup_s": 0.5, "drain_s": 0.3}})
+    res = simulate(spec, tmp_path)
+    sends = read_parts(res.node_dir("coordinator"), "events")
+    want = list(delays_ns(spec.workload, spec.seed))
+    assert sends.column("scheduled_delay_ns").to_pylist() == want
+    truth = sends.sort_by("event_id").column("truth_ns").to_numpy()
+    assert np.diff(truth).tolist() == want[:-1]
+    for w in ("B", "C"):
+        c = json.loads(res.node_counts_path(w).read_text())
+        assert c["received"] == 150 and c["lost"] == 0
