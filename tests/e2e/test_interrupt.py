@@ -15,7 +15,8 @@ from tests.e2e.test_run import _pid_gone
 
 def test_sigint_stops_everything(tmp_path: Path) -> None:
     cfg = tmp_path / "exp.toml"
-    cfg.write_text("[workload]\nevents = 5000\ninterval_ms = 5\n[run]\nwarmup_s = 0.5\n")
+    cfg.write_text("[workload]\nevents = 5000\ninterval_ms = 5\n"
+                   "[run]\nwarmup_s = 0.5\nbatch_rows = 50\n")  # fmt: skip
     out = tmp_path / "results"
     proc = subprocess.Popen(
         skewlab_cmd("run", "--config", str(cfg), "--out", str(out)),
@@ -27,15 +28,16 @@ def test_sigint_stops_everything(tmp_path: Path) -> None:
     pids: dict[str, int] = {}
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "coordinator" not in pids:
+        sending = False  # the coordinator's first part file (50 sends) exists
+        while time.monotonic() < deadline and not sending:
             for m in out.glob("*/metadata.json"):
                 try:
                     pids = json.loads(m.read_text()).get("pids", {})
                 except json.JSONDecodeError:
                     pass
+            sending = bool(list(out.glob("*/traces/coordinator/events-*")))
             time.sleep(0.1)
-        assert "coordinator" in pids, "the run never reached the coordinator"
-        time.sleep(1.0)
+        assert "coordinator" in pids and sending, "the run never reached the broadcast"
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:

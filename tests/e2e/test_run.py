@@ -24,7 +24,7 @@ events = 80
 interval_ms = 10
 
 [run]
-warmup_s = 1.0
+warmup_s = 0.5
 
 [[nodes]]
 name = "coordinator"
@@ -115,7 +115,9 @@ def _pid_gone(pid: int) -> bool:
 
 def test_worker_killed_mid_run_fails_cleanly(tmp_path: Path) -> None:
     cfg = tmp_path / "exp.toml"
-    cfg.write_text(CONFIG.replace("events = 80", "events = 3000"))
+    # small batches: the coordinator's first part file shows that it is sending
+    cfg.write_text(CONFIG.replace("events = 80", "events = 3000")
+                   .replace("warmup_s = 0.5", "warmup_s = 0.5\nbatch_rows = 50"))  # fmt: skip
     out = tmp_path / "results"
     proc = subprocess.Popen(
         skewlab_cmd("run", "--config", str(cfg), "--out", str(out)),
@@ -134,10 +136,9 @@ def test_worker_killed_mid_run_fails_cleanly(tmp_path: Path) -> None:
                     pids = json.loads(metas[0].read_text()).get("pids", {})
                 except json.JSONDecodeError:
                     pids = {}
-                if "coordinator" in pids:
-                    # the coordinator is spawned once both workers reported ready: give it its
-                    # 1 s warmup and a moment of sending, then kill B mid-run
-                    time.sleep(2.0)
+                # the coordinator is spawned once both workers reported ready; once it has
+                # written its first batch of sends, kill B mid-run
+                if "coordinator" in pids and list(out.glob("*/traces/coordinator/events-*")):
                     break
             time.sleep(0.1)
         assert "B" in pids, "worker B never started"
