@@ -16,7 +16,7 @@ from tests.e2e.test_run import _pid_gone
 def test_sigint_stops_everything(tmp_path: Path) -> None:
     cfg = tmp_path / "exp.toml"
     cfg.write_text("[workload]\nevents = 5000\ninterval_ms = 5\n"
-                   "[run]\nwarmup_s = 0.5\nbatch_rows = 50\n")  # fmt: skip
+                   "[run]\nwarmup_s = 0\nbatch_rows = 50\n")  # fmt: skip
     out = tmp_path / "results"
     proc = subprocess.Popen(
         skewlab_cmd("run", "--config", str(cfg), "--out", str(out)),

@@ -16,7 +16,7 @@ def _config(tmp_path: Path, optional: bool) -> Path:
             "chronotick": {"path": str(tmp_path / "no_chronotick_shm"), "optional": optional}
         },
         "workload": {"events": 20, "interval_ms": 5},
-        "run": {"warmup_s": 0.5},
+        "run": {"warmup_s": 0},  # ready at the first NTP sample
     }
     p = tmp_path / "exp.json"
     p.write_text(json.dumps(cfg))

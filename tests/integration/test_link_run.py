@@ -18,7 +18,7 @@ name = "netwan"
 events = 60
 interval_ms = 5
 [run]
-warmup_s = 0.5
+warmup_s = 0  # ready at the first NTP sample
 """
 
 

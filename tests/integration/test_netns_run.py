@@ -34,7 +34,7 @@ events = 100
 interval_ms = 5
 
 [run]
-warmup_s = 0.5
+warmup_s = 0  # ready at the first NTP sample
 """
 
 
@@ -101,7 +101,7 @@ def test_netns_run_interrupted_leaves_nothing(tmp_path: Path) -> None:
     _need_netns()
     cfg = tmp_path / "exp.toml"
     cfg.write_text("[workload]\nevents = 5000\ninterval_ms = 5\n"
-                   "[run]\nwarmup_s = 0.5\nbatch_rows = 50\n")  # fmt: skip
+                   "[run]\nwarmup_s = 0\nbatch_rows = 50\n")  # fmt: skip
     out = tmp_path / "results"
     proc = subprocess.Popen(
         skewlab_cmd("run", "--netns", "--config", str(cfg), "--out", str(out), "-q"),

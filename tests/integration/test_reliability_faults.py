@@ -129,7 +129,7 @@ def test_coordinator_and_launcher_killed_workers_flush_and_exit(tmp_path: Path) 
     cfg = tmp_path / "exp.toml"
     cfg.write_text(
         "[workload]\nevents = 20000\ninterval_ms = 2\n"
-        "[run]\nwarmup_s = 0.5\nidle_exit_s = 0.5\nbatch_rows = 100\n"
+        "[run]\nwarmup_s = 0\nidle_exit_s = 0.5\nbatch_rows = 100\n"
     )
     out = tmp_path / "results"
     launcher = subprocess.Popen(skewlab_cmd("run", "--config", str(cfg), "--out", str(out)),
