@@ -147,7 +147,7 @@ def test_patterns_in_a_simulated_run(tmp_path: Path, mode: str) -> None:
     scheduled delays are ``delays_ns`` and their true instants are spaced by them; both
     workers receive every event (formerly a real run per mode, ~3 s each; the real
     coordinator pacing a bursts schedule is tests/integration/test_runtime_runs.py::
-    test_patterns_run)."""
+    test_four_workers_exact_accounting)."""
     wl = {"events": 150, "mode": mode, "rate_per_s": 500, "burst_size": 10, "burst_gap_ms": 20}
     spec = from_dict({"workload": wl, "run": {"warmup_s": 0.5, "drain_s": 0.3}})
     res = simulate(spec, tmp_path)
