@@ -44,6 +44,23 @@ def run_skewlab(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedP
     )
 
 
+@pytest.fixture(scope="session")
+def default_style_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``skewlab run`` of tests/e2e/test_run.py's CONFIG (60 events; analysis, figures and
+    report on), once per session: (the finished process, its --out folder). The e2e test
+    checks it against its own traces; test_report_html.py opens its report.html."""
+    from tests.e2e.test_run import CONFIG
+
+    tmp = tmp_path_factory.mktemp("default-style-run")
+    cfg = tmp / "exp.toml"
+    cfg.write_text(CONFIG)
+    out = tmp / "results"
+    p = run_skewlab("run", "--config", str(cfg), "--out", str(out), "--events", "60", "-q")
+    return p, out
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # A run that executed no test is a failure, never a success.
     if session.testscollected == 0 and exitstatus in (0, 5):

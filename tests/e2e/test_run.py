@@ -56,11 +56,12 @@ def _results_dir(out: Path) -> Path:
     return dirs[0]
 
 
-def test_default_style_run_end_to_end(tmp_path: Path) -> None:
-    cfg = tmp_path / "exp.toml"
-    cfg.write_text(CONFIG)
-    out = tmp_path / "results"
-    p = run_skewlab("run", "--config", str(cfg), "--out", str(out), "--events", "60", "-q")
+def test_default_style_run_end_to_end(
+    default_style_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    # the run (tests/conftest.py): `skewlab run --config CONFIG --events 60 -q`, once per
+    # session; tests/integration/test_report_html.py opens the same run's report.html
+    p, out = default_style_run
     assert p.returncode == 0, p.stderr
     res = _results_dir(out)
     assert str(res) in p.stdout

@@ -1,15 +1,23 @@
-"""report.html opens offline in headless Chromium and every embedded figure loads."""
+"""report.html opens offline in headless Chromium and every embedded figure loads.
+
+The report is that of the session's default-style ``skewlab run`` (tests/conftest.py
+``default_style_run``, checked end to end by tests/e2e/test_run.py), whose analysis draws every
+figure: rendering them once more on synthetic traces cost ~3 s.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
-from skewlab.analysis import analyze
+import pytest
+
 from skewlab.analysis.figures import FIGURES
+from skewlab.store import ResultsDir
 from tests.conftest import require_command
-from tests.unit.test_analysis_metrics import CW, RECEIPTS, SENDS, write_run
+from tests.e2e.test_run import _results_dir
 
 CHECK = """<script>
 window.addEventListener('load', () => {
@@ -35,10 +43,12 @@ def _chromium() -> str:
     raise AssertionError("unreachable")
 
 
-def test_report_html_renders_every_figure(tmp_path: Path) -> None:
-    exe = _chromium()
-    res = write_run(tmp_path / "run", SENDS, RECEIPTS, cw=CW, window_sizes_ms=[10, 1000])
-    stats = analyze(res, make_figures=True)
+def test_report_html_renders_every_figure(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    exe = _chromium()  # before the run: without chromium (outside CI) this skips at once
+    p, out = request.getfixturevalue("default_style_run")
+    assert p.returncode == 0, p.stderr
+    res = ResultsDir(_results_dir(out))
+    stats = json.loads(res.stats_path.read_text())
     for name in FIGURES:
         for ext in ("png", "svg"):
             assert f"figures/{name}.{ext}" in stats["figures"]
