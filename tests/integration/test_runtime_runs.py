@@ -116,7 +116,7 @@ def _wait_sending(launcher: LocalLauncher, timeout: float = 60) -> None:
 
 
 def test_sigterm_flushes_a_complete_trace(tmp_path: Path) -> None:
-    n = 2000  # 2 s of events: W0 is stopped after its first batch of 200, well before the end
+    n = 1200  # 1.2 s of events: W0 is stopped after its first batch of 200 (~0.2 s in)
     spec = _spec(2, n, 1.0, batch_rows=200)
     launcher = LocalLauncher(spec, tmp_path)
     t, box = _run_in_thread(launcher)
