@@ -8,6 +8,7 @@ import gc
 
 from skewlab.clocks.oscillator import NodeClock
 from skewlab.clocks.sync import SyncState
+from skewlab.nemesis.schedule import ntp_server_name
 from skewlab.node.context import PROGRESS_EVERY_S, NodeContext, NodeFailure
 from skewlab.node.sync import NtpPoller
 from skewlab.ntp.client import NtpClient
@@ -21,7 +22,10 @@ def _start_sync(ctx: NodeContext, clock: NodeClock, state: SyncState) -> NtpPoll
     """Start polling the experiment's NTP server(s) into the node's sync state."""
     assert ctx.ntp_addr is not None
     addrs = ctx.ntp_addrs or [ctx.ntp_addr]
-    clients = [NtpClient(h, p, clock=clock, timeout_s=ctx.spec.ntp.timeout_s) for h, p in addrs]
+    # server k of the experiment is named as in the spec (ntp-server, ntp-server-1, ...), in the
+    # NTP trace and the verdicts alike, as the simulator names it; its address is in the counts
+    clients = [NtpClient(h, p, clock=clock, timeout_s=ctx.spec.ntp.timeout_s,
+                         name=ntp_server_name(k)) for k, (h, p) in enumerate(addrs)]  # fmt: skip
     ntp_writer = PartWriter(ctx.results.node_dir(ctx.name), "ntp", NTP_SCHEMA, batch_rows=64)
     poller = NtpPoller(
         clients if len(clients) > 1 else clients[0], state, ctx.spec.ntp.poll_s,

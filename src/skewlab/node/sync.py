@@ -115,6 +115,9 @@ class NtpPoller:
                                   "ntp_failed_polls": self.state.failures}  # fmt: skip
         if len(self.clients) > 1:
             out["ntp_selection"] = {k: dict(v) for k, v in self.verdicts.items()}
+        addresses = {c.name: c.address for c in self.clients if hasattr(c, "address")}
+        if addresses:  # real servers: where each named one was
+            out["ntp_servers"] = addresses
         return out
 
     def _run(self) -> None:

@@ -231,6 +231,7 @@ class NtpClient:
         poll_s: float = 1.0,
         max_poll_s: float = MAX_POLL_S,
         scheduler: Scheduler = HOST_CLOCK,
+        name: str | None = None,
     ) -> None:
         from skewlab.clocks.oscillator import NodeClock
 
@@ -251,7 +252,10 @@ class NtpClient:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, _, _, _, addr = infos[0]
         self._addr = addr
-        self.name = f"[{addr[0]}]:{addr[1]}" if family == socket.AF_INET6 else f"{host}:{port}"
+        # where the server is, and what samples and verdicts call it (its address unless the
+        # caller names it: a node names the experiment's servers as the spec does)
+        self.address = f"[{addr[0]}]:{addr[1]}" if family == socket.AF_INET6 else f"{host}:{port}"
+        self.name = name if name is not None else self.address
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         # T4 from the kernel's arrival stamp when the node clock reads the real host clock
         # (its local time at any host instant is then known exactly: ntp/stamps.py)
