@@ -3,6 +3,7 @@ link faults applied on schedule and recorded, and the multi-server poller's sele
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -79,8 +80,41 @@ def _query(server: NtpServer) -> int | str:
             return e.reason
 
 
+class _GatedClock:
+    """A true-time clock the test moves: ``wait_until`` blocks until the test has moved time
+    to the instant (or stop is set), so the nemesis thread runs on the test's schedule."""
+
+    def __init__(self, t_ns: int) -> None:
+        self._now = t_ns
+        self._moved = threading.Condition()
+
+    def now_ns(self) -> int:
+        return self._now
+
+    def move_to(self, t_ns: int) -> None:
+        with self._moved:
+            self._now = t_ns
+            self._moved.notify_all()
+
+    def wait_until(self, t_ns: int, stop: threading.Event) -> bool:
+        with self._moved:
+            while self._now < t_ns and not stop.is_set():
+                self._moved.wait(0.01)
+        return not stop.is_set()
+
+
+def _settle(nem: NtpNemesis, applied: int) -> None:
+    """Wait (a bounded few seconds) until the nemesis thread has made ``applied`` transitions."""
+    deadline = time.monotonic() + 5
+    while nem.applied + len(nem.errors) < applied and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_ntp_faults_applied_on_schedule_and_recorded(tmp_path: Path) -> None:
-    t0 = time.time_ns()
+    """The NTP nemesis's own thread, on a clock the test moves: nothing before the start
+    instant, every start at it, every end at the end instant, each recorded at its instant."""
+    t0 = 1_700_000_000 * 1_000_000_000
+    clock = _GatedClock(t0 - 1_000_000)
     spec = _spec(
         [
             {"kind": "ntp_falseticker", "at_s": 0, "server": 1, "offset_ms": 80, "duration_s": 1.5},
@@ -91,19 +125,26 @@ def test_ntp_faults_applied_on_schedule_and_recorded(tmp_path: Path) -> None:
     )
     servers = [NtpServer().start() for _ in range(3)]
     ports = [s.port for s in servers]
-    rec = FaultRecorder(tmp_path, "ntp-server")
-    nem = NtpNemesis(spec.faults, servers, t0, rec, lambda k: NtpServer(port=ports[k]).start())
+    rec = FaultRecorder(tmp_path, "ntp-server", clock=clock)
+    nem = NtpNemesis(spec.faults, servers, t0, rec, lambda k: NtpServer(port=ports[k]).start(),
+                     clock=clock)  # fmt: skip
     nem.start()
     try:
-        time.sleep(0.5)  # every start applied (at_s = 0; a stop takes up to 0.2 s)
+        before = [_query(s) for s in servers]  # 1 ms before the faults: all honest
+        assert nem.applied == 0
+        clock.move_to(t0)
+        _settle(nem, 3)
         closed = servers[0].sock.fileno() == -1
         during = [_query(s) for s in servers]  # 0.6 s at most: two time out
-        time.sleep(1.2)  # every end applied
+        assert nem.applied == 3  # the ends wait for their instant
+        clock.move_to(t0 + 1_500_000_000)
+        _settle(nem, 6)
         after = [_query(s) for s in servers]
     finally:
         nem.stop()
         for s in servers:
             s.stop()
+    assert all(isinstance(x, int) and abs(x) < 5_000_000 for x in before), before
     assert closed and during[0] in ("timeout", "unreachable")  # socket closed: no answer
     assert isinstance(during[1], int) and abs(during[1] - 80_000_000) < 5_000_000
     assert during[2] == "timeout"  # dropped
@@ -114,9 +155,8 @@ def test_ntp_faults_applied_on_schedule_and_recorded(tmp_path: Path) -> None:
         (i, p): 1 for i in range(3) for p in ("start", "end")
     }
     assert {r["target"] for r in rows} == {"ntp-server", "ntp-server-1", "ntp-server-2"}
-    for r in rows:
-        due = t0 + (1_500_000_000 if r["phase"] == "end" else 0)
-        assert r["truth_ns"] >= due  # applied no earlier than scheduled
+    for r in rows:  # recorded at the instant the clock showed when each was applied
+        assert r["truth_ns"] == t0 + (1_500_000_000 if r["phase"] == "end" else 0)
     assert nem.counts() == {"nemesis_applied": 6, "nemesis_errors": []}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from skewlab.nemesis.record import FaultRecorder
 from skewlab.nemesis.schedule import FaultSpec
 from skewlab.nemesis.timed import TimedNemesis
+from skewlab.timebase import HOST_CLOCK, Scheduler
 
 
 class _Blackout:
@@ -34,10 +35,15 @@ class LinkNemesis(TimedNemesis):
     thread_name = "link-nemesis"
 
     def __init__(
-        self, faults: list[FaultSpec], network: Any, t0_ns: int, recorder: FaultRecorder | None
+        self,
+        faults: list[FaultSpec],
+        network: Any,
+        t0_ns: int,
+        recorder: FaultRecorder | None,
+        clock: Scheduler = HOST_CLOCK,
     ) -> None:
         self.network = network
-        super().__init__(faults, t0_ns, ("link_loss",), recorder)
+        super().__init__(faults, t0_ns, ("link_loss",), recorder, clock)
 
     def _blackouts(self, path: str) -> list[_Blackout] | None:
         hub = getattr(self.network, "hub", None)

@@ -15,6 +15,7 @@ from skewlab.nemesis.record import FaultRecorder
 from skewlab.nemesis.schedule import NS_PER_MS, NTP_KINDS, FaultSpec
 from skewlab.nemesis.timed import TimedNemesis
 from skewlab.ntp.server import NtpServer
+from skewlab.timebase import HOST_CLOCK, Scheduler
 
 
 class NtpNemesis(TimedNemesis):
@@ -29,10 +30,11 @@ class NtpNemesis(TimedNemesis):
         t0_ns: int,
         recorder: FaultRecorder | None,
         rebind: Callable[[int], NtpServer],
+        clock: Scheduler = HOST_CLOCK,
     ) -> None:
         self.servers = servers  # replaced in place when a stopped server is rebound
         self.rebind = rebind  # index → a new, started server on that index's port
-        super().__init__(faults, t0_ns, NTP_KINDS, recorder)
+        super().__init__(faults, t0_ns, NTP_KINDS, recorder, clock)
 
     def transition(self, f: FaultSpec, phase: str) -> str | None:
         try:
