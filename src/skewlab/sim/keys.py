@@ -13,20 +13,17 @@ distribution, a plain list or a plain mapping such as ``source_params`` is one k
 - ``"n/a: <reason>"``: the key only concerns real processes (sockets, authentication, process
   lifetime) or the analysis, and changes nothing in the traces of either mode.
 
-A new spec key fails the test until it is entered here. Besides the table, one refusal depends
-on where a value applies: reorder hold-back on a path to an NTP server (:func:`refusals`).
+A new spec key fails the test until it is entered here.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import types
 from collections.abc import Iterator
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from skewlab.net.profiles import NTP_SERVER_NODE, spec_paths
 from skewlab.spec import ExperimentSpec
 
 HONOURED = "honoured"
@@ -94,7 +91,7 @@ SPEC_KEYS: dict[str, str] = {
     "network.links{}.profile": HONOURED,
     "network.links{}.forward.delay": HONOURED,  # the same sampler (net/sampling.py)
     "network.links{}.forward.loss": HONOURED,
-    "network.links{}.forward.reorder": HONOURED,  # on event paths; NTP paths: refusals()
+    "network.links{}.forward.reorder": HONOURED,  # event and NTP paths alike
     "network.links{}.forward.reorder_extra_ms": HONOURED,
     "network.links{}.forward.duplicate": HONOURED,
     "network.links{}.forward.rate_mbps": (
@@ -123,10 +120,6 @@ SPEC_KEYS: dict[str, str] = {
     "faults[].path": HONOURED,
 }
 
-NTP_PATH_REORDER = (
-    "simulate does not hold back datagrams on paths to NTP servers (reorder is modelled on "
-    "event paths only)"
-)
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -215,41 +208,6 @@ def values(spec: BaseModel, key: str) -> Iterator[tuple[str, Any, Any]]:
     yield from walk(spec, 0, "")
 
 
-def _link_key(spec: ExperimentSpec, path: str) -> str | None:
-    """The ``network.links`` key that applies to ``path`` (as ``NetworkSpec.resolve`` picks)."""
-    links = spec.network.links
-    if path in links:
-        return path
-    return next((k for k in links if fnmatch.fnmatchcase(path, k)), None)
-
-
-def _ntp_path_reorder(spec: ExperimentSpec) -> list[str]:
-    """Reorder hold-back on paths to NTP servers, one line per key that set it."""
-    paths_by_key: dict[str, list[str]] = {}
-    for path in spec_paths(spec):
-        if not path.split("~", 1)[1].startswith(NTP_SERVER_NODE):
-            continue
-        r = spec.network.resolve(path)
-        if r is None:
-            continue
-        key = _link_key(spec, path)
-        link = spec.network.links[key] if key is not None else None
-        for d in ("forward", "back"):
-            if getattr(r, d).reorder == 0:
-                continue
-            if link is not None and getattr(link, d) is not None:
-                who = f'network.links["{key}"].{d}.reorder = {getattr(link, d).reorder}'
-            elif link is not None and link.profile is not None:
-                who = f'network.links["{key}"].profile = "{link.profile}"'
-            else:
-                who = f'network.profile = "{spec.network.profile}"'
-            paths = paths_by_key.setdefault(who, [])
-            if path not in paths:
-                paths.append(path)
-    return [f"{who} (reorder on {', '.join(paths)}): {NTP_PATH_REORDER}"
-            for who, paths in paths_by_key.items()]  # fmt: skip
-
-
 def refusals(spec: ExperimentSpec) -> list[str]:
     """One line per refused key set to something other than its default, naming the key and
     the reason (empty: nothing refused)."""
@@ -260,7 +218,7 @@ def refusals(spec: ExperimentSpec) -> list[str]:
         for where, val, default in values(spec, key):
             if val != default:
                 out.append(f"{where} = {val!r}: {status.removeprefix('refused: ')}")
-    return out + _ntp_path_reorder(spec)
+    return out
 
 
 def refuse(spec: ExperimentSpec, error: type[Exception]) -> None:
@@ -280,7 +238,6 @@ def summary() -> dict[str, int]:
 
 __all__ = [
     "HONOURED",
-    "NTP_PATH_REORDER",
     "SPEC_KEYS",
     "missing_keys",
     "refusals",

@@ -90,6 +90,11 @@ class _ModelledServer:
         self.d_back = delay_stream(bck.delay, rng)
         self.l_out = LossProcess(fwd.loss, rng)
         self.l_back = LossProcess(bck.loss, rng)
+        # reorder hold-back, as the link emulator applies it: with probability ``reorder`` a
+        # datagram is held ``reorder_extra_ms`` longer (drawn only where it is set, so a path
+        # without it keeps the random streams it had)
+        self.rng = rng
+        self.hold = [(d.reorder, round(d.reorder_extra_ms * NS_PER_MS)) for d in (fwd, bck)]
         t0 = T0_NS
         self.outages = _windows(spec, t0, ("ntp_outage",), server=k)
         self.false = _windows(spec, t0, ("ntp_falseticker",), server=k)
@@ -106,11 +111,17 @@ class _ModelledServer:
         t1 = self.host.now_ns()
         self.exchanges += 1
         d1, d2 = self.d_out.next(), self.d_back.next()
+        (p1, h1), (p2, h2) = self.hold
+        if p1 > 0 and self.rng.random() < p1:
+            d1 += h1
+        if p2 > 0 and self.rng.random() < p2:
+            d2 += h2
         lost1, lost2 = self.l_out.lost(), self.l_back.lost()
         out = in_force(self.outages, t1 + d1)
         if out is not None and out[2].how == "stop":  # closed socket: ICMP unreachable at once
             return self._fail("unreachable", t1 + 2 * d1)
-        if lost1 or lost2 or out is not None or in_force(self.link_loss, t1) is not None:
+        late = d1 + SERVER_HOLD_NS + d2 > self.timeout_ns  # the client gave up before the reply
+        if lost1 or lost2 or late or out is not None or in_force(self.link_loss, t1) is not None:
             return self._fail("timeout", t1 + self.timeout_ns)
         t2 = t1 + d1
         t3 = t2 + SERVER_HOLD_NS
