@@ -24,7 +24,7 @@ from typing import Any
 from skewlab import __version__
 from skewlab.nemesis.wiring import extra_ntp_args, more_ntp_servers, start_link_nemesis
 from skewlab.node.control import ControlServer, Message
-from skewlab.node.patterns import expected_duration_ns
+from skewlab.node.patterns import drain_ns, expected_duration_ns
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
 from skewlab.timebase import host_ns, monotonic_s
@@ -469,7 +469,7 @@ class Orchestrator:
         # Drain: late packets, and the workers' last commit-wait re-evaluations (T+Δ).
         cw_ms = max((max(m.body.get("commit_wait_ms") or [0]) for m in ready_msgs.values()),
                     default=0)  # fmt: skip
-        self._pause(max(spec.run.drain_s, cw_ms / 1000 + 0.25 if cw_ms else 0.0))
+        self._pause(drain_ns(spec.run.drain_s, [cw_ms] if cw_ms else []) / 1e9)
         for w in workers:
             self.control.send(w, "stop")
         # a worker stopped early (e.g. by a signal) has already reported: don't wait for it

@@ -91,6 +91,14 @@ def effective_commit_wait_ms(spec: ExperimentSpec) -> list[int]:
     )
 
 
+def drain_ns(drain_s: float, commit_wait_ms: list[int]) -> int:
+    """How long after the coordinator's last send the workers are stopped: ``run.drain_s``,
+    and at least the longest commit-wait Δ plus 250 ms, so every receipt's last re-evaluation
+    falls due before the stop (the launcher waits this long; the simulator stops there too)."""
+    cw_ns = max(commit_wait_ms) * NS_PER_MS + 250 * NS_PER_MS if commit_wait_ms else 0
+    return max(round(drain_s * NS_PER_S), cw_ns)
+
+
 class Pacer:
     """Waits for each event's due instant on a monotonic clock.
 

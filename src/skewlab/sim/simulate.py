@@ -36,7 +36,7 @@ from skewlab.clocks.sources import source_facts
 from skewlab.net.profiles import path_name
 from skewlab.net.sampling import LossProcess, sample_n
 from skewlab.node.commit_wait import CommitWaitEvaluator
-from skewlab.node.patterns import delays_ns
+from skewlab.node.patterns import delays_ns, drain_ns
 from skewlab.sim.keys import refuse
 from skewlab.sim.node import (
     CLIENT_TURN_NS,
@@ -185,7 +185,10 @@ def _worker_job(name: str) -> dict[str, Any]:
     ndir = res.node_dir(name)
     widx = spec.nodes.index(spec.node(name))
     arrive, lost, dups = _event_delays(spec, name, widx, plan.send_truth)
-    ids = np.flatnonzero(~lost)
+    # the workers are stopped when the launcher would stop them: after the drain that follows
+    # the coordinator's last send; a datagram arriving later is not received
+    end = int(plan.send_truth[-1]) + drain_ns(spec.run.drain_s, plan.cw_ms)
+    ids = np.flatnonzero(~lost & (arrive < end))
     order = ids[np.argsort(arrive[ids], kind="stable")]  # arrival order
     truth = arrive[order]
     ntp_w = PartWriter(ndir, "ntp", NTP_SCHEMA, spec.run.batch_rows)
@@ -234,8 +237,6 @@ def _worker_job(name: str) -> dict[str, Any]:
             cw.run_due()
             tick += period
 
-    end = (int(truth[-1]) if len(truth) else plan.coord_start) + max(plan.cw_ms or [0]) * (
-        2 * NS_PER_MS) + spec.run.drain_s * NS_PER_S  # fmt: skip
     node.run_until(int(end), passes_before)
     passes_before(int(end))
     now[0] = max(now[0], int(end))
