@@ -102,3 +102,20 @@ def test_host_service_sources_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SimError, match="chrony"):
         simulate(spec, tmp_path)
     assert not any(tmp_path.iterdir()) if tmp_path.exists() else True
+
+
+def test_a_worker_without_ntp_in_time_fails_the_run(tmp_path: Path) -> None:
+    """As a node process fails its warmup: worker B's path to the server is cut for 5 s, longer
+    than its warmup and ready timeout; the coordinator's is not."""
+    spec = from_dict({
+        "workload": {"events": 50, "interval_ms": 20},
+        "run": {"warmup_s": 0.5, "ready_timeout_s": 1.0},
+        "ntp": {"poll_s": 0.5},
+        "network": {"links": {"B~ntp-server": {"profile": "lan"}}},
+        "faults": [{"kind": "link_loss", "path": "B~ntp-server", "at_s": 0, "duration_s": 5}],
+    })  # fmt: skip
+    with pytest.raises(SimError, match=r"worker B: no NTP answer within .* \(1\.5 s\)"):
+        simulate(spec, tmp_path / "cut")
+    assert not (tmp_path / "cut").exists()  # refused before anything is written
+    longer = spec.model_copy(update={"run": spec.run.model_copy(update={"ready_timeout_s": 10})})
+    simulate(longer, tmp_path / "waits")  # a longer ready timeout outlasts the cut

@@ -158,6 +158,7 @@ class NodeSim:
                  ntp_writer: PartWriter | None = None):  # fmt: skip
         self.spec = spec
         self.name = name
+        self.start_ns = start_ns  # true time the node process starts polling
         idx = spec.nodes.index(spec.node(name))
         self.host = VirtualClock(start_ns)
         self.clock, self.state = node_sync(spec, name, T0_NS, self.host)
@@ -192,6 +193,20 @@ class NodeSim:
         self.poller.apply(s)
         if s is not None:
             self.track.record(t)
+
+    def warm_up(self) -> int | None:
+        """The node's warmup, as a node process runs it (``node.startup._warmup``): ready once
+        ``run.warmup_s`` has passed since it started and it has a first NTP sample; None when no
+        sample came within the warmup and ``run.ready_timeout_s`` (the node fails)."""
+        run = self.spec.run
+        ready = self.start_ns + round(run.warmup_s * NS_PER_S)
+        deadline = ready + round(run.ready_timeout_s * NS_PER_S)
+        self.run_until(ready)
+        while self.samples == 0 and self.next_poll < deadline:
+            self.poll()
+        if self.samples == 0 or self.track.visible[0] > deadline:
+            return None
+        return max(ready, self.track.visible[0])
 
     def run_until(self, end_ns: int, at: Callable[[int], None] | None = None) -> None:
         """Poll until ``end_ns``; ``at(t)`` is called before each poll's outcome becomes

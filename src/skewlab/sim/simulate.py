@@ -120,6 +120,7 @@ class _Plan:
     root: str
     workers_start: int
     coord_start: int
+    workers_ready: dict[str, int]  # when each worker sent ready (warmup and a first sample)
     send_truth: np.ndarray
     send_local: np.ndarray
     wire: list[list[np.ndarray]] = field(default_factory=list)  # per source: st, est, lo, hi
@@ -198,7 +199,7 @@ def _worker_job(name: str) -> dict[str, Any]:
                              spec.run.batch_rows)  # fmt: skip
     now = [plan.workers_start]  # the commit-wait pass's virtual instant
     period = max(1, round(cw.poll_s * NS_PER_S))
-    tick = plan.workers_start + round(spec.run.warmup_s * NS_PER_S) + period
+    tick = plan.workers_ready[name] + period  # its thread starts once the worker is ready
     pick = np.flatnonzero(order % plan.cw_every == 0) if cw.active else np.zeros(0, np.int64)
     pick_truth, pick_ids = truth[pick], order[pick]
     # a free clock's readings are known in advance; a disciplined one's only once its servo has
@@ -268,6 +269,31 @@ def _worker_job(name: str) -> dict[str, Any]:
     return counts
 
 
+def _startup(spec: ExperimentSpec) -> tuple[int, dict[str, int], int]:
+    """The launcher's start-up sequence in virtual time: (workers' start, each worker's ready
+    instant, the coordinator's start). Workers start together and are ready after their warmup
+    and a first NTP sample; the coordinator starts once every worker is ready. A node without
+    an NTP answer in time fails the run, as its process does (SimError). Each node's warmup is
+    run on a throwaway copy: a node's run is fixed by the seed, so its real run repeats it."""
+    workers_start = T0_NS + STARTUP_NS
+    workers_ready = {}
+    for w in spec.workers:
+        ready = NodeSim(spec, w.name, workers_start).warm_up()
+        if ready is None:
+            raise SimError(_no_answer(spec, f"worker {w.name}"))
+        workers_ready[w.name] = ready
+    coord_start = max(workers_ready.values()) + STARTUP_NS
+    if NodeSim(spec, spec.coordinator.name, coord_start).warm_up() is None:
+        raise SimError(_no_answer(spec, f"coordinator {spec.coordinator.name}"))
+    return workers_start, workers_ready, coord_start
+
+
+def _no_answer(spec: ExperimentSpec, who: str) -> str:
+    """The one-line failure of a node without an NTP answer in time (as a node process's)."""
+    limit = spec.run.warmup_s + spec.run.ready_timeout_s
+    return f"{who}: no NTP answer within the warmup and ready timeout ({limit:g} s)"
+
+
 def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str, Any]:
     """The coordinator: schedule, its NTP and its readings at every send (own rows + wire)."""
     name = spec.coordinator.name
@@ -276,13 +302,9 @@ def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str
     node = NodeSim(spec, name, plan.coord_start, ntp_w)
     delays = np.fromiter(delays_ns(spec.workload, spec.seed), dtype=np.int64,
                          count=spec.workload.events)  # fmt: skip
-    start = plan.coord_start + round(spec.run.warmup_s * NS_PER_S)
-    node.run_until(start)  # warm up; the broadcast waits for a first sample, as a node does
-    while node.samples == 0 and node.next_poll < start + round(spec.run.ready_timeout_s * 1e9):
-        node.poll()
-    if node.samples == 0:
-        raise SimError(f"coordinator {name}: no NTP answer within the warmup and ready timeout")
-    start = max(start, node.track.visible[0])
+    start = node.warm_up()  # the broadcast starts once the coordinator is ready
+    if start is None:
+        raise SimError(_no_answer(spec, f"coordinator {name}"))
     send = start + np.concatenate(([0], np.cumsum(delays[:-1])))
     node.run_until(int(send[-1]))
     ntp_w.flush()
@@ -339,6 +361,7 @@ def simulate(
     opt = options or SimOptions()
     say = progress or (lambda _s: None)
     check_simulable(spec)
+    workers_start, workers_ready, coord_start = _startup(spec)  # fails before writing anything
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)
         res = ResultsDir(results_dir)
@@ -354,9 +377,7 @@ def simulate(
         "started_unix_ns": host_ns(), "status": "running",
     }  # fmt: skip
     write_json_atomic(res.metadata_path, meta)
-    workers_start = T0_NS + STARTUP_NS
-    coord_start = workers_start + round(spec.run.warmup_s * NS_PER_S) + STARTUP_NS
-    plan = _Plan(spec.to_json(), str(res.root), workers_start, coord_start,
+    plan = _Plan(spec.to_json(), str(res.root), workers_start, coord_start, workers_ready,
                  np.zeros(0, np.int64), np.zeros(0, np.int64),
                  cw_ms=effective_commit_wait_ms(spec), cw_every=max(1, opt.cw_every))  # fmt: skip
     nodes: dict[str, dict[str, Any]] = {}
