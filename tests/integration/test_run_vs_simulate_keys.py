@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from skewlab.deploy.local import LocalLauncher
+from skewlab.nemesis.record import load_faults
 from skewlab.sim.simulate import simulate
 from skewlab.spec import from_dict
 from skewlab.store import ResultsDir
@@ -155,6 +156,13 @@ def test_clock_step_fault(runs: dict[str, ResultsDir]) -> None:
         assert truth[0] < at < truth[-1], f"{mode}: the step falls inside the broadcast"
         assert set(err[truth < at]) == {0}, mode
         assert set(err[truth >= at]) == {round(STEP_MS * NS_PER_MS)}, mode
+    # the nemesis's history says the same in both: F applied the step at t0 + 5 s
+    recs = {mode: [(r["actor"], r["fault"], r["kind"], r["target"], r["phase"],
+                    r["truth_ns"] - _t0(res)) for r in load_faults(res.nemesis_dir).to_pylist()]
+            for mode, res in runs.items()}  # fmt: skip
+    assert recs["run"] == recs["simulate"] == [
+        ("F", 0, "clock_step", "F", "start", round(STEP_AT_S * 1e9))
+    ], recs
 
 
 def test_commit_wait_delays(runs: dict[str, ResultsDir]) -> None:

@@ -33,7 +33,10 @@ from skewlab import __version__
 from skewlab.clocks.base import Readings
 from skewlab.clocks.oscillator import Oscillator
 from skewlab.clocks.sources import source_facts
-from skewlab.net.profiles import path_name
+from skewlab.nemesis.record import FaultRecorder
+from skewlab.nemesis.schedule import CLOCK_KINDS, NTP_KINDS
+from skewlab.nemesis.timed import transitions
+from skewlab.net.profiles import NTP_SERVER_NODE, path_name
 from skewlab.net.sampling import LossProcess, sample_n
 from skewlab.node.commit_wait import CommitWaitEvaluator
 from skewlab.node.patterns import delays_ns, drain_ns
@@ -52,7 +55,7 @@ from skewlab.sim.node import (
 )
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
-from skewlab.timebase import host_ns, monotonic_s
+from skewlab.timebase import VirtualClock, host_ns, monotonic_s
 from skewlab.trace import (
     COMPRESSION,
     NTP_SCHEMA,
@@ -288,6 +291,27 @@ def _startup(spec: ExperimentSpec) -> tuple[int, dict[str, int], int]:
     return workers_start, workers_ready, coord_start
 
 
+def _record_faults(spec: ExperimentSpec, res: ResultsDir, end_ns: int) -> None:
+    """The nemesis's history (``traces/_nemesis/``), as a real run writes it: each transition
+    at the true instant it takes effect, by the actor that applies it in a real run — the node
+    for its clock faults (all of them: a node records its oscillator's schedule as it starts),
+    the NTP server process for NTP faults and the launcher for link faults (those applied
+    before the run's end)."""
+    clock = VirtualClock(T0_NS)
+    recorders: dict[str, FaultRecorder] = {}
+    kinds = (*CLOCK_KINDS, *NTP_KINDS, "link_loss")
+    for due, _, i, phase, f in transitions(list(spec.faults), T0_NS, kinds):
+        if due > end_ns and f.kind not in CLOCK_KINDS:
+            continue
+        actor = (f.node if f.kind in CLOCK_KINDS
+                 else NTP_SERVER_NODE if f.kind in NTP_KINDS else "launcher")  # fmt: skip
+        rec = recorders.get(actor)
+        if rec is None:
+            rec = recorders[actor] = FaultRecorder(res.nemesis_dir, actor, clock)
+        clock.set(max(clock.now_ns(), due))
+        rec.record(i, f.kind, f.target(), phase, due, f.detail())
+
+
 def _no_answer(spec: ExperimentSpec, who: str) -> str:
     """The one-line failure of a node without an NTP answer in time (as a node process's)."""
     limit = spec.run.warmup_s + spec.run.ready_timeout_s
@@ -397,6 +421,7 @@ def simulate(
             results = list(ex.map(_worker_job, names))
     for n, c in zip(names, results, strict=True):
         nodes[n] = {"role": "worker", "counts": c}
+    _record_faults(spec, res, int(plan.send_truth[-1]) + drain_ns(spec.run.drain_s, plan.cw_ms))
     wall = monotonic_s() - wall0
     receipts = sum(c["received"] for c in results)
     meta.update(
