@@ -160,9 +160,11 @@ def test_clock_step_fault(runs: dict[str, ResultsDir]) -> None:
     recs = {mode: [(r["actor"], r["fault"], r["kind"], r["target"], r["phase"],
                     r["truth_ns"] - _t0(res)) for r in load_faults(res.nemesis_dir).to_pylist()]
             for mode, res in runs.items()}  # fmt: skip
-    assert recs["run"] == recs["simulate"] == [
-        ("F", 0, "clock_step", "F", "start", round(STEP_AT_S * 1e9))
-    ], recs
+    assert (
+        recs["run"]
+        == recs["simulate"]
+        == [("F", 0, "clock_step", "F", "start", round(STEP_AT_S * 1e9))]
+    ), recs
 
 
 def test_commit_wait_delays(runs: dict[str, ResultsDir]) -> None:

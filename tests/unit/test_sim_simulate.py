@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from skewlab.analysis import analyze
@@ -36,6 +37,10 @@ def _spec(seed: int = 3) -> ExperimentSpec:
 def _tables(root: Path) -> dict[str, pa.Table]:
     out = {}
     for d in sorted((root / "traces").iterdir()):
+        if d.name == "_links":  # one whole file per link
+            for f in sorted(d.glob("*.parquet")):
+                out[f"{d.name}/{f.stem}"] = pq.read_table(f)
+            continue
         for prefix in sorted({p.name.rsplit("-", 1)[0] for p in d.glob("*.parquet")}):
             out[f"{d.name}/{prefix}"] = read_parts(d, prefix)
     return out
@@ -47,6 +52,7 @@ def test_same_seed_same_traces_other_seed_differs(tmp_path: Path) -> None:
     c = simulate(_spec(seed=4), tmp_path / "c")
     ta, tb, tc = _tables(a.root), _tables(b.root), _tables(c.root)
     assert set(ta) == set(tb) and any(k.endswith("/events") for k in ta)
+    assert "_links/coordinator~C" in ta  # the lossy event path's link trace, deterministic too
     for k in ta:
         assert ta[k].equals(tb[k]), k
     assert not ta["B/events"].equals(tc["B/events"])
@@ -119,3 +125,28 @@ def test_a_worker_without_ntp_in_time_fails_the_run(tmp_path: Path) -> None:
     assert not (tmp_path / "cut").exists()  # refused before anything is written
     longer = spec.model_copy(update={"run": spec.run.model_copy(update={"ready_timeout_s": 10})})
     simulate(longer, tmp_path / "waits")  # a longer ready timeout outlasts the cut
+
+
+def test_emulated_paths_leave_link_traces_as_a_run_does(tmp_path: Path) -> None:
+    """An emulated path gets the link trace its relay would write (traces/_links/), so the
+    analysis reports requested vs achieved for simulated runs too: every event datagram on
+    coordinator~C (lossy) and every NTP exchange on B~ntp-server (lan), with their fates."""
+    spec = from_dict({
+        "workload": {"events": 400, "interval_ms": 10},
+        "network": {"links": {"coordinator~C": {"profile": "lossy"},
+                              "B~ntp-server": {"profile": "lan"}}},
+    })  # fmt: skip
+    res = simulate(spec, tmp_path)
+    stats = analyze(res, make_figures=False)
+    net = stats["network"]
+    assert set(net) == {"coordinator~C", "B~ntp-server"}  # loopback paths have no relay
+    ev = net["coordinator~C"]["forward"]["achieved"]
+    counts = res.read_json(res.node_counts_path("C"))
+    assert ev["packets_in"] == 400 and ev["lost"] == counts["lost"] > 0
+    assert ev["duplicates"] == counts["duplicates"]
+    ntp = net["B~ntp-server"]
+    b = res.read_json(res.node_counts_path("B"))
+    assert ntp["forward"]["achieved"]["packets_in"] == b["ntp_exchanges"]
+    assert ntp["back"]["achieved"]["packets_in"] == b["ntp_exchanges"] - b["ntp_exchanges_lost"]
+    req = ntp["forward"]["requested"]
+    assert req["dist"] == spec.network.resolve("B~ntp-server").forward.delay.dist

@@ -62,6 +62,10 @@ def simulate(
     progress.end()
     stats = analyze(res, make_figures=not no_figures)
     click.echo(summary_table(stats))
+    if stats.get("network"):  # emulated paths, requested vs achieved, as `run` shows them
+        from skewlab.analysis.links import format_summary as format_link_summary
+
+        click.echo("\n" + format_link_summary(stats["network"]))
     click.echo(f"\nresults: {res.root}")
 
 

@@ -107,21 +107,23 @@ class DirectionModel:
         return out
 
 
-class _Columns:
-    """The trace of one link, column-wise; rows are appended by the receive thread only."""
+class LinkColumns:
+    """The trace of one link, column-wise (``trace.LINK_SCHEMA``): rows are appended by the
+    relay's receive thread, or by the simulator's modelled paths."""
 
     def __init__(self) -> None:
         self.cols: dict[str, list] = {f.name: [] for f in LINK_SCHEMA}
 
     def add(self, direction: int, seq: int, copy: int, size: int, t_in: int,
-            sampled: int | None, scheduled: int | None, held: bool, fate: int) -> int:  # fmt: skip
+            sampled: int | None, scheduled: int | None, held: bool, fate: int,
+            t_out: int | None = None) -> int:  # fmt: skip
         c = self.cols
         c["direction"].append(direction)
         c["seq"].append(seq)
         c["copy"].append(copy)
         c["size"].append(size)
         c["truth_in_ns"].append(t_in)
-        c["truth_out_ns"].append(None)
+        c["truth_out_ns"].append(t_out)  # a relay fills it in when the copy goes out
         c["sampled_delay_ns"].append(sampled)
         c["scheduled_delay_ns"].append(scheduled)
         c["held"].append(held)
@@ -145,7 +147,7 @@ class Link:
     listen: socket.socket
     models: dict[int, DirectionModel]
     seed: int
-    trace: _Columns = field(default_factory=_Columns)
+    trace: LinkColumns = field(default_factory=LinkColumns)
     upstream: dict[Any, socket.socket] = field(default_factory=dict)  # client addr → socket
     seq: list[int] = field(default_factory=lambda: [0, 0])
 
@@ -154,22 +156,7 @@ class Link:
         return self.listen.getsockname()[:2]
 
     def metadata(self) -> dict[bytes, bytes]:
-        info = {
-            "path": self.path,
-            "target": list(self.target),
-            "seed": self.seed,
-            "forward": self.spec.forward.model_dump(mode="json"),
-            "back": self.spec.back.model_dump(mode="json"),
-            # what the analysis reports as requested (it imports no network code)
-            "requested": {
-                "forward": requested_figures(self.spec.forward),
-                "back": requested_figures(self.spec.back),
-            },
-        }
-        return {
-            b"skewlab.trace_version": str(LINK_TRACE_VERSION).encode(),
-            b"skewlab.link": json.dumps(info).encode(),
-        }
+        return link_metadata(self.path, list(self.target), self.seed, self.spec)
 
     def table(self) -> pa.Table:
         return self.trace.table(self.metadata())
@@ -376,12 +363,7 @@ class LinkHub:
         """Write each link's trace to ``path_for(path_name)`` (whole file, renamed into place)."""
         written = []
         for p, link in self.links.items():
-            dst = Path(path_for(p))
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name("." + dst.name + ".tmp")
-            pq.write_table(link.table(), tmp)
-            tmp.replace(dst)
-            written.append(dst)
+            written.append(write_link_trace(Path(path_for(p)), link.table()))
         return written
 
 
@@ -422,6 +404,37 @@ class Network:
         hub.drain(drain_s)
         hub.stop()
         hub.write_traces(self.results.link_trace_path)
+
+
+def link_metadata(
+    path: str, target: list[Any], seed: int, spec: ResolvedLink
+) -> dict[bytes, bytes]:
+    """A link trace's metadata: the path, where it leads, its seed, both directions' settings
+    and what the analysis reports as requested (it imports no network code)."""
+    info = {
+        "path": path,
+        "target": target,
+        "seed": seed,
+        "forward": spec.forward.model_dump(mode="json"),
+        "back": spec.back.model_dump(mode="json"),
+        "requested": {
+            "forward": requested_figures(spec.forward),
+            "back": requested_figures(spec.back),
+        },
+    }
+    return {
+        b"skewlab.trace_version": str(LINK_TRACE_VERSION).encode(),
+        b"skewlab.link": json.dumps(info).encode(),
+    }
+
+
+def write_link_trace(dst: Path, table: pa.Table) -> Path:
+    """Write one link's trace as a whole file, renamed into place."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name("." + dst.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(dst)
+    return dst
 
 
 # -- requested figures, recorded in each link trace ---------------------------------------------

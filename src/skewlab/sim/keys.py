@@ -121,7 +121,6 @@ SPEC_KEYS: dict[str, str] = {
 }
 
 
-
 def _unwrap_optional(tp: Any) -> Any:
     """``X | None`` → ``X``; anything else unchanged."""
     if get_origin(tp) in (Union, types.UnionType):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from skewlab.clocks.base import ClockSource, Reading, Readings
 from skewlab.clocks.node import node_sync
@@ -23,6 +24,7 @@ from skewlab.clocks.sources import make_sources
 from skewlab.nemesis.schedule import ntp_server_name
 from skewlab.nemesis.timed import in_force, windows
 from skewlab.net.distributions import LognormalDelay
+from skewlab.net.link import LinkColumns, link_metadata
 from skewlab.net.profiles import NTP_SERVER_NODE, DirectionSpec, path_name
 from skewlab.net.sampling import LossProcess, delay_stream
 from skewlab.node.sync import NtpPoller
@@ -33,7 +35,7 @@ from skewlab.ntp.server import SERVER_PRECISION
 from skewlab.sim.vector import SourceTrack
 from skewlab.spec import ExperimentSpec, from_dict
 from skewlab.timebase import VirtualClock
-from skewlab.trace import PartWriter
+from skewlab.trace import DELIVERED, LOST, PartWriter
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -99,6 +101,13 @@ class _ModelledServer:
         self.outages = _windows(spec, t0, ("ntp_outage",), server=k)
         self.false = _windows(spec, t0, ("ntp_falseticker",), server=k)
         self.link_loss = _windows(spec, t0, ("link_loss",), path=path_name(node, sname))
+        # an emulated path (a link in the spec's network) keeps a link trace, as its relay does
+        self.path = path_name(node, sname)
+        resolved = spec.network.resolve(self.path)
+        self.link = None
+        if resolved is not None:
+            self.link = (LinkColumns(), link_metadata(self.path, [sname, 0], 0, resolved))
+        self.seq = [0, 0]
         self.timeout_s = spec.ntp.timeout_s
         self.timeout_ns = round(spec.ntp.timeout_s * NS_PER_S)
         self.osc = osc
@@ -110,22 +119,27 @@ class _ModelledServer:
         """One exchange starting now (true t1); the host clock ends when the client is free."""
         t1 = self.host.now_ns()
         self.exchanges += 1
-        d1, d2 = self.d_out.next(), self.d_back.next()
+        s1, s2 = d1, d2 = self.d_out.next(), self.d_back.next()
         (p1, h1), (p2, h2) = self.hold
-        if p1 > 0 and self.rng.random() < p1:
-            d1 += h1
-        if p2 > 0 and self.rng.random() < p2:
-            d2 += h2
+        held1 = p1 > 0 and self.rng.random() < p1
+        held2 = p2 > 0 and self.rng.random() < p2
+        d1 += h1 if held1 else 0
+        d2 += h2 if held2 else 0
         lost1, lost2 = self.l_out.lost(), self.l_back.lost()
+        lost1 = lost1 or in_force(self.link_loss, t1) is not None
+        self._trace(0, t1, s1, d1, held1, lost1)
         out = in_force(self.outages, t1 + d1)
-        if out is not None and out[2].how == "stop":  # closed socket: ICMP unreachable at once
+        if out is not None and out[2].how == "stop" and not lost1:  # closed socket: ICMP at once
             return self._fail("unreachable", t1 + 2 * d1)
-        late = d1 + SERVER_HOLD_NS + d2 > self.timeout_ns  # the client gave up before the reply
-        if lost1 or lost2 or late or out is not None or in_force(self.link_loss, t1) is not None:
+        if lost1 or out is not None:  # no request, or a server that drops it: no reply
             return self._fail("timeout", t1 + self.timeout_ns)
         t2 = t1 + d1
         t3 = t2 + SERVER_HOLD_NS
         t4 = t3 + d2
+        lost2 = lost2 or in_force(self.link_loss, t3) is not None
+        self._trace(1, t3, s2, d2, held2, lost2)
+        if lost2 or t4 - t1 > self.timeout_ns:  # no reply, or one after the client gave up
+            return self._fail("timeout", t1 + self.timeout_ns)
         ft = in_force(self.false, t2)
         shift = round(ft[2].offset_ms * NS_PER_MS) if ft is not None else 0
         osc = self.osc
@@ -139,6 +153,20 @@ class _ModelledServer:
         except NtpError:
             self.lost += 1
             raise
+
+    def _trace(self, direction: int, t_in: int, sampled: int, scheduled: int, held: bool,
+               lost: bool) -> None:  # fmt: skip
+        """One datagram through an emulated path, in its link trace (48 bytes: NTP)."""
+        if self.link is None:
+            return
+        seq = self.seq[direction]
+        self.seq[direction] += 1
+        fate, t_out = (LOST, None) if lost else (DELIVERED, t_in + scheduled)
+        self.link[0].add(direction, seq, 0, 48, t_in, sampled, scheduled, held, fate, t_out)
+
+    def link_table(self) -> pa.Table | None:
+        """The path's link trace (None: a loopback path, which has none)."""
+        return None if self.link is None else self.link[0].table(self.link[1])
 
     def _fail(self, reason: str, free_at: int) -> NtpSample:
         self.lost += 1

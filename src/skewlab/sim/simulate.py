@@ -36,9 +36,12 @@ from skewlab.clocks.sources import source_facts
 from skewlab.nemesis.record import FaultRecorder
 from skewlab.nemesis.schedule import CLOCK_KINDS, NTP_KINDS
 from skewlab.nemesis.timed import transitions
+from skewlab.net.link import LinkColumns, link_metadata, write_link_trace
 from skewlab.net.profiles import NTP_SERVER_NODE, path_name
 from skewlab.net.sampling import LossProcess, sample_n
+from skewlab.net.wire import MAC_LEN
 from skewlab.node.commit_wait import CommitWaitEvaluator
+from skewlab.node.context import wire_codec
 from skewlab.node.patterns import delays_ns, drain_ns
 from skewlab.sim.keys import refuse
 from skewlab.sim.node import (
@@ -58,6 +61,8 @@ from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
 from skewlab.timebase import VirtualClock, host_ns, monotonic_s
 from skewlab.trace import (
     COMPRESSION,
+    DELIVERED,
+    LOST,
     NTP_SCHEMA,
     PartWriter,
     receipt_schema,
@@ -141,7 +146,8 @@ def _init(plan: _Plan) -> None:
 
 
 def _event_delays(spec: ExperimentSpec, w: str, widx: int, send: np.ndarray) -> tuple:
-    """Per event: arrival true time (or −1 if lost), duplicates, on path coordinator → w."""
+    """Per event on path coordinator → w: arrival true time, lost, the number of duplicates,
+    and the path's link trace when the path is emulated (else None)."""
     coord = spec.coordinator.name
     d = _direction(spec, coord, w, back=False)
     rng = _seed(spec, widx, 1)
@@ -156,11 +162,37 @@ def _event_delays(spec: ExperimentSpec, w: str, widx: int, send: np.ndarray) -> 
         lost = np.fromiter((lp.lost() for _ in range(n)), dtype=bool, count=n)
     for a, b, _f in _windows(spec, T0_NS, ("link_loss",), path=path_name(coord, w)):
         lost |= (send >= a) & (send < b)
+    sampled = delay
+    held = rng.random(n) < d.reorder if d.reorder > 0 else np.zeros(n, dtype=bool)
     if d.reorder > 0:
-        delay = delay + np.where(rng.random(n) < d.reorder, round(d.reorder_extra_ms * 1e6), 0)
-    dups = int(((rng.random(n) < d.duplicate) & ~lost).sum()) if d.duplicate > 0 else 0
+        delay = delay + np.where(held, round(d.reorder_extra_ms * 1e6), 0)
+    dup = (rng.random(n) < d.duplicate) & ~lost if d.duplicate > 0 else np.zeros(n, dtype=bool)
     j = [x.name for x in spec.workers].index(w)
-    return send + j * SEND_STEP_NS + delay, lost, dups
+    t_in = send + j * SEND_STEP_NS
+    path = path_name(coord, w)
+    resolved = spec.network.resolve(path)
+    link = None
+    if resolved is not None:
+        link = _event_link_trace(spec, path, resolved, t_in, sampled, delay, held, lost, dup)
+    return t_in + delay, lost, int(dup.sum()), link
+
+
+def _event_link_trace(spec: ExperimentSpec, path: str, resolved: Any, t_in: np.ndarray,
+                      sampled: np.ndarray, delay: np.ndarray, held: np.ndarray,
+                      lost: np.ndarray, dup: np.ndarray) -> pa.Table:  # fmt: skip
+    """The link trace of an emulated event path, as its relay would write it: one row per
+    event datagram in send order (a copy the model duplicates arrives with its original)."""
+    cols = LinkColumns()
+    codec = wire_codec(spec)
+    size = codec.head_len + spec.workload.payload_bytes + (MAC_LEN if spec.run.hmac_key else 0)
+    rows = zip(t_in.tolist(), sampled.tolist(), delay.tolist(), held.tolist(), lost.tolist(),
+               dup.tolist(), strict=True)  # fmt: skip
+    for i, (t, s, d, h, gone, twice) in enumerate(rows):
+        fate, t_out = (LOST, None) if gone else (DELIVERED, t + d)
+        cols.add(0, i, 0, size, t, s, d, h, fate, t_out)
+        if twice:
+            cols.add(0, i, 1, size, t, s, d, h, fate, t_out)
+    return cols.table(link_metadata(path, [path.split("~", 1)[1], 0], spec.seed, resolved))
 
 
 def _first_tick_reaching(osc: Oscillator, local_ns: int, tick: int, period: int) -> int:
@@ -188,7 +220,9 @@ def _worker_job(name: str) -> dict[str, Any]:
     res = ResultsDir(Path(plan.root))
     ndir = res.node_dir(name)
     widx = spec.nodes.index(spec.node(name))
-    arrive, lost, dups = _event_delays(spec, name, widx, plan.send_truth)
+    arrive, lost, dups, link = _event_delays(spec, name, widx, plan.send_truth)
+    if link is not None:
+        write_link_trace(res.link_trace_path(path_name(spec.coordinator.name, name)), link)
     # the workers are stopped when the launcher would stop them: after the drain that follows
     # the coordinator's last send; a datagram arriving later is not received
     end = int(plan.send_truth[-1]) + drain_ns(spec.run.drain_s, plan.cw_ms)
@@ -246,6 +280,7 @@ def _worker_job(name: str) -> dict[str, Any]:
     now[0] = max(now[0], int(end))
     cw_counts = cw.stop()
     ntp_w.flush()
+    _write_ntp_links(node, res)
     local, reads = node.read(truth)
     cols: list[pa.Array] = [
         pa.array(order, pa.uint64()), pa.array(order, pa.uint64()), pa.array(truth, pa.int64()),
@@ -312,6 +347,14 @@ def _record_faults(spec: ExperimentSpec, res: ResultsDir, end_ns: int) -> None:
         rec.record(i, f.kind, f.target(), phase, due, f.detail())
 
 
+def _write_ntp_links(node: NodeSim, res: ResultsDir) -> None:
+    """The link traces of the node's emulated NTP paths (``traces/_links/``)."""
+    for srv in node.servers:
+        table = srv.link_table()
+        if table is not None:
+            write_link_trace(res.link_trace_path(srv.path), table)
+
+
 def _no_answer(spec: ExperimentSpec, who: str) -> str:
     """The one-line failure of a node without an NTP answer in time (as a node process's)."""
     limit = spec.run.warmup_s + spec.run.ready_timeout_s
@@ -332,6 +375,7 @@ def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str
     send = start + np.concatenate(([0], np.cumsum(delays[:-1])))
     node.run_until(int(send[-1]))
     ntp_w.flush()
+    _write_ntp_links(node, res)
     local, reads = node.read(send)
     plan.send_truth, plan.send_local = send, local
     n = len(send)
