@@ -15,8 +15,10 @@ A sweep file (TOML/YAML/JSON)::
 
 Paths are dotted keys into the spec with ``[i]`` for list items (``nodes[1].drift_ppm``);
 ``network`` takes a profile name; ``sources`` a list. Each cell is a results folder
-``OUT/<name>/cell-NNN-<key>/`` with a ``cell.json`` (its parameters) and, once analysed, a
-``completed`` marker: a rerun skips completed cells.
+``OUT/<name>/cell-NNN-<key>/`` with a ``cell.json`` (its parameters, mode and key) and, once
+analysed, a ``completed`` marker. The key is a digest of the cell's whole resolved spec and its
+mode (simulated or real), so a rerun reuses a completed cell only when both are unchanged: a new
+fixed setting, base file or ``--real`` gives new cells (folders of other settings stay, unused).
 """
 
 from __future__ import annotations
@@ -129,22 +131,60 @@ def cells(sweep: dict[str, Any]) -> list[tuple[dict[str, Any], ExperimentSpec]]:
     return out
 
 
-def cell_dir(out: Path, index: int, params: dict[str, Any]) -> Path:
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-    return out / f"cell-{index:03d}-{key}"
+def mode_name(real: bool) -> str:
+    """How a cell runs: ``real`` (local launcher) or ``simulate`` (virtual time)."""
+    return "real" if real else "simulate"
 
 
-def _run_cell(args: tuple[str, str, dict[str, Any], bool, bool]) -> dict[str, Any]:
+def cell_key(spec: ExperimentSpec, real: bool) -> str:
+    """A digest of everything a cell's result depends on: its whole resolved spec (every
+    setting, defaults included, seed included) and its mode."""
+    doc = {"mode": mode_name(real), "spec": json.loads(spec.to_json())}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def cell_dir(out: Path, index: int, key: str) -> Path:
+    """The cell's folder: its grid index and the first 12 hex digits of its ``cell_key``."""
+    return out / f"cell-{index:03d}-{key[:12]}"
+
+
+def is_completed(d: Path, key: str) -> bool:
+    """Whether the cell folder ``d`` holds a finished cell of exactly this key (marker present,
+    cell.json names the key, row written)."""
+    if not (d / MARKER).exists() or not (d / "row.json").exists():
+        return False
+    try:
+        return bool(json.loads((d / "cell.json").read_text()).get("key") == key)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _run_cell(args: tuple[str, str, dict[str, Any], bool, bool, str]) -> dict[str, Any]:
     """Run and analyse one cell (in a pool process); write its marker when done."""
-    spec_json, folder, params, real, figures = args
-    from skewlab.analysis import analyze
-    from skewlab.store import ResultsDir
-
+    spec_json, folder, params, real, figures, key = args
     spec = ExperimentSpec.model_validate_json(spec_json)
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(d / "cell.json", {"parameters": params})
+    (d / MARKER).unlink(missing_ok=True)
+    write_json_atomic(d / "cell.json", {"parameters": params, "mode": mode_name(real),
+                                        "key": key})  # fmt: skip
+    stats = execute_cell(spec, d, real, figures)
+    row = table_row(params, stats)
+    write_json_atomic(d / "row.json", row)
+    (d / MARKER).write_text("ok\n")
+    return row
+
+
+def execute_cell(spec: ExperimentSpec, d: Path, real: bool, figures: bool) -> dict[str, Any]:
+    """Run one cell's experiment into ``d/run`` (a new folder each time) and analyse it."""
+    import shutil
+
+    from skewlab.analysis import analyze
+    from skewlab.store import ResultsDir
+
     run_dir = d / "run"
+    if run_dir.exists():  # a cell cut short before its marker: start it afresh
+        shutil.rmtree(run_dir)
     if real:
         from skewlab.deploy.local import LocalLauncher
 
@@ -153,11 +193,7 @@ def _run_cell(args: tuple[str, str, dict[str, Any], bool, bool]) -> dict[str, An
         from skewlab.sim.simulate import simulate
 
         simulate(spec, d, results_dir=run_dir)
-    stats = analyze(ResultsDir(run_dir), make_figures=figures)
-    row = table_row(params, stats)
-    write_json_atomic(d / "row.json", row)
-    (d / MARKER).write_text("ok\n")
-    return row
+    return dict(analyze(ResultsDir(run_dir), make_figures=figures))
 
 
 def table_row(params: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
@@ -191,12 +227,13 @@ def run_sweep(
     grid = cells(sweep)
     todo, rows, skipped = [], {}, 0
     for i, (params, spec) in enumerate(grid):
-        d = cell_dir(root, i, params)
-        if (d / MARKER).exists():
+        key = cell_key(spec, real)
+        d = cell_dir(root, i, key)
+        if is_completed(d, key):
             rows[i] = json.loads((d / "row.json").read_text())
             skipped += 1
         else:
-            todo.append((i, (spec.to_json(), str(d), params, real, figures)))
+            todo.append((i, (spec.to_json(), str(d), params, real, figures, key)))
     say(f"sweep {sweep['name']}: {len(grid)} cells, {skipped} already done, {len(todo)} to run")
     if real:
         jobs = 1  # real runs share the host clock and CPU: one at a time keeps them honest
