@@ -132,7 +132,7 @@ def test_discipline_check_fails_for_a_free_simulation(
     far outside the tolerance against the same real run."""
     import skewlab.clocks.node as clocks_node
 
-    monkeypatch.setattr(clocks_node, "make_discipline", lambda _profile: None)
+    monkeypatch.setattr(clocks_node, "make_discipline", lambda _profile, **_params: None)
     free = simulate(from_dict(SPEC), tmp_path)
     assert _servo_gap_ns(runs["run"], free) > 10 * SERVO_TOL_NS
 

@@ -93,13 +93,14 @@ def test_node_clock_reads_one_instant() -> None:
 
 
 def test_discipline_slews_toward_ntp_without_steps() -> None:
-    d = Discipline(time_constant_s=10.0, max_slew_ppm=500.0)
+    d = Discipline(phase_time_s=10.0, max_slew_ppm=500.0)
     d.update(theta_ns=1_000_000, mono_now_ns=0)  # clock 1 ms behind: slew forward
-    # θ/τ = 100 µs/s = 100_000 ppb (the integrator starts at 0)
+    # the 1 ms is slewed over 10 s: 100 µs/s = 100_000 ppb (no frequency term yet)
     assert d.slew_ppb() == pytest.approx(100_000.0)
     assert d.correction_at(2 * S) == 200_000
     d.update(theta_ns=10**9, mono_now_ns=2 * S)  # huge offset: slew is rate limited
-    assert d.slew_ppb() == 500_000.0
+    assert d.slew_ppb() == 500_000.0  # and, beyond 128 ms, leaves the frequency alone
+    assert d.freq_ppb == 0.0
     assert d.correction_at(2 * S) == 200_000  # continuous at the update
     assert d.correction_at(3 * S) == 200_000 + 500_000
     assert make_discipline("free") is None

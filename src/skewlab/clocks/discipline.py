@@ -1,14 +1,33 @@
-"""A clock discipline: a servo that slews a node's realtime clock toward NTP, like a host
-running an NTP daemon (rate-limited slew, frequency integrator). Profiles: ``free`` (no
-servo) and ``disciplined`` (a healthy host).
+"""A clock discipline: a servo that slews a node's realtime clock toward NTP the way an NTP
+daemon on a healthy host does (chronyd, ntpd). Profiles: ``free`` (no servo) and
+``disciplined``.
 
-The correction is a continuous piecewise-linear function of the node's monotonic (raw)
-reading m:  c(m) = c_k + r_k·(m − m_k) for the latest update k with m_k ≤ m. Each NTP sample
-starts a new segment at the monotonic instant it is applied, so the realtime clock never steps.
+The correction added to the monotonic (raw) reading m is a continuous function made of one
+segment per NTP update k, starting at the monotonic instant m_k the update was applied:
 
-Servo (a type-II loop, one update per sample, θ = reference − local in ns, dt in s):
-  f ← f + θ·dt / (4·τ²)          frequency integrator (ppb: 1 ns/s = 1 ppb)
-  r = clamp(θ/τ + f, ±max_slew)   slew rate applied until the next sample
+  c(m) = c_k + f_k·(m − m_k)/1e9 + p_k·min(m − m_k, T_k)/T_k            (ns; f in ppb)
+
+- **Phase**: update k slews its whole measured offset p_k = θ_k (θ = reference − local) away
+  over T_k = max(phase_time_s, |θ_k| / max_slew) and then *stops*: the phase term
+  never runs past the offset it was asked to correct, so an outage leaves only the frequency
+  term (no runaway slew). A new update replaces the part of the previous correction not yet
+  applied (its θ measures it again), as chronyd does.
+- **Frequency**: f_k is the frequency correction (ppb), a persistent rate. Each update compares
+  the offset with what the pending phase correction still owed: the innovation
+  ι_k = θ_k − p_{k−1}·(1 − min(Δ, T_{k−1})/T_{k−1}) (Δ = m_k − m_{k−1}) is the phase the clock
+  gained from its residual frequency error over Δ, so f_k = clamp(f_{k−1} + g·ι_k/Δ, ±max_freq)
+  with gain g = Δ/(Δ + freq_time_s): a frequency-locked loop that averages the measurement
+  noise over about freq_time_s and converges geometrically (factor 1 − g per update) to minus
+  the oscillator's frequency error. Long polls (chrony: 64–1024 s) give gains near 1, since
+  their ι/Δ is a precise frequency measurement; 1 s polls average over ~256 updates. An offset
+  beyond ``step_threshold_ms`` (ntpd's 128 ms) says the clock was stepped or mis-set, not that
+  its frequency is off: it is slewed as phase and leaves the frequency alone.
+- The phase term's rate never exceeds ``max_slew_ppm`` (Linux adjtime's 500 ppm), the frequency
+  term never exceeds ``max_freq_ppm`` (chronyd's maxdrift, 500 ppm).
+
+During an outage the clock therefore keeps f_k: its error grows by the remaining frequency
+error × time, nothing more. ``remaining_at`` is the part of the latest offset not yet slewed
+away: what ``chronyc tracking`` reports as the system time's offset, and what ClockBound reads.
 """
 
 from __future__ import annotations
@@ -20,34 +39,43 @@ from skewlab.clocks.sync import SyncState
 from skewlab.ntp.sample import NtpSample
 
 NS_PER_S = 1_000_000_000
+_START = -(1 << 62)
 
 
 @dataclass(slots=True)
 class Discipline:
     """Slews the realtime clock toward NTP; ``correction_at(mono)`` is added to the clock."""
 
-    time_constant_s: float = 64.0  # τ: how many seconds an offset takes to be slewed away
-    max_slew_ppm: float = 500.0  # slew rate limit (Linux adjtime's 500 ppm)
-    freq_ppb: float = 0.0  # frequency integrator, ppb
-    _m: list[int] = field(default_factory=lambda: [-(1 << 62)])  # segment starts (monotonic)
+    phase_time_s: float = 16.0  # an offset is slewed away over (at least) this long, then stops
+    freq_time_s: float = 256.0  # frequency loop: gain Δ/(Δ + freq_time_s) per update
+    max_slew_ppm: float = 500.0  # phase slew rate limit (Linux adjtime's 500 ppm)
+    max_freq_ppm: float = 500.0  # frequency correction limit (chronyd's maxdrift default)
+    step_threshold_ms: float = 128.0  # larger offsets are phase only (ntpd's step threshold)
+    freq_ppb: float = 0.0  # frequency correction now, ppb
+    _m: list[int] = field(default_factory=lambda: [_START])  # segment starts (monotonic)
     _c: list[float] = field(default_factory=lambda: [0.0])  # correction at segment start, ns
-    _r: list[float] = field(default_factory=lambda: [0.0])  # slew rate on the segment, ppb
+    _f: list[float] = field(default_factory=lambda: [0.0])  # frequency term on the segment, ppb
+    _p: list[float] = field(default_factory=lambda: [0.0])  # phase to slew on the segment, ns
+    _t: list[float] = field(default_factory=lambda: [1.0])  # its duration T_k, ns (> 0)
     updates: int = 0
 
     @property
     def max_slew_ppb(self) -> float:
-        return self.max_slew_ppm * 1000.0
+        """The largest rate (ppb) at which the correction ever changes: phase plus frequency."""
+        return (self.max_slew_ppm + self.max_freq_ppm) * 1000.0
 
     def correction_at(self, mono_ns: int) -> int:
         """Correction (ns) added to the monotonic reading to give the realtime clock."""
-        k = len(self._r) - 1  # _r is appended last: segment k is complete (poller thread)
+        k = len(self._t) - 1  # _t is appended last: segment k is complete (poller thread)
         if mono_ns < self._m[k]:
             k = bisect_right(self._m, mono_ns) - 1
             if k < 0:
                 return 0
         if k == 0:
             return 0
-        return round(self._c[k] + self._r[k] * (mono_ns - self._m[k]) / NS_PER_S)
+        dt = mono_ns - self._m[k]
+        t = self._t[k]
+        return round(self._c[k] + self._f[k] * dt / NS_PER_S + self._p[k] * min(dt, t) / t)
 
     def correction_at_array(self, mono_ns):  # type: ignore[no-untyped-def]
         """``correction_at`` for an int64 array of monotonic readings, bit for bit (the same
@@ -58,29 +86,56 @@ class Discipline:
         import numpy as np
 
         m = np.asarray(mono_ns, dtype=np.int64)
-        k = np.searchsorted(np.asarray(self._m, dtype=np.int64), m, side="right") - 1
+        starts = np.asarray(self._m, dtype=np.int64)
+        k = np.searchsorted(starts, m, side="right") - 1
         kk = np.maximum(k, 0)
         c = np.asarray(self._c, dtype=np.float64)[kk]
-        r = np.asarray(self._r, dtype=np.float64)[kk]
-        dt = (m - np.asarray(self._m, dtype=np.int64)[kk]).astype(np.float64)
-        out = np.rint(c + r * dt / NS_PER_S).astype(np.int64)
+        f = np.asarray(self._f, dtype=np.float64)[kk]
+        p = np.asarray(self._p, dtype=np.float64)[kk]
+        t = np.asarray(self._t, dtype=np.float64)[kk]
+        dt = (m - starts[kk]).astype(np.float64)
+        out = np.rint(c + f * dt / NS_PER_S + p * np.minimum(dt, t) / t).astype(np.int64)
         return np.where(k >= 1, out, 0)
 
+    def remaining_at(self, mono_ns: int) -> int:
+        """The part of the latest measured offset not yet slewed away at a monotonic instant
+        (ns, signed like θ); 0 before the first update."""
+        k = len(self._t) - 1
+        if k == 0:
+            return 0
+        dt = max(0, mono_ns - self._m[k])
+        t = self._t[k]
+        return round(self._p[k] - self._p[k] * min(dt, t) / t)
+
     def slew_ppb(self) -> float:
-        """The slew rate applied now (ppb)."""
-        return self._r[-1]
+        """The slew rate applied at the latest update (ppb): frequency plus phase term."""
+        return self._f[-1] + self._p[-1] / self._t[-1] * NS_PER_S
+
+    def phase(self) -> tuple[float, float]:
+        """(p, T): the latest update's phase correction (ns) and its duration (ns)."""
+        return self._p[-1], self._t[-1]
 
     def update(self, theta_ns: int, mono_now_ns: int) -> None:
         """Apply one NTP offset measurement (θ = reference − local) at a monotonic instant."""
-        tau = self.time_constant_s
-        dt = 0.0 if self.updates == 0 else (mono_now_ns - self._m[-1]) / NS_PER_S
-        self.freq_ppb += theta_ns * dt / (4.0 * tau * tau)
-        lim = self.max_slew_ppb
-        r = max(-lim, min(lim, theta_ns / tau + self.freq_ppb))
+        f = self.freq_ppb
+        if self.updates and abs(theta_ns) <= self.step_threshold_ms * 1e6:
+            dt = mono_now_ns - self._m[-1]
+            if dt > 0:
+                t_prev = self._t[-1]
+                owed = self._p[-1] - self._p[-1] * min(dt, t_prev) / t_prev
+                d_s = dt / NS_PER_S
+                gain = d_s / (d_s + self.freq_time_s)
+                fmax = self.max_freq_ppm * 1000.0
+                f = max(-fmax, min(fmax, f + gain * (theta_ns - owed) / d_s))
+        room = self.max_slew_ppm * 1000.0  # ppb
+        t_ns = max(self.phase_time_s * NS_PER_S, abs(theta_ns) / room * NS_PER_S, 1.0)
         c_now = float(self.correction_at(mono_now_ns))
+        self.freq_ppb = f
         self._m.append(mono_now_ns)
         self._c.append(c_now)
-        self._r.append(r)
+        self._f.append(f)
+        self._p.append(float(theta_ns))
+        self._t.append(t_ns)
         self.updates += 1
 
     def follow(self, state: SyncState) -> None:

@@ -25,7 +25,10 @@ def node_oscillator(spec: ExperimentSpec, name: str, t0_ns: int) -> Oscillator:
 def _build(spec: ExperimentSpec, name: str, t0_ns: int) -> tuple[Oscillator, Discipline | None]:
     """``node_oscillator`` and its servo (typed as the discipline, which can follow a state)."""
     n = spec.node(name)
-    servo = make_discipline(n.discipline)
+    # a host whose daemon ran before: its drift file holds the constant drift (docs/CONFIG.md),
+    # as a rate of the monotonic clock (which itself runs fast by the drift)
+    drift_file_ppb = -n.drift_ppm * 1000.0 / (1 + n.drift_ppm / 1e6)
+    servo = make_discipline(n.discipline, freq_ppb=drift_file_ppb)
     osc = Oscillator(
         offset_ns=round(n.offset_ms * 1_000_000),
         drift_ppb=round(n.drift_ppm * 1_000),

@@ -1,0 +1,85 @@
+"""The disciplined host's servo (clocks/discipline.py) behaves like an NTP daemon's: it slews a
+measured phase offset away over its time constant and then stops, locks its frequency to the
+oscillator's, and during an outage adds no error beyond its frequency error × time.
+
+Driven sample by sample in virtual time: each "sample" is a perfect measurement of the node's
+realtime error (θ = true − local), so every number here is the servo's alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from skewlab.clocks.discipline import Discipline
+from skewlab.clocks.oscillator import Oscillator
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+
+
+def _run(osc: Oscillator, d: Discipline, t_from: int, t_to: int, poll_s: float) -> int:
+    """Feed the servo one exact offset every ``poll_s`` from ``t_from`` to ``t_to``; the
+    instant after the last update."""
+    t = t_from
+    while t <= t_to:
+        d.update(t - osc.local_at(t), osc.monotonic_at(t))
+        t += round(poll_s * S)
+    return t
+
+
+def test_servo_corrects_a_phase_offset_then_stops_slewing() -> None:
+    d = Discipline(phase_time_s=16.0)
+    osc = Oscillator(offset_ns=3_000_000, drift_ppb=0, t0_ns=T0, discipline=d)
+    d.update(T0 - osc.local_at(T0), osc.monotonic_at(T0))  # one sample: θ = −3 ms
+    assert osc.error_at(T0) == 3_000_000
+    assert osc.error_at(T0 + 8 * S) == 1_500_000  # halfway through the 16 s slew
+    assert osc.error_at(T0 + 16 * S) == 0  # corrected...
+    for k in (17, 60, 3600):  # ... and then it stops: no overshoot, no runaway
+        assert osc.error_at(T0 + k * S) == 0
+    assert d.remaining_at(osc.monotonic_at(T0 + 4 * S)) == -2_250_000
+    assert d.remaining_at(osc.monotonic_at(T0 + 20 * S)) == 0
+
+
+def test_large_offsets_are_slewed_at_most_at_the_rate_limit() -> None:
+    d = Discipline(phase_time_s=16.0, max_slew_ppm=500.0)
+    osc = Oscillator(offset_ns=-100_000_000, t0_ns=T0, discipline=d)  # 100 ms behind
+    d.update(T0 - osc.local_at(T0), osc.monotonic_at(T0))
+    # 100 ms at 500 µs/s takes 200 s
+    assert osc.error_at(T0 + 100 * S) == -50_000_000
+    assert osc.error_at(T0 + 200 * S) == 0
+    assert osc.error_at(T0 + 300 * S) == 0
+
+
+@pytest.mark.parametrize("poll_s", [1.0, 16.0, 64.0, 1024.0])
+def test_servo_locks_frequency_and_outage_error_is_frequency_error_times_time(
+    poll_s: float,
+) -> None:
+    drift = 25_000  # 25 ppm fast; the servo starts knowing nothing of it
+    d = Discipline()
+    osc = Oscillator(offset_ns=2_000_000, drift_ppb=drift, t0_ns=T0, discipline=d)
+    t_end = T0 + round(max(3600, 40 * poll_s) * S)
+    last = _run(osc, d, T0, t_end, poll_s) - round(poll_s * S)
+    # locked: the frequency correction cancels the drift (to 1 ppb), the error is small
+    assert d.freq_ppb == pytest.approx(-drift, abs=1.0)
+    settle = last + round(max(d.phase_time_s, poll_s) * S)
+    err0 = osc.error_at(settle)
+    assert abs(err0) < 2_000  # ns
+    # outage: no update for an hour. The phase term has ended; the error grows only by the
+    # residual frequency error × time, nothing else: the drift plus the correction's rate, which
+    # runs on the monotonic clock (itself fast by the drift)
+    resid_ppb = drift + d.freq_ppb * (1 + drift / S)
+    assert abs(resid_ppb) < 1.0
+    for h in (600, 1800, 3600):
+        t = settle + h * S
+        expect = err0 + resid_ppb * h
+        assert osc.error_at(t) == pytest.approx(expect, abs=2.0)
+
+
+def test_servo_with_a_drift_file_starts_locked() -> None:
+    """A host whose daemon ran before restores its frequency (``clocks/node.py`` starts the
+    servo at −drift): with one sample its error stays within its phase correction."""
+    d = Discipline(freq_ppb=-40_000.0 / (1 + 40_000 / S))  # a rate of the monotonic clock
+    osc = Oscillator(offset_ns=1_000_000, drift_ppb=40_000, t0_ns=T0, discipline=d)
+    d.update(T0 - osc.local_at(T0), osc.monotonic_at(T0))
+    assert abs(osc.error_at(T0 + 16 * S)) <= 1
+    assert abs(osc.error_at(T0 + 3600 * S)) <= 1
