@@ -83,3 +83,49 @@ def test_servo_with_a_drift_file_starts_locked() -> None:
     d.update(T0 - osc.local_at(T0), osc.monotonic_at(T0))
     assert abs(osc.error_at(T0 + 16 * S)) <= 1
     assert abs(osc.error_at(T0 + 3600 * S)) <= 1
+
+
+def test_clockbound_on_a_disciplined_node_reads_the_daemons_remaining_offset() -> None:
+    """ClockBound's |offset| term on a disciplined node is what the daemon has not yet slewed
+    away (it shrinks to 0 over the servo's phase time), not the raw sample's |θ|; the array
+    form (simulator) gives the same readings as ``read``."""
+    import numpy as np
+
+    from skewlab.clocks.node import node_sync
+    from skewlab.clocks.sources import make_sources
+    from skewlab.ntp.client import compute_sample
+    from skewlab.sim.vector import SourceTrack
+    from skewlab.spec import from_dict
+    from skewlab.timebase import VirtualClock
+
+    spec = from_dict({"nodes": [{"name": "c", "role": "coordinator"},
+                                {"name": "B", "offset_ms": 4, "discipline": "disciplined"},
+                                {"name": "C"}]})  # fmt: skip
+    host = VirtualClock(T0)
+    clock, state = node_sync(spec, "B", T0, host)
+    osc = clock.oscillator
+    (cb,) = make_sources(["clockbound"], state)
+    track = SourceTrack([cb])
+    t = T0 + S
+    host.set(t)
+    loc = osc.local_at(t)  # a perfect sample (λ = delay/2 = 500 ns): θ = −4 ms
+    s = compute_sample("s", loc - 1000, t - 500, t - 500, loc, truth_t1_ns=t - 1000,
+                       truth_t4_ns=t)  # fmt: skip
+    state.add(s, *osc.gaps_at(t))
+    track.record(t)
+    lam = s.root_distance_ns
+    disc = osc.discipline
+    for k in (0, 4, 8, 15, 16, 40):
+        q = t + k * S
+        rem = abs(disc.remaining_at(osc.monotonic_at(q)))  # the servo's own, in monotonic time
+        assert rem == {0: 4_000_000, 4: 3_000_000, 8: 2_000_000, 15: 250_000}.get(k, 0)
+        r = cb.read(osc.local_at(q))
+        age = osc.local_at(q) - s.t4_ns
+        growth = -(-age * 50_000 // S)
+        assert r.latest_ns - r.estimate_ns == pytest.approx(lam + rem + growth, abs=2)
+    q = np.arange(t, t + 40 * S, 333_333_333, dtype=np.int64)
+    gap, sgap = osc.gaps_at_array(q)
+    (many,) = track.read(q, osc.local_at_array(q), gap, sgap)
+    one = [cb.read(osc.local_at(int(x))) for x in q]
+    assert [int(x) for x in many.latest] == [r.latest_ns for r in one]
+    assert [int(x) for x in many.earliest] == [r.earliest_ns for r in one]

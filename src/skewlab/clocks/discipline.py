@@ -111,9 +111,17 @@ class Discipline:
         """The slew rate applied at the latest update (ppb): frequency plus phase term."""
         return self._f[-1] + self._p[-1] / self._t[-1] * NS_PER_S
 
-    def phase(self) -> tuple[float, float]:
-        """(p, T): the latest update's phase correction (ns) and its duration (ns)."""
-        return self._p[-1], self._t[-1]
+    def segment(self) -> tuple[int, int, int, int] | None:
+        """The latest update's segment as integers: (monotonic start m_k, correction then c_k,
+        phase correction p_k, the phase's duration on the *realtime* clock, rounded up), all
+        ns; None before any update. While the phase runs the realtime clock advances at
+        1 + f_k + p_k/T_k per monotonic ns, so the phase lasts T_k·(1 + f_k) + p_k realtime ns
+        and what remains is linear in realtime elapsed: p_k·(1 − elapsed/that)."""
+        if not self.updates:
+            return None
+        t, p = self._t[-1], self._p[-1]
+        t_real = t + t * self._f[-1] / NS_PER_S + p
+        return self._m[-1], round(self._c[-1]), round(p), -int(-t_real // 1)
 
     def update(self, theta_ns: int, mono_now_ns: int) -> None:
         """Apply one NTP offset measurement (θ = reference − local) at a monotonic instant."""

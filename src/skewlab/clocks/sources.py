@@ -251,11 +251,16 @@ class TrueTimeSource:
 class ClockBoundSource:
     """AWS ClockBound's clock error bound, centred on the system clock:
 
-    CEB = |θ| + root dispersion + root delay/2 + max_drift · (local − T4), where the root delay
-    includes the measured path (δ) and the dispersion the timestamp precisions, so
+    CEB = |offset| + root dispersion + root delay/2 + max_drift · (local − T4), where the root
+    delay includes the measured path (δ) and the dispersion the timestamp precisions, so
     root dispersion + root delay/2 = λ (the sample's root distance). estimate = local.
-    max_drift defaults to 50 ppm. Status ages like ClockBound's: SYNCHRONIZED, then
-    FREE_RUNNING after ``stale_after_s``, then UNSYNCHRONIZED (unknown) after ``unsync_after_s``.
+    |offset| is what ClockBound reads from the daemon: on a disciplined node (a host running
+    chrony) the part of the latest measured offset the servo has not yet slewed away
+    (``Discipline.remaining_at``, shrinking linearly to 0 over the servo's phase time, aged on
+    the system clock as ClockBound ages its bound, ``Discipline.segment``); on a free node
+    nothing corrects the clock, so it is the sample's whole |θ|. max_drift defaults to 50 ppm.
+    Status ages like ClockBound's: SYNCHRONIZED, then FREE_RUNNING after ``stale_after_s``, then
+    UNSYNCHRONIZED (unknown) after ``unsync_after_s``.
     """
 
     name = "clockbound"
@@ -273,36 +278,67 @@ class ClockBoundSource:
         self.rate_ppb = round(max_drift_ppm * 1000)
         self.stale_ns = round(stale_after_s * NS_PER_S)
         self.unsync_ns = round(unsync_after_s * NS_PER_S)
-        self._snap: tuple[int, int] | None = None  # (T4 local, |θ| + λ)
+        # (T4 local, λ + |θ| or λ, |p| (ns), T on the realtime clock (ns; 0: no slewing),
+        # local at the slew's start)
+        self._snap: tuple[int, int, int, int, int] | None = None
         state.subscribe(self._on_sample)
         if state.latest is not None:
             self._on_sample(state.latest)
 
     def _on_sample(self, s: NtpSample) -> None:
-        self._snap = (s.t4_ns, abs(s.offset_ns) + s.root_distance_ns)
+        disc = getattr(getattr(self.state.clock, "oscillator", None), "discipline", None)
+        seg = None if disc is None else getattr(disc, "segment", lambda: None)()
+        if seg is None:  # nothing slews the clock: the whole measured offset stays
+            self._snap = (s.t4_ns, abs(s.offset_ns) + s.root_distance_ns, 0, 0, 0)
+            return
+        # the servo subscribed first, so its latest segment is this sample's: the local
+        # instant it started at is its monotonic start + the correction then + the step gap
+        m_k, c_k, p, t = seg
+        start = m_k + c_k + self.state.latest_step_gap_ns
+        self._snap = (s.t4_ns, s.root_distance_ns, abs(p), t, start)
 
-    def snapshot(self) -> tuple[int, int] | None:
-        """(T4 local, |θ| + λ) of the latest sample: what a reading stands on."""
+    def snapshot(self) -> tuple[int, int, int, int, int] | None:
+        """(T4 local, base, |p|, T, slew start local) of the latest sample: base is λ + |θ| on
+        a free node, λ on a disciplined one, whose remaining offset |p|·(1 − elapsed/T) is added
+        at read time."""
         return self._snap
 
     def read(self, local_ns: int, host_ns: int | None = None) -> Reading:
         snap = self._snap
         if snap is None:
             return _NONE
-        t4, base = snap
+        t4, base, p, t, start = snap
         age = local_ns - t4
         if age > self.unsync_ns:
             return _NONE
+        if t:
+            base += _remaining(p, local_ns - start, t)
         est, lo, hi, st = _aged_interval(local_ns, base, age, self.rate_ppb, self.stale_ns)
         return _tuple_new(Reading, (est, lo, hi, _BY_CODE[st], t4))
 
     def read_many(self, snaps: Sequence[Any], k: Any, local: Any, gap: Any = None,
                   step_gap: Any = None) -> Readings:  # fmt: skip
         """``read`` of many local readings; reading i stands on ``snaps[k[i]]`` (k < 0: none)."""
-        (t4, base), have = _snap_columns(snaps, k, 2)
+        np = _np()
+        (t4, base, p, t, start), have = _snap_columns(snaps, k, 5)
         age = _clip_age(local - t4, self.unsync_ns)
+        slewed = t > 0
+        if slewed.any():
+            rem = _remaining(p, local - start, np.where(slewed, t, 1), np)
+            base = base + np.where(slewed, rem, 0)
         values = _aged_interval(local, base, age, self.rate_ppb, self.stale_ns)
         return _aged_readings(values, age, have, self.unsync_ns)
+
+
+def _remaining(p, elapsed, t, xp=None):  # type: ignore[no-untyped-def]
+    """What is left of a phase correction |p| (ns) slewed away linearly over T ns, ``elapsed``
+    ns after it started, rounded up: ⌈|p| − |p|·min(max(elapsed, 0), T)/T⌉ (ns). One reading
+    (``xp`` None) or many (``xp`` numpy), the same float operations."""
+    if xp is None:
+        done = 0 if elapsed < 0 else (elapsed if elapsed < t else t)
+        return -int((p * (done / t) - p) // 1)
+    done = xp.minimum(xp.maximum(elapsed, 0), t)
+    return xp.ceil(p - p * (done / t)).astype(xp.int64)
 
 
 @dataclass(frozen=True, slots=True)
