@@ -82,3 +82,27 @@ def test_cli_errors_are_one_line() -> None:
     assert p.returncode == 1
     assert p.stderr.startswith("skewlab: error: cannot bind"), p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+def test_ctrl_c_stops_the_server() -> None:
+    """SIGINT ends `ntp-server` (issue 20, item 3), even when it was started with SIGINT
+    ignored (`skewlab ntp-server &` in a script): counters printed, exit 0."""
+    for setup in (None, _ignore_sigint):
+        proc = subprocess.Popen(
+            skewlab_cmd("ntp-server", "--port", "0"), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, preexec_fn=setup,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and "listening on" in proc.stdout.readline()
+            os.kill(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        assert out.startswith("counters: ") and "Traceback" not in err

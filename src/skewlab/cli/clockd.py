@@ -6,7 +6,6 @@ the source (and its NTP poller) and runs the loop until SIGTERM, Ctrl-C or --dur
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -111,14 +110,12 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
         fail(f"cannot create {path}: {e.strerror}")
     daemon = ClockDaemon(source, writer, interval_s, void_after_s, min_drift_ppb)
 
-    def _stop(_sig: int, _frame: object) -> None:
-        daemon.stop_event.set()
+    from skewlab.interrupts import interruptible
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     click.echo(f"clockd: publishing {source_name} to {path} every {interval_s:g} s", err=True)
     try:
-        daemon.run(duration_s)
+        with interruptible(on_signal=lambda _sig: daemon.stop_event.set()):  # SIGINT, SIGTERM
+            daemon.run(duration_s)
     finally:
         if poller is not None:
             poller.stop()

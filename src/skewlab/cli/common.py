@@ -8,6 +8,8 @@ to register it) so the command modules can import these without an import cycle.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,6 +23,55 @@ def fail(msg: str, code: int = 1) -> NoReturn:
     """Print ``skewlab: error: msg`` on stderr (one line) and exit with ``code``."""
     click.echo(f"skewlab: error: {msg}", err=True)
     sys.exit(code)
+
+
+# Exit codes (README "Exit codes"): 0 ok, 1 the run or check failed, 2 bad input,
+# 128 + signal (130 SIGINT, 143 SIGTERM) interrupted.
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@contextmanager
+def interrupts(after: Callable[[BaseException], str]) -> Iterator[None]:
+    """The shared end of a long-running command on SIGINT or SIGTERM: the block is stopped by
+    ``skewlab.interrupts.Interrupted`` (its cleanup runs: nodes stopped, traces flushed, status
+    ``interrupted`` recorded), then one line ``skewlab: error: interrupted by SIG...; <after(e)>``
+    (``e``: the exception, whose ``results`` names a partial folder when one was written) and
+    exit 128 + signal."""
+    from skewlab.interrupts import interruptible, signal_of
+
+    try:
+        with interruptible():
+            yield
+    except KeyboardInterrupt as e:
+        sig = signal_of(e)
+        fail(f"interrupted by {sig.name}; {after(e)}", sig.exit_code)
+
+
+def interrupted_run(launcher: Any, progress: Progress | None = None) -> str:
+    """What an interrupted launcher left: where, and in which state."""
+    if progress is not None:
+        progress.end()
+    res = getattr(launcher, "results", None)
+    if res is None:
+        return "nothing was started"
+    status = (getattr(launcher, "meta", None) or {}).get("status")
+    if status == "completed":
+        return f"the run completed, its analysis did not: skewlab analyze {res.root}"
+    return f"every node process stopped; partial results in {res.root} (status interrupted)"
+
+
+def interrupted_sim(e: BaseException, progress: Progress | None = None,
+                    done: Path | None = None) -> str:  # fmt: skip
+    """What an interrupted simulation left (``done``: its folder, if it had finished)."""
+    if progress is not None:
+        progress.end()
+    if done is not None:
+        return f"the simulation completed, its analysis did not: skewlab analyze {done}"
+    where = getattr(e, "results", None)
+    if where is None:
+        return "nothing was written"
+    return f"partial results in {where} (status interrupted)"
 
 
 def load_spec(config: Path | None, events: int | None = None,

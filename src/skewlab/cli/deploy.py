@@ -11,7 +11,14 @@ from typing import Any
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import Progress, fail, load_spec, summary_table
+from skewlab.cli.common import (
+    Progress,
+    fail,
+    interrupted_run,
+    interrupts,
+    load_spec,
+    summary_table,
+)
 
 
 def _analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> bool:
@@ -27,6 +34,11 @@ def _analyse_and_report(res: Any, make_figures: bool, meta: dict[str, Any]) -> b
     if not meta.get("truth_available", True):
         click.echo("(no ground truth on real hosts: truth-based metrics are unavailable)")
     return True
+
+
+def _ended(progress: Progress, what: str) -> str:
+    progress.end()
+    return what
 
 
 @click.command()
@@ -88,14 +100,12 @@ def deploy(
             fail("the Slurm pre-flight runs inside an allocation: salloc, then deploy", 2)
         from skewlab.deploy.slurm import job_outcome, submit
 
-        try:
-            res, job = submit(spec, cluster, out, not no_figures, progress)
-        except LaunchError as e:
-            progress.end()
-            fail(str(e))
-        except KeyboardInterrupt:
-            progress.end()
-            fail("interrupted; the batch job was cancelled", 130)
+        with interrupts(lambda _e: _ended(progress, "the batch job was cancelled")):
+            try:
+                res, job = submit(spec, cluster, out, not no_figures, progress)
+            except LaunchError as e:
+                progress.end()
+                fail(str(e))
         progress.end()
         meta = job_outcome(res)
         click.echo(f"slurm job {job}: {meta.get('status')}")
@@ -118,28 +128,32 @@ def deploy(
         click.echo("pre-flight: every check passed")
         return
 
-    error: str | None = None
-    interrupted = False
-    try:
-        runner.run()
-    except LaunchError as e:
-        error = str(e)
-    except KeyboardInterrupt:
-        interrupted = True
-    progress.end()
-    res = runner.results
-    if res is None:  # failed before anything was started
-        if results_dir is not None:  # the sbatch path: tell the waiting side
+    def not_started(error: str | None) -> None:
+        """Nothing was started: on the sbatch path, tell the waiting side."""
+        if results_dir is not None and runner.results is None:
             write_json_atomic(ResultsDir(results_dir).metadata_path,
                               {"status": "failed", "error": error, "launcher": name})  # fmt: skip
-        fail(error or "interrupted", 130 if interrupted else 1)
-    meta = runner.meta
-    if interrupted:
-        fail(f"interrupted; every node started was stopped; partial results in {res.root}", 130)
-    if meta.get("failed_nodes"):
-        failed = ", ".join(f"{n} ({why})" for n, why in meta["failed_nodes"].items())
-        click.echo(f"failed node(s): {failed}; analysing the partial results", err=True)
-    analysed = _analyse_and_report(res, not no_figures, meta)
+
+    def interrupted(_e: BaseException) -> str:
+        not_started("interrupted")
+        return interrupted_run(runner, progress)
+
+    error: str | None = None
+    with interrupts(interrupted):
+        try:
+            runner.run()
+        except LaunchError as e:
+            error = str(e)
+        progress.end()
+        res = runner.results
+        if res is None:  # failed before anything was started
+            not_started(error)
+            fail(error or "the launcher failed before starting anything")
+        meta = runner.meta
+        if meta.get("failed_nodes"):
+            failed = ", ".join(f"{n} ({why})" for n, why in meta["failed_nodes"].items())
+            click.echo(f"failed node(s): {failed}; analysing the partial results", err=True)
+        analysed = _analyse_and_report(res, not no_figures, meta)
     click.echo(f"\nresults: {res.root}")
     if error:
         fail(error)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 
@@ -108,16 +107,17 @@ def ntp_server(
         fail(f"cannot bind {host}:{port}: {e.strerror}{hint}")
     except ValueError as e:
         fail(str(e), 2)
+    from skewlab.interrupts import interruptible
+
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    server.start()
-    click.echo(f"skewlab ntp-server: listening on {server.address[0]}:{server.port}")
-    sys.stdout.flush()
-    try:
+    # SIGINT and SIGTERM end the wait (a handler is installed even when the shell started us
+    # with SIGINT ignored); the server then stops and prints its counters, exit 0.
+    with interruptible(on_signal=lambda _sig: done.set()):
+        server.start()
+        click.echo(f"skewlab ntp-server: listening on {server.address[0]}:{server.port}")
+        sys.stdout.flush()
         done.wait(duration)
-    except KeyboardInterrupt:
-        pass
-    server.stop()
+        server.stop()
     click.echo("counters: " + json.dumps(dict(sorted(server.counters.items()))))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import Progress, fail, load_spec, summary_table
+from skewlab.cli.common import Progress, fail, interrupted_run, interrupts, load_spec, summary_table
 from skewlab.net.profiles import profile_names
 
 
@@ -50,16 +50,14 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
         spec.run.netns = True
     progress = Progress(not quiet)
     launcher = LocalLauncher(spec, out, progress)
-    try:
-        outcome = launcher.run()
-    except LaunchError as e:
+    with interrupts(lambda _e: interrupted_run(launcher, progress)):
+        try:
+            outcome = launcher.run()
+        except LaunchError as e:
+            progress.end()
+            fail(str(e))
         progress.end()
-        fail(str(e))
-    except KeyboardInterrupt:
-        progress.end()
-        fail("interrupted; all node processes stopped", 130)
-    progress.end()
-    stats = analyze(outcome.results, make_figures=not no_figures)
+        stats = analyze(outcome.results, make_figures=not no_figures)
     click.echo(summary_table(stats))
     if stats.get("network"):
         click.echo("\n" + format_link_summary(stats["network"]))

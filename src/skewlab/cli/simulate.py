@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import Progress, fail, load_spec, summary_table
+from skewlab.cli.common import (
+    Progress,
+    fail,
+    interrupted_sim,
+    interrupts,
+    load_spec,
+    summary_table,
+)
 
 if TYPE_CHECKING:
     from skewlab.spec import ExperimentSpec
@@ -55,12 +62,15 @@ def simulate(
         _validate(spec, out, quiet)
         return
     progress = Progress(not quiet)
-    try:
-        res = run_sim(spec, out, SimOptions(jobs=jobs, cw_every=cw_every), progress=progress)
-    except SimError as e:
-        fail(str(e), 2)
-    progress.end()
-    stats = analyze(res, make_figures=not no_figures)
+    done: list[Path] = []
+    with interrupts(lambda e: interrupted_sim(e, progress, done[0] if done else None)):
+        try:
+            res = run_sim(spec, out, SimOptions(jobs=jobs, cw_every=cw_every), progress=progress)
+        except SimError as e:
+            fail(str(e), 2)
+        done.append(res.root)
+        progress.end()
+        stats = analyze(res, make_figures=not no_figures)
     click.echo(summary_table(stats))
     if stats.get("network"):  # emulated paths, requested vs achieved, as `run` shows them
         from skewlab.analysis.links import format_summary as format_link_summary
@@ -74,10 +84,12 @@ def _validate(spec: ExperimentSpec, out: Path, quiet: bool) -> None:
     from skewlab.sim.simulate import SimError
     from skewlab.sim.validate import format_comparison, validate
 
-    try:
-        report = validate(spec, out, progress=Progress(not quiet))
-    except (SimError, LaunchError) as e:
-        fail(str(e))
+    progress = Progress(not quiet)
+    with interrupts(lambda e: interrupted_sim(e, progress)):
+        try:
+            report = validate(spec, out, progress=progress)
+        except (SimError, LaunchError) as e:
+            fail(str(e))
     click.echo(format_comparison(report))
     if not report["agree"]:
         fail("simulation and real run disagree beyond the stated tolerances")
@@ -118,12 +130,24 @@ def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool
 
     if not sweep_file.exists():
         fail(f"sweep file {sweep_file} does not exist", 2)
-    try:
-        r = run_sweep(sweep_file, out, jobs=jobs, real=real, figures=cell_figures,
-                      progress=None if quiet else lambda s: click.echo(s, err=True))  # fmt: skip
-    except SpecError as e:
-        fail(str(e), 2)
-    except (SimError, LaunchError) as e:
-        fail(str(e))
+    say = None if quiet else lambda s: click.echo(s, err=True)
+    with interrupts(interrupted_sweep):
+        try:
+            r = run_sweep(sweep_file, out, jobs=jobs, real=real, figures=cell_figures,
+                          progress=say)  # fmt: skip
+        except SpecError as e:
+            fail(str(e), 2)
+        except (SimError, LaunchError) as e:
+            fail(str(e))
     click.echo(format_table(r["rows"]))
     click.echo(f"\n{r['ran']} cell(s) run, {r['skipped']} reused; table and figures in {r['root']}")
+
+
+def interrupted_sweep(e: BaseException) -> str:
+    """What an interrupted sweep left: its completed cells, reused by the next run."""
+    done = getattr(e, "cells_done", None)
+    root = getattr(e, "results", None)
+    if root is None:
+        return "no cell was started"
+    return (f"{done} cell(s) completed and kept in {root}; cells cut short are marked "
+            "interrupted; the same command resumes")  # fmt: skip

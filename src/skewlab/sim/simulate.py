@@ -20,7 +20,6 @@ import json
 import os
 import platform
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,8 +423,6 @@ def simulate(
     progress: Callable[[str], None] | None = None,
 ) -> ResultsDir:
     """Run ``spec`` in virtual time; return the results folder (traces, spec, metadata)."""
-    from skewlab.node.patterns import effective_commit_wait_ms
-
     opt = options or SimOptions()
     say = progress or (lambda _s: None)
     check_simulable(spec)
@@ -445,6 +442,22 @@ def simulate(
         "started_unix_ns": host_ns(), "status": "running",
     }  # fmt: skip
     write_json_atomic(res.metadata_path, meta)
+    try:
+        return _run(spec, res, meta, opt, say, wall0, workers_start, coord_start, workers_ready)
+    except KeyboardInterrupt as e:  # SIGINT/SIGTERM (skewlab.interrupts): record, then stop
+        meta.update(status="interrupted", duration_s=round(monotonic_s() - wall0, 3))
+        write_json_atomic(res.metadata_path, meta)
+        e.results = res.root  # type: ignore[attr-defined]  # where the partial run is
+        raise
+
+
+def _run(spec: ExperimentSpec, res: ResultsDir, meta: dict[str, Any], opt: SimOptions,
+         say: Callable[[str], None], wall0: float, workers_start: Any, coord_start: Any,
+         workers_ready: Any) -> ResultsDir:  # fmt: skip
+    """The body of ``simulate`` once its folder and metadata exist."""
+    from skewlab.interrupts import pool
+    from skewlab.node.patterns import effective_commit_wait_ms
+
     plan = _Plan(spec.to_json(), str(res.root), workers_start, coord_start, workers_ready,
                  np.zeros(0, np.int64), np.zeros(0, np.int64),
                  cw_ms=effective_commit_wait_ms(spec), cw_every=max(1, opt.cw_every))  # fmt: skip
@@ -461,7 +474,7 @@ def simulate(
             results.append(_worker_job(n))
             say(f"worker {n} done ({i + 1}/{len(names)})")
     else:
-        with ProcessPoolExecutor(jobs, initializer=_init, initargs=(plan,)) as ex:
+        with pool(jobs, initializer=_init, initargs=(plan,)) as ex:
             results = list(ex.map(_worker_job, names))
     for n, c in zip(names, results, strict=True):
         nodes[n] = {"role": "worker", "counts": c}

@@ -28,7 +28,7 @@ import hashlib
 import itertools
 import json
 import re
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -237,22 +237,49 @@ def run_sweep(
     say(f"sweep {sweep['name']}: {len(grid)} cells, {skipped} already done, {len(todo)} to run")
     if real:
         jobs = 1  # real runs share the host clock and CPU: one at a time keeps them honest
-    if todo:
-        if jobs <= 1:
-            for i, a in todo:
-                rows[i] = _run_cell(a)
-                say(f"cell {i} done")
-        else:
-            with ProcessPoolExecutor(jobs) as ex:
-                for (i, _a), row in zip(todo, ex.map(_run_cell, [a for _, a in todo]),
-                                        strict=True):  # fmt: skip
-                    rows[i] = row
-                    say(f"cell {i} done")
+    try:
+        _run_cells(todo, rows, jobs, say)
+    except KeyboardInterrupt as e:  # SIGINT/SIGTERM: running cells stopped, none started after
+        for _i, a in todo:
+            _mark_interrupted(Path(a[1]))
+        e.results = root  # type: ignore[attr-defined]
+        e.cells_done = skipped + sum(1 for i, _a in todo if i in rows)  # type: ignore[attr-defined]
+        raise
     ordered = [rows[i] for i in range(len(grid))]
     files = write_table(root, ordered)
     files += sweep_figures(root, ordered, list(sweep["grid"]))
     return {"root": str(root), "rows": ordered, "ran": len(todo), "skipped": skipped,
             "files": files}  # fmt: skip
+
+
+def _run_cells(todo: list[tuple[int, Any]], rows: dict[int, Any], jobs: int, say: Any) -> None:
+    """Run the cells of ``todo`` (one at a time or in a pool), filling ``rows`` as they end."""
+    from skewlab.interrupts import pool
+
+    if jobs <= 1:
+        for i, a in todo:
+            rows[i] = _run_cell(a)
+            say(f"cell {i} done")
+        return
+    with pool(jobs) as ex:
+        futures = {ex.submit(_run_cell, a): i for i, a in todo}
+        for f in as_completed(futures):
+            rows[futures[f]] = f.result()
+            say(f"cell {futures[f]} done")
+
+
+def _mark_interrupted(d: Path) -> None:
+    """A cell cut short (no marker): its run's metadata says ``interrupted``, not ``running``."""
+    meta_path = d / "run" / "metadata.json"
+    if (d / MARKER).exists() or not meta_path.exists():
+        return
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(meta, dict) and meta.get("status") == "running":
+        meta["status"] = "interrupted"
+        write_json_atomic(meta_path, meta)
 
 
 def write_table(root: Path, rows: list[dict[str, Any]]) -> list[str]:
