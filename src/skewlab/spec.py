@@ -152,11 +152,21 @@ class RunSpec(_Model):
     drain_s: float = Field(0.5, ge=0, le=60)
     ready_timeout_s: float = Field(20.0, gt=0, le=3600)
     batch_rows: int = Field(8192, ge=1, le=1_000_000)  # trace rows per Parquet part file
-    # Shared key for HMAC-SHA256 on event packets (UTF-8); None = unauthenticated packets.
-    hmac_key: str | None = Field(None, min_length=1)
+    # HMAC-SHA256 on event packets: true = a fresh random key per run (default), false = none
+    # (throughput studies), a string = that fixed key (UTF-8). Never written: see to_json.
+    hmac_key: bool | str = True
     idle_exit_s: float = Field(5.0, gt=0, le=3600)  # worker exits when control is lost and no
     # event arrived for this long
     netns: bool = False  # namespace mode (root only): each node in its own network namespace
+
+    @field_validator("hmac_key", mode="before")
+    @classmethod
+    def _hmac_key_ok(cls, v: Any) -> Any:
+        if v is None:  # spec.json of older runs: null meant unauthenticated
+            return False
+        if isinstance(v, str) and not v:
+            raise ValueError("an empty key; use true (a per-run key) or false (none)")
+        return v
 
 
 def _default_nodes() -> list[NodeSpec]:
@@ -279,6 +289,11 @@ class ExperimentSpec(_Model):
         raise KeyError(name)
 
     def to_json(self) -> str:
+        """The spec as it is recorded (spec.json): a fixed ``run.hmac_key`` is written as
+        ``true``, because a key is a secret and never goes into a file."""
+        if isinstance(self.run.hmac_key, str):
+            run = self.run.model_copy(update={"hmac_key": True})
+            return self.model_copy(update={"run": run}).model_dump_json(indent=2)
         return self.model_dump_json(indent=2)
 
 

@@ -77,7 +77,7 @@ class LocalLauncher(Orchestrator):
             cmd = [*netns.exec_prefix(self.topology.ns[name]), *cmd]
         with open(log, "wb") as logf:
             p = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                cmd, stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only the launcher, which stops them
             )  # fmt: skip
         return NodeProc(name, role, p, log)

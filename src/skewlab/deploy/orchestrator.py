@@ -25,6 +25,7 @@ from skewlab import __version__
 from skewlab.nemesis.wiring import extra_ntp_args, more_ntp_servers, start_link_nemesis
 from skewlab.node.control import ControlServer, Message
 from skewlab.node.patterns import drain_ns, expected_duration_ns
+from skewlab.node.secret import RunSecrets
 from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
 from skewlab.timebase import host_ns, monotonic_s
@@ -122,6 +123,8 @@ class Orchestrator:
         self.failed: dict[str, str] = {}  # node → why it failed (in metadata.json)
         self.net: Any = None  # skewlab.net.link.Network: the link relays of this run, if any
         self.t0_ns = 0
+        # this run's fresh random secret: control keys per node, the event key (never written)
+        self.secrets = RunSecrets(spec.run.hmac_key)
 
     # -- hooks ----------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -160,7 +163,9 @@ class Orchestrator:
         ]  # fmt: skip
 
     def start_node(self, role: str, name: str, argv: list[str], log: Path) -> NodeProc:
-        """Start one node process; ``argv`` follows ``python -m skewlab.node``."""
+        """Start one node process; ``argv`` follows ``python -m skewlab.node``. The carrier's
+        stdin must be a pipe (``subprocess.PIPE``): the node's keys are written to it, and the
+        carrier (the node itself, ssh or srun) hands them to the node's standard input."""
         raise NotImplementedError
 
     def stage(self) -> None:
@@ -197,9 +202,41 @@ class Orchestrator:
             extra = [*extra, "--bind", addr]
         proc = self.start_node(role, name, self.node_argv(role, name, extra), self._log_path(name))
         self.procs[name] = proc
+        self._send_keys(proc)
         self.meta.setdefault("pids", {})[name] = proc.popen.pid  # carrier PIDs, for people/tests
         self._save_meta()
         return proc
+
+    def _send_keys(self, proc: NodeProc) -> None:
+        """Write the node's keys into its carrier's stdin pipe and close it (a pipe's buffer
+        holds the line, so this never blocks; a carrier already gone fails on its own)."""
+        pipe = proc.popen.stdin
+        if pipe is None:
+            raise LaunchError(f"internal: {proc.name} was started without a stdin pipe")
+        try:
+            pipe.write(self.secrets.for_node(proc.name).to_line())
+            pipe.close()
+        except OSError:
+            pass  # the carrier died: noticed by _check_alive with its exit code
+
+    def _control_key(self, node: str) -> bytes | None:
+        """The control key of a node of this run; None for any other name."""
+        names = {n.name for n in self.spec.nodes} | {NTP_NODE, *self.procs}
+        return self.secrets.control_key(node) if node in names else None
+
+    def security_facts(self) -> dict[str, Any]:
+        """What metadata.json says about authentication (never a key)."""
+        hk = self.spec.run.hmac_key
+        events = ("off (run.hmac_key = false)" if not hk else
+                  "hmac-sha256, fixed key from the spec" if isinstance(hk, str) else
+                  "hmac-sha256, fresh per-run key")  # fmt: skip
+        c = self.control
+        return {
+            "control": "hmac-sha256 challenge-response and per-line hmac, fresh per-run secret",
+            "events": events,
+            "control_rejected": dict(c.rejected) if c is not None else {},
+            "control_rejected_peers": list(c.rejected_peers) if c is not None else [],
+        }
 
     def _save_meta(self) -> None:
         if self.results is not None:
@@ -367,7 +404,7 @@ class Orchestrator:
         meta.update(self.describe())
         self._save_meta()
         try:
-            self.control = ControlServer(*self.control_listen())
+            self.control = ControlServer(*self.control_listen(), key_for=self._control_key)
         except OSError as e:
             host, port = self.control_listen()
             meta["status"] = "failed"
@@ -412,6 +449,11 @@ class Orchestrator:
             meta["duration_s"] = round(monotonic_s() - started, 3)
             meta["accounting"] = self.accounting()
             meta["failed_nodes"] = dict(self.failed)
+            meta["security"] = sec = self.security_facts()
+            if sec["control_rejected"]:
+                n = sum(sec["control_rejected"].values())
+                self.progress(f"control: closed {n} connection(s) that could not authenticate "
+                              f"({', '.join(sorted(sec['control_rejected']))})")  # fmt: skip
             meta["nodes"] = {
                 n: {"role": p.role, **p.hello, "carrier_pid": p.popen.pid,
                     "exit_code": p.popen.returncode, "counts": (p.done or {}).get("counts")}

@@ -113,7 +113,7 @@ class SlurmLauncher(RemoteLauncher):
                "-m", "skewlab.node", *argv]  # fmt: skip
         with open(log, "wb") as logf:
             p = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                cmd, stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         return SlurmNode(self.host_name(host), name, role, p, log)

@@ -107,7 +107,7 @@ class SshLauncher(RemoteLauncher):
         remote = "exec " + shlex.join([self.python_of(host), "-u", "-m", "skewlab.node", *argv])
         with open(log, "wb") as logf:
             p = subprocess.Popen(
-                [*self.ssh_cmd(host), remote], stdin=subprocess.DEVNULL, stdout=logf,
+                [*self.ssh_cmd(host), remote], stdin=subprocess.PIPE, stdout=logf,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         return SshNode(self, host, name, role, p, log)

@@ -1,7 +1,8 @@
 """Internal entry point of a node process: ``python -m skewlab.node ROLE ...``.
 
 Started by a launcher, never by hand; exits 0 on a clean stop and 2 on a failure that it has
-already reported over the control channel.
+already reported over the control channel (or, before the channel is up, on stderr). The node's
+keys arrive as one line on its standard input (``node/secret.py``), never on its command line.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pathlib import Path
 
 from skewlab import spec as spec_mod
 from skewlab.node.context import NodeContext, NodeFailure
-from skewlab.node.control import ControlLink
+from skewlab.node.control import ControlAuthError, ControlLink
 from skewlab.node.coordinator import run_coordinator
 from skewlab.node.ntp_server import run_ntp_server
+from skewlab.node.secret import SecretError, read_keys
 from skewlab.node.worker import run_worker
 from skewlab.store import ResultsDir
 
@@ -45,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = spec_mod.load(a.spec)
     if a.bind:  # a deployed node binds its own host's address, not the launcher's
         spec.run.host = a.bind
-    link = ControlLink(a.control, a.node)
+    try:
+        keys = read_keys(sys.stdin.buffer)
+        link = ControlLink(a.control, a.node, keys.control)
+    except (SecretError, ControlAuthError, OSError) as e:
+        print(f"{a.node}: control channel: {e}", file=sys.stderr, flush=True)
+        return 2
     ctx = NodeContext(
         spec,
         a.node,
@@ -54,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         a.t0,
         a.ntp[0] if a.ntp else None,
         list(a.ntp),
+        event_key=keys.events,
     )
     ctx.install_signals()
     try:

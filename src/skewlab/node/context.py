@@ -37,6 +37,7 @@ class NodeContext:
     ntp_addr: tuple[str, int] | None = None
     ntp_addrs: list[tuple[str, int]] = field(default_factory=list)  # all servers (multi-server)
     signalled: threading.Event = field(default_factory=threading.Event)  # SIGINT/SIGTERM seen
+    event_key: bytes | None = field(default=None, repr=False)  # the run's event HMAC key
 
     def install_signals(self) -> None:
         def _stop(signum: int, _frame: object) -> None:
@@ -68,6 +69,12 @@ class NodeContext:
             if end is not None:
                 rec.record(i, f.kind, f.target(), "end", end, f.detail())
 
+    def codec(self) -> wire.WireCodec:
+        """This node's event codec (with the run's event key unless ``run.hmac_key = false``)."""
+        if self.spec.run.hmac_key and self.event_key is None:
+            raise NodeFailure("events are authenticated (run.hmac_key) but no event key arrived")
+        return wire_codec(self.spec, self.event_key)
+
     def report_done(self, counts: dict[str, Any]) -> None:
         """Final counts: to the node's own counts.json (always) and to the launcher (if there)."""
         counts["cpu_s"] = round(cpu_s(), 3)  # this process's CPU time, user + sys
@@ -76,7 +83,9 @@ class NodeContext:
         print(f"{self.name}: done {counts}", flush=True)
 
 
-def wire_codec(spec: ExperimentSpec) -> wire.WireCodec:
-    """The experiment's event codec: its source set and optional HMAC key."""
-    key = spec.run.hmac_key.encode() if spec.run.hmac_key else None
-    return wire.WireCodec(spec.sources, key)
+def wire_codec(spec: ExperimentSpec, key: bytes | None = None) -> wire.WireCodec:
+    """The experiment's event codec: its source set and, unless ``run.hmac_key = false``, the
+    run's event key (delivered to the node with its control key, never in the spec)."""
+    if spec.run.hmac_key and key is None and spec.run.hmac_key is not True:
+        key = str(spec.run.hmac_key).encode()  # a fixed key in an in-memory spec (tests)
+    return wire.WireCodec(spec.sources, key if spec.run.hmac_key else None)

@@ -1,27 +1,121 @@
-"""Control channel between the launcher and its nodes: JSON lines over loopback TCP.
+"""Control channel between the launcher and its nodes: authenticated JSON lines over TCP.
 
 Node → launcher: hello, warmup (progress), ready, progress, done, error.
 Launcher → node: start, stop. A node whose control connection drops stops by itself, so no
 node outlives its launcher.
+
+Every connection starts with a challenge-response on the node's control key (docs/PROTOCOL.md):
+the launcher sends a fresh nonce, the node answers with its name, its own nonce and an
+HMAC-SHA256 over both; the launcher answers with its own HMAC (so the node knows it talks to
+its launcher). Every later line in either direction is ``MAC JSON``, the MAC an HMAC-SHA256
+under a session key derived from both nonces, over the direction, the line's sequence number
+and the JSON text: a line cannot be forged, replayed, reordered or moved to another connection.
+A connection that cannot authenticate is closed and counted (``ControlServer.rejected``);
+nothing it sent reaches the launcher's message queue.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import queue
+import secrets
 import socket
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
+
+PROTOCOL = "skewlab-control-1"
+NONCE_BYTES = 16
+AUTH_TIMEOUT_S = 5.0  # a connection must authenticate within this long (launcher side)
+CONNECT_TIMEOUT_S = 10.0  # a node's connect + handshake
+MAX_AUTH_LINE = 1024  # bytes a connection may send before it authenticated
+MAX_LINE = 1 << 20  # one authenticated message
+MAX_PENDING = 32  # connections authenticating at once; more are closed at once (and counted)
+MAX_PEERS_KEPT = 20  # rejected peers' addresses remembered for metadata
+
+
+class ControlAuthError(RuntimeError):
+    """The control channel could not be authenticated (the message never holds a key)."""
+
+
+def _mac(key: bytes, *parts: str) -> bytes:
+    return hmac.digest(key, json.dumps([PROTOCOL, *parts]).encode(), hashlib.sha256)
+
+
+def _is_nonce(v: object) -> bool:
+    if not isinstance(v, str) or len(v) != 2 * NONCE_BYTES:
+        return False
+    try:
+        bytes.fromhex(v)
+    except ValueError:
+        return False
+    return True
+
+
+class _Session:
+    """One authenticated connection's framing: each line is ``MAC JSON``, with
+    MAC = hex HMAC-SHA256(session key, "<direction> <seq> <JSON>"), seq counting lines per
+    direction from 0."""
+
+    def __init__(self, key: bytes, out_dir: str, in_dir: str) -> None:
+        self._key = key
+        self._out, self._in = out_dir, in_dir
+        self._sent = 0
+        self._received = 0
+
+    def seal(self, obj: dict[str, Any]) -> bytes:
+        text = json.dumps(obj, default=str).encode()
+        head = f"{self._out} {self._sent} ".encode()
+        self._sent += 1
+        mac = hmac.digest(self._key, head + text, hashlib.sha256).hex().encode()
+        return mac + b" " + text + b"\n"
+
+    def open(self, line: bytes) -> dict[str, Any]:
+        """The message of one line, or ControlAuthError if its MAC does not verify."""
+        mac_hex, _, text = line.rstrip(b"\n").partition(b" ")
+        head = f"{self._in} {self._received} ".encode()
+        want = hmac.digest(self._key, head + text, hashlib.sha256).hex().encode()
+        if not hmac.compare_digest(want, mac_hex):
+            raise ControlAuthError("bad_mac")
+        self._received += 1
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            obj = None
+        if not isinstance(obj, dict):
+            raise ControlAuthError("malformed")
+        return obj
+
+
+def _keys(key: bytes, node: str, ns: str, nn: str) -> tuple[bytes, bytes, bytes]:
+    """(node's answer, launcher's answer, session key) for one handshake."""
+    return (_mac(key, "auth", node, ns, nn), _mac(key, "welcome", node, ns, nn),
+            _mac(key, "session", node, ns, nn))  # fmt: skip
+
+
+def _readline(f: BinaryIO, limit: int) -> bytes | None:
+    """One whole line of at most ``limit`` bytes, or None (end of stream, or too long)."""
+    line = f.readline(limit)
+    return line if line.endswith(b"\n") else None
 
 
 class ControlLink:
     """The node side of the control channel."""
 
-    def __init__(self, address: tuple[str, int], node: str) -> None:
+    def __init__(self, address: tuple[str, int], node: str, key: bytes) -> None:
         self.node = node
-        self.sock = socket.create_connection(address, timeout=10)
+        self.sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_S)
+        self._rfile = self.sock.makefile("rb")
+        try:
+            self._session = self._handshake(key)
+        except (OSError, ControlAuthError):
+            self.sock.close()
+            raise
         self.sock.settimeout(None)
         self._wlock = threading.Lock()
         self.start_event = threading.Event()
@@ -31,23 +125,46 @@ class ControlLink:
         self._thread.start()
         self.send("hello", **hello_fields())
 
+    def _handshake(self, key: bytes) -> _Session:
+        line = _readline(self._rfile, MAX_AUTH_LINE)
+        try:
+            ch = json.loads(line) if line else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            ch = None
+        if not isinstance(ch, dict) or ch.get("type") != "challenge" or (
+            ch.get("protocol") != PROTOCOL or not _is_nonce(ch.get("nonce"))
+        ):  # fmt: skip
+            raise ControlAuthError("the control address did not send a skewlab challenge")
+        ns, nn = ch["nonce"], secrets.token_hex(NONCE_BYTES)
+        mine, theirs, session = _keys(key, self.node, ns, nn)
+        msg = {"type": "auth", "node": self.node, "nonce": nn, "mac": mine.hex()}
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        line = _readline(self._rfile, MAX_AUTH_LINE)
+        try:
+            w = json.loads(line) if line else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            w = None
+        if not isinstance(w, dict) or w.get("type") != "welcome" or not hmac.compare_digest(
+            str(w.get("mac", "")).encode(), theirs.hex().encode()
+        ):  # fmt: skip
+            raise ControlAuthError("the launcher did not prove the run's secret (refused)")
+        return _Session(session, "N", "L")
+
     def send(self, type_: str, **fields: Any) -> None:
-        msg = json.dumps({"type": type_, "node": self.node, **fields}, default=str) + "\n"
         with self._wlock:
             try:
-                self.sock.sendall(msg.encode())
+                self.sock.sendall(self._session.seal({"type": type_, "node": self.node, **fields}))
             except OSError:
                 self.lost = True
                 self.stop_event.set()
 
     def _reader(self) -> None:
-        f = self.sock.makefile("r", encoding="utf-8")
         try:
-            for line in f:
+            while (line := _readline(self._rfile, MAX_LINE)) is not None:
                 try:
-                    msg = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+                    msg = self._session.open(line)
+                except ControlAuthError:
+                    break  # not from our launcher: the channel is no longer trusted
                 t = msg.get("type")
                 if t == "start":
                     self.start_event.set()
@@ -88,15 +205,31 @@ class Message:
     body: dict[str, Any]
 
 
-class ControlServer:
-    """The launcher side: accepts node connections, queues their messages, sends commands."""
+@dataclass
+class _Peer:
+    conn: socket.socket
+    session: _Session
+    lock: threading.Lock
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+
+KeyFor = Callable[[str], "bytes | None"]
+
+
+class ControlServer:
+    """The launcher side: authenticates node connections, queues their messages, sends
+    commands. ``key_for(node)`` is node's control key, or None for a name not of this run."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, key_for: KeyFor) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.create_server((host, port), family=family)
         self.address: tuple[str, int] = self.sock.getsockname()[:2]
         self.messages: queue.Queue[Message] = queue.Queue()
-        self._conns: dict[str, socket.socket] = {}
+        self.rejected: Counter[str] = Counter()  # connections closed unauthenticated, by reason
+        self.rejected_peers: list[str] = []  # their addresses (the first MAX_PEERS_KEPT)
+        self._key_for = key_for
+        self._peers: dict[str, _Peer] = {}
+        self._open: set[socket.socket] = set()
+        self._pending = 0
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
@@ -104,43 +237,115 @@ class ControlServer:
     def _accept(self) -> None:
         while not self._closed:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            with self._lock:
+                busy = self._pending >= MAX_PENDING
+                if not busy:
+                    self._pending += 1
+                    self._open.add(conn)
+            if busy:
+                self._reject(conn, peer, "too_many_pending")
+                continue
+            threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
-        node = "?"
+    def _reject(self, conn: socket.socket, peer: Any, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+            if len(self.rejected_peers) < MAX_PEERS_KEPT:
+                self.rejected_peers.append(f"{peer[0]}:{peer[1]}" if peer else "?")
+            self._open.discard(conn)
         try:
-            for line in conn.makefile("r", encoding="utf-8"):
+            conn.close()
+        except OSError:
+            pass
+
+    def _authenticate(self, conn: socket.socket, f: BinaryIO) -> tuple[str, _Peer] | str:
+        """(node, its peer) once the connection proved its node's key; else why not."""
+        ns = secrets.token_hex(NONCE_BYTES)
+        ch = {"type": "challenge", "protocol": PROTOCOL, "nonce": ns}
+        conn.sendall(json.dumps(ch).encode() + b"\n")
+        line = _readline(f, MAX_AUTH_LINE)
+        if line is None:
+            return "no_auth"
+        try:
+            a = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "malformed"
+        if not isinstance(a, dict) or a.get("type") != "auth":
+            return "no_auth"
+        node, nn, mac = a.get("node"), a.get("nonce"), a.get("mac")
+        if not isinstance(node, str) or not isinstance(mac, str) or not _is_nonce(nn):
+            return "malformed"
+        key = self._key_for(node)
+        if key is None:
+            return "unknown_node"
+        want, welcome, session = _keys(key, node, ns, str(nn))
+        if not hmac.compare_digest(want.hex().encode(), mac.encode()):
+            return "bad_mac"
+        peer = _Peer(conn, _Session(session, "L", "N"), threading.Lock())
+        with peer.lock:  # nothing is sent to the node before its welcome
+            with self._lock:
+                if node in self._peers:
+                    return "duplicate_node"
+                self._peers[node] = peer
+            conn.sendall(json.dumps({"type": "welcome", "mac": welcome.hex()}).encode() + b"\n")
+        return node, peer
+
+    def _serve(self, conn: socket.socket, addr: Any) -> None:
+        try:
+            conn.settimeout(AUTH_TIMEOUT_S)
+            f = conn.makefile("rb")
+            got = self._authenticate(conn, f)
+        except (OSError, ValueError) as e:
+            got = "timeout" if isinstance(e, TimeoutError) else "no_auth"
+        finally:
+            with self._lock:
+                self._pending -= 1
+        if isinstance(got, str):
+            self._reject(conn, addr, got)
+            return
+        node, peer = got
+        try:
+            conn.settimeout(None)
+            while (line := _readline(f, MAX_LINE)) is not None:
                 try:
-                    body = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                node = str(body.get("node", node))
-                if body.get("type") == "hello":
+                    body = peer.session.open(line)
+                except ControlAuthError as e:  # an authenticated connection, tampered with
                     with self._lock:
-                        self._conns[node] = conn
+                        self.rejected[f"after_auth_{e}"] += 1
+                    break
+                body["node"] = node  # a node speaks only for itself
                 self.messages.put(Message(node, str(body.get("type")), body))
+        except (OSError, ValueError):
+            pass
+        try:
+            conn.close()
         except OSError:
             pass
         self.messages.put(Message(node, "disconnected", {}))
 
     def send(self, node: str, type_: str, **fields: Any) -> bool:
         with self._lock:
-            conn = self._conns.get(node)
-        if conn is None:
+            peer = self._peers.get(node)
+        if peer is None:
             return False
         try:
-            conn.sendall((json.dumps({"type": type_, **fields}) + "\n").encode())
+            with peer.lock:
+                peer.conn.sendall(peer.session.seal({"type": type_, **fields}))
             return True
         except OSError:
             return False
 
+    def rejected_total(self) -> int:
+        with self._lock:
+            return sum(self.rejected.values())
+
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            conns = list(self._conns.values())
+            conns = [p.conn for p in self._peers.values()] + list(self._open)
         for c in conns:
             try:
                 c.close()

@@ -10,7 +10,7 @@ from typing import Any
 from skewlab.clocks.oscillator import NodeClock
 from skewlab.clocks.sources import make_sources
 from skewlab.net import wire
-from skewlab.node.context import PROGRESS_EVERY_S, NodeContext, wire_codec
+from skewlab.node.context import PROGRESS_EVERY_S, NodeContext
 from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import Pacer, delays_ns
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
@@ -59,7 +59,7 @@ def broadcast(
     """Pace the schedule, stamping each event with every source from one clock read."""
     spec = ctx.spec
     stop = ctx.link.stop_event
-    codec = wire_codec(spec)
+    codec = ctx.codec()
     encode = codec.encode_flat
     kind_event = wire.KIND_EVENT
     none_flat = (0, wire.NO_VALUE, wire.NO_VALUE, wire.NO_VALUE)

@@ -12,7 +12,7 @@ from skewlab.clocks.oscillator import NodeClock
 from skewlab.clocks.sources import make_sources
 from skewlab.net import wire
 from skewlab.node.commit_wait import CommitWaitEvaluator
-from skewlab.node.context import NodeContext, wire_codec
+from skewlab.node.context import NodeContext
 from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import effective_commit_wait_ms
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
@@ -179,7 +179,7 @@ def run_worker(ctx: NodeContext) -> int:
     cw = CommitWaitEvaluator(sources, effective_commit_wait_ms(spec), clock.local_ns, node_dir,
                              spec.run.batch_rows)  # fmt: skip
     rx = Receiver(
-        sock, wire_codec(spec), clock, sources, writer, spec.workload.events,
+        sock, ctx.codec(), clock, sources, writer, spec.workload.events,
         ctx.link.stop_event, lambda: ctx.link.lost, ctx.signalled, spec.run.idle_exit_s,
         cw.push if cw.active else None,
     )  # fmt: skip
