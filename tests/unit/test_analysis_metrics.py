@@ -66,7 +66,7 @@ def write_node(
     for r in rows:
         filled = {
             "seq": r["event_id"],
-            "local_ns": 0,
+            "local_ns": (r.get("local") or 0) * MS,  # truthless sends: their true time
             "send_local_ns": 0,
             "scheduled_delay_ns": 0,
             "pacing_error_ns": 0,
@@ -121,7 +121,8 @@ def write_run(
     (root / "spec.json").write_text(json.dumps(spec))
     (root / "metadata.json").write_text(json.dumps({"truth_available": truth}))
     if not truth:
-        sends = [{**r, "truth": None} for r in sends]
+        # the coordinator's clock keeps the events' time order: the intervals' time blocks
+        sends = [{**r, "truth": None, "local": r.get("truth")} for r in sends]
         receipts = {w: [{**r, "truth": None} for r in rows] for w, rows in receipts.items()}
     write_node(root, "co", sends, sources, send=True)
     for w, rows in receipts.items():
@@ -254,7 +255,10 @@ def test_wilson_identities() -> None:
     r = rate(3, 4)
     assert r is not None and r["rate"] == 0.75 and r["ci95"] == list(wilson(3, 4))  # type: ignore[arg-type]
     assert rate(None, 4) is None
-    assert rate(0, 0) == {"k": 0, "n": 0, "rate": None, "ci95": None}
+    assert rate(0, 0) == {
+        "k": 0, "n": 0, "rate": None, "ci95": None, "method": "wilson", "n_eff": None,
+        "blocks": None,
+    }  # fmt: skip
 
 
 def test_nearest_rank_percentiles() -> None:
@@ -533,7 +537,8 @@ def test_window_offset_from_settings(tmp_path: Path) -> None:
     }
     res = write_run(tmp_path / "r", sends, rec, window_sizes_ms=[10], window_offset_ms=3)
     st = analyze(res, make_figures=False)
-    assert st["settings"] == {"window_sizes_ms": [10], "window_offset_ms": 3.0}
+    assert st["settings"]["window_sizes_ms"] == [10]
+    assert st["settings"]["window_offset_ms"] == 3.0
     # truth 1001 ∈ [993, 1003), estimate 1004 ∈ [1003, 1013): wrong
     assert st["workers"]["A"]["sources"]["system"]["windows"]["10"]["wrong"] == 1
     assert st["workers"]["B"]["sources"]["system"]["windows"]["10"]["correct"] == 1
@@ -615,3 +620,31 @@ def test_truth_violation_is_reported(tmp_path: Path) -> None:
     assert st["workers"]["A"]["sources"]["system"]["causality"]["truth_violations"] == 1  # tie
     assert st["workers"]["B"]["sources"]["system"]["causality"]["truth_violations"] == 1
     assert st["workers"]["B"]["sources"]["system"]["causality"]["violations"] == 1
+
+
+def test_every_rate_has_a_block_interval(stats: dict[str, Any]) -> None:
+    """Every rate in stats.json carries method, n_eff and blocks; none uses Wilson's interval
+    (independent trials), and every interval contains its own estimate."""
+    found = 0
+
+    def walk(x: Any) -> None:
+        nonlocal found
+        if isinstance(x, dict):
+            if {"k", "n", "rate", "ci95"} <= x.keys():
+                found += 1
+                assert x["method"] == "block", x
+                if x["n"]:
+                    lo, hi = x["ci95"]
+                    assert lo <= x["rate"] <= hi and 1 <= x["n_eff"] <= x["n"]
+                    assert x["blocks"] >= 1
+                return
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(stats)
+    assert found > 100
+    iv = stats["settings"]["intervals"]
+    assert iv["method"] == "block" and iv["block_ns"] == 1_000_000_000 and iv["blocks"] == 4

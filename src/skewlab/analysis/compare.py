@@ -2,7 +2,8 @@
 
 Reads only each run's stats.json (the headline ``summary`` per source, pooled over workers, and
 the ``parameters`` the analysis recorded). Nothing is recomputed, so the comparison states the
-same numbers, with the same Wilson 95% intervals, as each run's own report.
+same numbers, with the same 95% intervals (over time blocks, docs/METHODOLOGY.md), as each run's
+own report.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def format_table(doc: CompareDoc) -> str:
              for k, (_, lbl) in RATES.items()]  # fmt: skip
     cols += [("MAE ms", 9), ("coordinate", 10), ("repair", 8)]
     hdr = " ".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}" for i, (c, w) in enumerate(cols))
-    lines += ["", "rates in % [95% Wilson interval]; — = not applicable or no true time", hdr]
+    lines += ["", "rates in % [95% interval over time blocks]; — = not applicable or no true time",
+              hdr]  # fmt: skip
     lines.append("-" * len(hdr))
     for src in doc["sources"]:
         for i, r in enumerate(doc["runs"], 1):
@@ -270,7 +272,7 @@ def figure(doc: CompareDoc, out: Path) -> Path:
         names.append(f"[{i}] {r['experiment_id']}" + (f" ({params})" if params else ""))
     fig.legend(handles, names, loc="lower center", ncol=1, fontsize=7,
                bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
-    fig.suptitle("Runs compared: headline rates per source (bars: 95% Wilson intervals)")
+    fig.suptitle("Runs compared: headline rates per source (bars: 95% intervals over time blocks)")
     fig.tight_layout(rect=(0, 0.04 + 0.035 * n_runs, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, bbox_inches="tight")

@@ -73,7 +73,8 @@ def _pct_bars(
     width: float = 0.8,
     label: str | None = None,
 ) -> None:
-    """Horizontal bars of rates (%) with Wilson 95% error bars; missing rates are skipped."""
+    """Horizontal bars of rates (%) with 95% error bars (intervals over time blocks); missing
+    rates are skipped."""
     y = np.arange(len(labels)) + offset
     for yi, r in zip(y, rates, strict=True):
         if not r or r["rate"] is None:
@@ -113,7 +114,7 @@ def causality_violations(stats: Stats) -> Figure:
     else:
         _pct_bars(ax, rows, point, "tab:red", -0.2, 0.4, "violation: receipt estimate < send")
         _pct_bars(ax, rows, amb, "tab:orange", 0.2, 0.4, "bounded: intervals overlap (ambiguous)")
-        ax.set_xlabel("share of events with both readings (%), 95% Wilson interval")
+        ax.set_xlabel("share of events with both readings (%), 95% interval")
         ax.legend(loc="lower right", fontsize=7)
     ax.set_title("Causality in the nodes' own frames (truth: every receipt is after its send)")
     return fig
@@ -309,7 +310,7 @@ def bound_coverage(stats: Stats) -> Figure:
     else:
         _pct_bars(ax, rows, rates, "tab:blue")
         ax.axvline(100, color="k", lw=0.6, ls="--")
-        ax.set_xlabel("readings whose interval contains true time (%), 95% Wilson interval")
+        ax.set_xlabel("readings whose interval contains true time (%), 95% interval")
     ax.set_title("Bound coverage: earliest ≤ truth ≤ latest")
     return fig
 
@@ -371,7 +372,7 @@ def summary_dashboard(stats: Stats) -> Figure:
             _note(ax, "unavailable (no truth or not applicable)")
         else:
             _pct_bars(ax, names, rates, "tab:blue")
-            ax.set_xlabel("% (95% Wilson interval)")
+            ax.set_xlabel("% (95% interval)")
         ax.set_title(title)
     fig.suptitle(
         f"skewlab summary — {stats['experiment_id']}"

@@ -2,7 +2,8 @@
 
 Every metric is built as polars expressions (so a whole worker's metrics are computed in one
 lazy pass) plus a ``*_finish`` function that turns the raw counts into the reported dict, with
-Wilson 95% intervals on every rate. Truth-based parts are ``None`` when truth is unavailable —
+a 95% interval on every rate (``stats_util.rate``: over time blocks when the counts carry their
+split, as the analysis driver's do). Truth-based parts are ``None`` when truth is unavailable —
 never 0.
 
 Column conventions inside the analysis frames:
@@ -40,7 +41,7 @@ from skewlab.analysis.stats_types import (
     WindowBounded,
     WindowCounts,
 )
-from skewlab.analysis.stats_util import Exprs, Raw, dist_exprs, rate
+from skewlab.analysis.stats_util import Counts, Exprs, Raw, count, dist_exprs, rate, rows
 from skewlab.trace import source_columns
 
 UNSYNCHRONIZED, FREE_RUNNING, SYNCHRONIZED = 0, 1, 2
@@ -63,11 +64,14 @@ def _cols(source: str, prefix: str = "") -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.
 
 
 def _sum(mask: pl.Expr) -> pl.Expr:
-    """Count of rows where mask is true (null counts as false)."""
-    return mask.fill_null(False).sum()
+    """Count of rows where mask is true (null counts as false; split over time blocks)."""
+    return count(mask)
 
 
 def _int(v: Any) -> int:
+    """A raw count as an int; a count split over time blocks keeps its split (``Counts``)."""
+    if isinstance(v, Counts):
+        return v
     return 0 if v is None else int(v)
 
 
@@ -116,7 +120,7 @@ def accounting(sends: pl.LazyFrame, receipts: pl.LazyFrame) -> Accounting:
 
 def readings_exprs(source: str, p: str) -> dict[str, pl.Expr]:
     est, _, _, st = _cols(source)
-    out = {f"{p}/rows": pl.len(), f"{p}/answered": est.count()}
+    out = {f"{p}/rows": rows(), f"{p}/answered": _sum(est.is_not_null())}
     for code, name in STATUS_NAMES.items():
         out[f"{p}/by_status/{name}"] = _sum(st == code)
     return out
@@ -453,7 +457,7 @@ def ordering_exprs(
     has = ea.is_not_null() & eb.is_not_null()
     claim = (ea - eb).sign()
     out = {
-        f"{p}/compared": pl.len(),
+        f"{p}/compared": rows(),
         f"{p}/point/with_readings": _sum(has),
         f"{p}/point/claimed_ties": _sum(has & (claim == 0)),
     }
@@ -547,7 +551,7 @@ def agreement_exprs(
     has = pl.all_horizontal([col(i, 0).is_not_null() for i in range(n)])
     agree = pl.all_horizontal([w == w_est[0] for w in w_est[1:]])
     out = {
-        f"{p}/events": pl.len(),
+        f"{p}/events": rows(),
         f"{p}/decided": _sum(has),
         f"{p}/agree": _sum(has & agree),
         f"{p}/truth_agree": _sum(has & pl.all_horizontal([w == w_true[0] for w in w_true[1:]])),

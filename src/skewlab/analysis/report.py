@@ -43,11 +43,19 @@ NA = "n/a"
 
 
 def pct(r: Rate | None) -> str:
-    """A rate as 'x.xx% [lo, hi] (k/n)'; n/a when unavailable or n = 0."""
+    """A rate as 'x.xx% [lo, hi] (k/n, n_eff m)'; n/a when unavailable or n = 0. n_eff: the
+    independent trials the interval treats the n decisions as."""
     if not r or r.get("rate") is None:
         return NA if not r else f"— (0/{r['n']})"
     lo, hi = r["ci95"]
-    return f"{100 * r['rate']:.2f}% [{100 * lo:.2f}, {100 * hi:.2f}] ({r['k']}/{r['n']})"
+    eff = r.get("n_eff")
+    tail = f", n_eff {eff:.0f}" if eff is not None and r.get("method") == "block" else ""
+    return f"{100 * r['rate']:.2f}% [{100 * lo:.2f}, {100 * hi:.2f}] ({r['k']}/{r['n']}{tail})"
+
+
+def _block_s(stats: Stats) -> str:
+    iv = stats["settings"].get("intervals")
+    return f"{iv['block_ns'] / 1e9:.3g} s" if iv else NA
 
 
 def ms(v: float | None) -> str:
@@ -135,8 +143,11 @@ def _title(stats: Stats) -> list[Block]:
             f"Sources: {kinds}. Coordinator {stats['coordinator']['name']} sent "
             f"{stats['coordinator']['sent']} events to {len(stats['workers'])} workers. "
             f"Configuration key `{stats['config_key']}`, seed {p.get('seed', NA)}. Stats schema "
-            f"version {stats['stats_version']}; rates carry 95% Wilson intervals as [low, high] "
-            "(k/n). Definitions: docs/METHODOLOGY.md."
+            f"version {stats['stats_version']}; rates carry 95% intervals as [low, high] "
+            "(k/n, n_eff): over time blocks of "
+            f"{_block_s(stats)} (receipts between two NTP samples share one clock error), "
+            "n_eff = the independent trials the decisions are worth. Definitions: "
+            "docs/METHODOLOGY.md."
         ),
     ]
 

@@ -18,6 +18,7 @@ from skewlab.analysis.stats_types import (
     Agreement,
     CoordinationCost,
     CoordinatorSource,
+    IntervalSettings,
     Kind,
     Ordering,
     OrderingPair,
@@ -31,11 +32,22 @@ from skewlab.analysis.stats_types import (
     WorkerSource,
     WorkerStats,
 )
-from skewlab.analysis.stats_util import Exprs, Raw, collect_row, rate
+from skewlab.analysis.stats_util import (
+    MIN_BLOCKS,
+    MIN_OUTCOME_BLOCKS,
+    Blocks,
+    Exprs,
+    Raw,
+    collect_row,
+    plain,
+    rate,
+)
 from skewlab.store import ResultsDir, write_json_atomic
-from skewlab.trace import send_source_columns, source_columns
+from skewlab.trace import part_files, send_source_columns, source_columns
 
-STATS_VERSION = 2
+STATS_VERSION = 3  # 3: every rate carries method, n_eff, blocks; settings.intervals
+
+BLOCK = "block"  # column: the event's time block (see block_grid)
 
 T = TypeVar("T")
 
@@ -101,7 +113,7 @@ def _first_per_event(df: pl.DataFrame, unique: bool) -> pl.DataFrame:
 def _read_sends(t: Traces) -> pl.DataFrame:
     """The coordinator's trace, read once: event id, true send time and every source reading."""
     names = set(t.sends.collect_schema().names())
-    cols = ["event_id", "truth_ns"]
+    cols = ["event_id", "truth_ns", "local_ns"]
     cols += [c for s in t.sources for c in source_columns(s) if c in names]
     return t.sends.select(cols).collect()
 
@@ -110,8 +122,9 @@ def _send_key(sends: pl.DataFrame, sent: int) -> pl.DataFrame:
     """What a receipt needs from the send trace: that its event was sent, and the true send
     time (the coordinator's readings travel on the wire, in the receipt's send_* columns)."""
     key = sends.select(
-        pl.col("event_id"), pl.col("truth_ns").alias("s_truth_ns"), pl.lit(True).alias("s_present")
-    )
+        pl.col("event_id"), pl.col("truth_ns").alias("s_truth_ns"), pl.lit(True).alias("s_present"),
+        pl.col(BLOCK),
+    )  # fmt: skip
     return _mark_sorted(_first_per_event(key, sent == sends.height))
 
 
@@ -119,7 +132,7 @@ def _send_side(t: Traces, sends: pl.DataFrame, sent: int) -> pl.DataFrame:
     """The send key plus the coordinator's readings from its own trace (prefix ``s_``), for
     receipts recorded without the wire's send_* columns (trace version 1)."""
     cols = [pl.col("event_id"), pl.col("truth_ns").alias("s_truth_ns")]
-    cols.append(pl.lit(True).alias("s_present"))
+    cols += [pl.lit(True).alias("s_present"), pl.col(BLOCK)]
     for s in t.sources:
         cols += [pl.col(c).alias(f"s_{c}") for c in source_columns(s)[:3]]
     return _first_per_event(sends.select(cols), sent == sends.height)
@@ -127,7 +140,7 @@ def _send_side(t: Traces, sends: pl.DataFrame, sent: int) -> pl.DataFrame:
 
 def _narrow_cols(t: Traces) -> list[str]:
     """Columns a worker contributes to the ordering and agreement joins."""
-    return ["event_id", "truth_ns"] + [c for s in t.sources for c in source_columns(s)[:3]]
+    return ["event_id", BLOCK, "truth_ns"] + [c for s in t.sources for c in source_columns(s)[:3]]
 
 
 def _worker(
@@ -137,6 +150,7 @@ def _worker(
     key: pl.DataFrame,
     sent: int,
     fallback: pl.DataFrame | None,
+    blocks: Blocks,
 ) -> tuple[WorkerStats, pl.DataFrame]:
     """Every per-worker metric of every source from one read of the receipts; also returns the
     worker's narrow frame (first row per event) for the ordering and agreement joins."""
@@ -158,6 +172,7 @@ def _worker(
     )  # fmt: skip
     for cw in t.cw_frames.get(w, []):
         df = df.join(cw.collect(), on="event_id", how="left", maintain_order="left")
+    df = df.with_columns(pl.col(BLOCK).fill_null(0))  # receipts of unknown events: block 0
 
     rows = df.height
     n_got = df.get_column("event_id").n_unique()
@@ -201,7 +216,7 @@ def _worker(
             )
         for size in t.settings.window_sizes_ns:
             exprs.update(m.window_exprs(s, f"{s}/win/{size // NS_PER_MS}", size, off, b, truth))
-    raw = collect_row(df, exprs)
+    raw = collect_row(df, exprs, blocks)
     narrow = _first_per_event(df.select(_narrow_cols(t)), rows == n_got)
     del df
     out: WorkerStats = {"accounting": accounting, "sources": {}}
@@ -219,7 +234,9 @@ def _worker(
     return out, narrow
 
 
-def _coordinator(t: Traces, truth: bool, sends: pl.DataFrame) -> dict[str, CoordinatorSource]:
+def _coordinator(
+    t: Traces, truth: bool, sends: pl.DataFrame, blocks: Blocks
+) -> dict[str, CoordinatorSource]:
     exprs: Exprs = {}
     for s in t.sources:
         exprs.update(m.readings_exprs(s, f"{s}/readings"))
@@ -227,7 +244,7 @@ def _coordinator(t: Traces, truth: bool, sends: pl.DataFrame) -> dict[str, Coord
             exprs.update(m.error_exprs(s, f"{s}/error"))
         if t.bounded[s]:
             exprs.update(m.bound_exprs(s, f"{s}/bound", truth))
-    raw = collect_row(sends, exprs)
+    raw = collect_row(sends, exprs, blocks)
     return {
         s: {
             "readings": m.readings_finish(raw[s]["readings"]),
@@ -239,8 +256,8 @@ def _coordinator(t: Traces, truth: bool, sends: pl.DataFrame) -> dict[str, Coord
 
 
 def _prefixed(df: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """Rename every column but event_id with ``prefix`` (no copy)."""
-    return df.rename({c: f"{prefix}{c}" for c in df.columns if c != "event_id"})
+    """Rename every column but event_id and the block with ``prefix`` (no copy)."""
+    return df.rename({c: f"{prefix}{c}" for c in df.columns if c not in ("event_id", BLOCK)})
 
 
 def _agreement_exprs(t: Traces) -> Exprs:
@@ -261,7 +278,7 @@ def _agreement_finish(t: Traces, raw: Raw, truth: bool) -> dict[str, dict[str, A
 
 
 def _ordering_agreement(
-    t: Traces, truth: bool, sent: int, narrow: dict[str, pl.DataFrame]
+    t: Traces, truth: bool, sent: int, narrow: dict[str, pl.DataFrame], blocks: Blocks
 ) -> tuple[OrderingStats, dict[str, dict[str, Agreement]]]:
     """Ordering for every pair of workers and window agreement across all of them. With two
     workers the pair's join is the N-way join, so both are computed in one pass."""
@@ -271,13 +288,15 @@ def _ordering_agreement(
     two = len(t.workers) == 2
     for a, b in combinations(t.workers, 2):
         pa_, pb_ = ("w0_", "w1_") if two else ("a_", "b_")
-        j = _prefixed(narrow[a], pa_).join(_prefixed(narrow[b], pb_), on="event_id", how="inner")
+        j = _prefixed(narrow[a], pa_).join(
+            _prefixed(narrow[b], pb_).drop(BLOCK), on="event_id", how="inner"
+        )  # an event's block is the same in every worker's frame
         exprs: Exprs = {}
         for s in t.sources:
             exprs.update(m.ordering_exprs(s, f"ord/{s}", t.bounded[s], truth, pa_, pb_))
         if two:
             exprs.update(_agreement_exprs(t))
-        both = collect_row(j, exprs)
+        both = collect_row(j, exprs, blocks)
         del j
         raw = both["ord"]
         if two:
@@ -297,8 +316,9 @@ def _ordering_agreement(
         frames = [_prefixed(narrow[w], f"w{i}_") for i, w in enumerate(t.workers)]
         j = frames[0]
         for f in frames[1:]:
-            j = j.join(f, on="event_id", how="inner")
-        agreement = _agreement_finish(t, collect_row(j, _agreement_exprs(t))["agree"], truth)
+            j = j.join(f.drop(BLOCK), on="event_id", how="inner")
+        raw_agree = collect_row(j, _agreement_exprs(t), blocks)["agree"]
+        agreement = _agreement_finish(t, raw_agree, truth)
     return {"pairs": pairs, "total": total}, agreement
 
 
@@ -426,21 +446,22 @@ def compute(t: Traces) -> Stats:
     """All metrics of a loaded results folder, as the stats.json document (without figures)."""
     sends = _read_sends(t)
     truth, no_truth_reason = _truth_present(t, sends)
+    sends, blocks, intervals = block_grid(t, sends, truth)
     sent = sends.get_column("event_id").n_unique()
-    coordinator = _coordinator(t, truth, sends)
+    coordinator = _coordinator(t, truth, sends, blocks)
     key = _send_key(sends, sent)
     fallback = _send_side(t, sends, sent) if _needs_fallback(t) else None
     del sends
     workers: dict[str, Any] = {}
     narrow: dict[str, pl.DataFrame] = {}
     for w in t.workers:
-        workers[w], narrow[w] = _worker(t, w, truth, key, sent, fallback)
-    ordering, agreement = _ordering_agreement(t, truth, sent, narrow)
+        workers[w], narrow[w] = _worker(t, w, truth, key, sent, fallback, blocks)
+    ordering, agreement = _ordering_agreement(t, truth, sent, narrow, blocks)
     del narrow
     params = parameters(t.spec)
     costs = {s: _coordination(t, s, workers, ordering, truth) for s in t.sources}
     summary = {s: _source_summary(t, s, workers, ordering, costs[s]) for s in t.sources}
-    return {
+    doc: Stats = {
         "stats_version": STATS_VERSION,
         "experiment_id": t.results.root.name,
         "truth_available": truth,
@@ -452,6 +473,7 @@ def compute(t: Traces) -> Stats:
         "settings": {
             "window_sizes_ms": _sizes_ms(t),
             "window_offset_ms": t.settings.window_offset_ns / NS_PER_MS,
+            "intervals": intervals,
         },
         "sources": t.sources,
         "source_kinds": {s: _kind(t, s) for s in t.sources},
@@ -463,6 +485,62 @@ def compute(t: Traces) -> Stats:
         "coordination_cost": costs,
         "summary": summary,
     }
+    return plain(doc)  # type: ignore[no-any-return]  # counts' block splits are not written
+
+
+def _median_ntp_spacing_ns(t: Traces) -> int | None:
+    """Median interval between consecutive NTP samples of the workers (true T4 when recorded,
+    else local T4); None without NTP traces (imported folders)."""
+    gaps: list[pl.Series] = []
+    for w in t.workers:
+        files = part_files(t.results.node_dir(w), "ntp")
+        if not files:
+            continue
+        df = pl.scan_parquet([str(f) for f in files]).select("t4_ns", "truth_t4_ns").collect()
+        col = "truth_t4_ns" if df.get_column("truth_t4_ns").null_count() == 0 else "t4_ns"
+        x = df.get_column(col).drop_nulls().sort()
+        if x.len() >= 2:
+            gaps.append(x.diff().drop_nulls())
+    if not gaps:
+        return None
+    med = pl.concat(gaps).median()
+    return int(med) if med is not None and med > 0 else None  # type: ignore[arg-type]
+
+
+def block_grid(
+    t: Traces, sends: pl.DataFrame, truth: bool
+) -> tuple[pl.DataFrame, Blocks, IntervalSettings]:
+    """Time blocks on which every rate's interval rests (docs/METHODOLOGY.md, "Statistics"): an
+    event's block is ⌊(send time − first send time) / block⌋, send time true when truth is
+    available, else the coordinator's clock; the block is the workers' median interval between
+    NTP samples (receipts stamped between two samples share one clock error), else the spec's
+    ``ntp.poll_s``, else 1 s. Every decision about an event (any worker, pair or source) falls
+    in the same block, so counts pooled over workers and pairs add block by block."""
+    spacing = _median_ntp_spacing_ns(t)
+    poll = (t.spec.get("ntp") or {}).get("poll_s")
+    if spacing is not None:
+        block_ns, how = spacing, "median interval between the workers' NTP samples"
+    elif poll:
+        block_ns, how = round(float(poll) * 1e9), "the spec's ntp.poll_s (no NTP traces)"
+    else:
+        block_ns, how = 1_000_000_000, "1 s (no NTP traces, no ntp.poll_s)"
+    tcol = "truth_ns" if truth else "local_ns"
+    origin = sends.get_column(tcol).min() if sends.height else 0
+    origin = 0 if origin is None else int(origin)  # type: ignore[arg-type]
+    sends = sends.with_columns(
+        ((pl.col(tcol) - origin) // block_ns).fill_null(0).clip(lower_bound=0).alias(BLOCK)
+    )
+    count = int(sends.get_column(BLOCK).max() or 0) + 1 if sends.height else 1
+    intervals: IntervalSettings = {
+        "method": "block",
+        "block_ns": block_ns,
+        "block_from": how,
+        "time": "true send time" if truth else "coordinator's clock at send",
+        "blocks": count,
+        "min_blocks": MIN_BLOCKS,
+        "min_outcome_blocks": MIN_OUTCOME_BLOCKS,
+    }
+    return sends, Blocks(BLOCK, count), intervals
 
 
 # Raw ordering counts of no pairs at all (a single worker): every count 0.

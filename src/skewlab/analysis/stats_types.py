@@ -16,12 +16,18 @@ Kind = Literal["bounded", "point"]  # a source's kind: returns intervals, or poi
 
 
 class Rate(TypedDict):
-    """k of n with its Wilson 95% interval; ``rate``/``ci95`` null when n = 0."""
+    """k of n with its 95% interval; ``rate``/``ci95`` null when n = 0. ``method``: "block"
+    (over the time blocks of ``settings.intervals``; ``blocks`` = blocks holding decisions) or
+    "wilson" (independent trials; ``blocks`` null). ``n_eff``: the independent trials the
+    interval treats the n decisions as (p(1−p)/variance; n for Wilson)."""
 
     k: int
     n: int
     rate: float | None
     ci95: list[float] | None
+    method: Literal["block", "wilson"]
+    n_eff: float | None
+    blocks: int | None
 
 
 class Dist(TypedDict):
@@ -353,9 +359,22 @@ class LinkSummary(TypedDict):
 # -- the document ------------------------------------------------------------------------------
 
 
+class IntervalSettings(TypedDict):
+    """The time blocks every "block" interval rests on (docs/METHODOLOGY.md, "Statistics")."""
+
+    method: str
+    block_ns: int  # base block length
+    block_from: str  # how block_ns was chosen
+    time: str  # which time places an event in a block
+    blocks: int  # base blocks spanned by the sends
+    min_blocks: int  # a longer block length is used while at least this many blocks hold data
+    min_outcome_blocks: int  # fewer blocks holding the rarer outcome: one trial per block
+
+
 class Settings(TypedDict):
     window_sizes_ms: list[int]
     window_offset_ms: float
+    intervals: IntervalSettings
 
 
 # Functional form: "import" is a Python keyword.
