@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,13 @@ import pytest
 from skewlab.deploy.orchestrator import pid_alive
 from skewlab.trace import load_receipts, read_parts
 from tests.conftest import skewlab_cmd
-from tests.integration.deploy_fixtures import experiment, start_slurm, write_json
+from tests.integration.deploy_fixtures import (
+    experiment,
+    files_holding,
+    key_like_cmdlines,
+    start_slurm,
+    write_json,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +39,19 @@ def test_slurm_sbatch_from_login_node(slurm: dict[str, str], tmp_path: Path) -> 
     exp = write_json(tmp_path / "exp.json", experiment())
     cl = write_json(tmp_path / "cluster.json", cluster)
     out = tmp_path / "out"
-    r = subprocess.run(
+    p = subprocess.Popen(
         skewlab_cmd("deploy", str(exp), "--cluster", str(cl), "-o", str(out), "--no-figures"),
-        env=slurm, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env=slurm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    key_words: list[str] = []  # the nodes' keys travel on srun's stdin, never a command line
+    looked_at: set[int] = set()
+    deadline = time.monotonic() + 300
+    while p.poll() is None and time.monotonic() < deadline:
+        key_words += key_like_cmdlines(looked_at)
+        time.sleep(0.1)
+    stdout, stderr = p.communicate(timeout=10)
+    r = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
     (res,) = [p for p in out.iterdir() if p.is_dir()]
     job_log = res / "logs" / "slurm-job.log"
     job_out = job_log.read_text() if job_log.exists() else ""
@@ -59,6 +75,9 @@ def test_slurm_sbatch_from_login_node(slurm: dict[str, str], tmp_path: Path) -> 
         assert stats["workers"][w]["accounting"]["received"] == len(set(ids)) > 0
     for n, info in meta["nodes"].items():
         assert not pid_alive(info["pid"]), n
+    assert len(looked_at) >= 4  # srun clients and the nodes of the job steps
+    assert key_words == [] and files_holding(res) == []  # nothing key-like anywhere
+    assert meta["security"]["events"] == "hmac-sha256, fresh per-run key"
     # the job is over and nothing of it is left in the queue
     q = subprocess.run(["squeue", "-h", "-j", job], env=slurm, capture_output=True, text=True)
     assert q.stdout.strip() == ""

@@ -8,17 +8,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from skewlab.deploy import cluster as cluster_mod
 from skewlab.deploy.orchestrator import pid_alive
+from skewlab.deploy.ssh import SshLauncher
+from skewlab.spec import from_dict
 from skewlab.trace import load_receipts, part_files, read_parts
 from tests.conftest import run_skewlab, skewlab_cmd
 from tests.integration.deploy_fixtures import (
     Sshd,
     experiment,
+    files_holding,
     free_port,
     ssh_cluster,
     start_sshd,
@@ -83,6 +88,51 @@ def test_ssh_two_hosts_copy_back(sshd: Sshd, tmp_path: Path) -> None:
         assert len(ids) == len(set(ids)) == counts["received"] == meta["accounting"][w]["received"]
         assert stats["workers"][w]["accounting"]["received"] == len(ids)
     _assert_all_stopped(meta)
+
+
+def test_ssh_keys_travel_only_on_the_ssh_channel(sshd: Sshd, tmp_path: Path) -> None:
+    # the launcher in this process (so the test holds the run's secret): each node's keys go
+    # through ssh's stdin; nowhere on a command line, in the remote copy, the results or a log
+    remote = tmp_path / "remote"
+    cluster = cluster_mod.from_dict(ssh_cluster(
+        sshd, clocks="emulated", workdir=str(remote), keep_remote=True,
+        hosts=[{"name": "127.0.0.1", "nodes": ["coordinator", "ntp-server", "W0", "W1"]}],
+    ))  # fmt: skip
+    spec = from_dict(experiment(events=100, interval_ms=3.0))
+    ln = SshLauncher(spec, tmp_path / "out", cluster)
+    material = ln.secrets.material(["coordinator", "ntp-server", "W0", "W1"])
+    seen: list[str] = []
+    leaks: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for d in Path("/proc").iterdir():
+                try:
+                    cmd = (d / "cmdline").read_bytes() if d.name.isdigit() else b""
+                except OSError:
+                    continue
+                if b"skewlab.node" in cmd:
+                    seen.append(d.name)
+                if any(k in cmd for k in material):
+                    leaks.append(cmd.decode(errors="replace"))
+            time.sleep(0.1)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    try:
+        outcome = ln.run()
+    finally:
+        done.set()
+        t.join()
+    assert len(set(seen)) >= 4 and leaks == []  # ssh clients and remote nodes both looked at
+    meta = json.loads((outcome.results.metadata_path).read_text())
+    assert meta["status"] == "completed"
+    assert meta["security"]["events"] == "hmac-sha256, fresh per-run key"
+    assert meta["accounting"]["W0"]["lost"] == meta["accounting"]["W1"]["lost"] == 0
+    assert remote.is_dir() and any(remote.rglob("spec.json"))  # the kept remote copy
+    for root in (outcome.results.root, remote, sshd.identity.parent):  # incl. sshd's log
+        assert files_holding(root, material) == []
 
 
 def test_ssh_worker_killed_mid_deploy(sshd: Sshd, tmp_path: Path) -> None:
