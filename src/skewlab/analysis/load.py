@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from skewlab.results import open_results
 from skewlab.store import ResultsDir
 from skewlab.trace import (
     commit_wait_delays_ms,
@@ -94,7 +95,10 @@ def cw_columns(columns: list[str], source: str) -> list[int]:
 
 
 def load(results: ResultsDir, settings: AnalysisSettings | None = None) -> Traces:
-    """Open a results folder; nothing is read into memory beyond schemas and a bound check."""
+    """Open a results folder once ``skewlab.results.open_results`` has checked it (every part
+    readable, counts against rows; else ResultsError naming the file); then nothing is read
+    into memory beyond schemas and a bound check."""
+    open_results(results.root)
     spec = json.loads(results.spec_path.read_text())
     meta: dict[str, Any] = {}
     if results.metadata_path.exists():

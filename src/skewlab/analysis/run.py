@@ -56,6 +56,7 @@ def analyze(
     results: ResultsDir, make_figures: bool = True, settings: AnalysisSettings | None = None
 ) -> Stats:
     """Compute every metric from the stored traces; write stats.json (+ figures and reports)."""
+    results.stats_path.unlink(missing_ok=True)  # an earlier analysis is void until this one ends
     t = load(results, settings)
     stats = compute(t)
     if links := summarize_results(results):  # requested vs achieved per emulated link

@@ -9,22 +9,25 @@ from pathlib import Path
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import fail, summary_table
+from skewlab.cli.common import analyse_results, fail, run_state_note, summary_table
 
 
 @click.command()
-@opt.results_dir_argument(exists=True)
+@opt.results_dir_argument()
 @opt.no_figures()
 def analyze(results_dir: Path, no_figures: bool) -> None:
-    """Rerun the analysis on a stored results folder (rewrites stats.json and figures)."""
-    from skewlab.analysis import analyze as run_analysis
+    """Rerun the analysis on a stored results folder (rewrites stats.json and figures).
+
+    Every trace part is checked first, and each node's events against its counts.json; a
+    damaged folder is refused in one line naming the file (exit 2), and its old stats.json is
+    removed so that nothing reads a stale analysis."""
     from skewlab.store import ResultsDir
 
     res = ResultsDir(results_dir)
-    if not res.spec_path.exists():
-        fail(f"{results_dir} is not a skewlab results folder (no spec.json)", 2)
-    stats = run_analysis(res, make_figures=not no_figures)
+    stats = analyse_results(res, make_figures=not no_figures)
     click.echo(summary_table(stats))
+    if note := run_state_note(res):
+        click.echo(note, err=True)
 
 
 @click.command("compare")
@@ -83,6 +86,4 @@ def import_legacy(src_dir: Path, out: Path, name: str | None, run_analysis: bool
         fail(str(e), 2)
     click.echo(f"imported: {res.root}")
     if run_analysis:
-        from skewlab.analysis import analyze as run_analysis_on
-
-        click.echo(summary_table(run_analysis_on(res)))
+        click.echo(summary_table(analyse_results(res)))

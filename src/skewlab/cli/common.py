@@ -74,6 +74,38 @@ def interrupted_sim(e: BaseException, progress: Progress | None = None,
     return f"partial results in {where} (status interrupted)"
 
 
+def analyse_results(res: Any, make_figures: bool = True) -> dict[str, Any]:
+    """Analyse a results folder; a folder the reader refuses (skewlab.results.ResultsError:
+    a damaged part, counts against rows, bad JSON) ends the command in one line, exit 2."""
+    from skewlab.analysis import analyze
+    from skewlab.results import ResultsError
+
+    try:
+        return dict(analyze(res, make_figures=make_figures))
+    except ResultsError as e:
+        fail(str(e), EXIT_BAD_INPUT)
+
+
+def run_state_note(res: Any) -> str | None:
+    """A line saying that the analysed run did not complete (still running, or its launcher
+    was killed; failed; interrupted), from its metadata.json; None when it completed."""
+    import json
+
+    try:
+        meta = json.loads(res.metadata_path.read_text())
+    except (OSError, ValueError):
+        return None
+    status = meta.get("status") if isinstance(meta, dict) else None
+    if status in (None, "completed"):
+        return None
+    why = {
+        "running": "it is still running, or its launcher was killed",
+        "interrupted": "it was interrupted",
+        "failed": f"it failed ({meta.get('error') or 'see metadata.json'})",
+    }.get(str(status), f"its status is {status!r}")
+    return f"skewlab: note: {res.root}: {why}; the analysis covers only what was written"
+
+
 def load_spec(config: Path | None, events: int | None = None,
               seed: int | None = None) -> ExperimentSpec:  # fmt: skip
     """The experiment of ``config`` (default: the built-in one) with the command line's

@@ -17,16 +17,17 @@ from skewlab.cli.common import fail
 def export(results_dir: Path, as_csv: bool, out: Path | None) -> None:
     """Export a results folder's traces (one file per node and trace) for other tools."""
     from skewlab.export import export_csv
+    from skewlab.results import ResultsError
     from skewlab.store import ResultsDir
 
     res = ResultsDir(results_dir)
     if not as_csv:
         fail("choose an export format: --csv", 2)
-    if not res.spec_path.is_file():
-        fail(f"{results_dir} is not a skewlab results folder (no spec.json)", 2)
     target = out if out is not None else res.csv_dir
     try:
         files = export_csv(res, target)
+    except ResultsError as e:  # a damaged or incomplete folder: nothing was written
+        fail(str(e), 2)
     except OSError as e:
         fail(f"cannot write to {target}: {e.strerror or e}", 2)
     if not files:

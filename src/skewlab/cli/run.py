@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import Progress, fail, interrupted_run, interrupts, load_spec, summary_table
+from skewlab.cli.common import (
+    Progress,
+    analyse_results,
+    fail,
+    interrupted_run,
+    interrupts,
+    load_spec,
+    summary_table,
+)
 from skewlab.net.profiles import profile_names
 
 
@@ -38,7 +46,6 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
     own emulated clock, ~300 events in the cycle slow,fast×4,medium. Traces, stats.json, a
     figure and a report land in OUT/<experiment-id>/.
     """
-    from skewlab.analysis import analyze
     from skewlab.analysis.links import format_summary as format_link_summary
     from skewlab.deploy.local import LaunchError, LocalLauncher
     from skewlab.net.profiles import NetworkSpec
@@ -57,7 +64,7 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
             progress.end()
             fail(str(e))
         progress.end()
-        stats = analyze(outcome.results, make_figures=not no_figures)
+        stats = analyse_results(outcome.results, make_figures=not no_figures)
     click.echo(summary_table(stats))
     if stats.get("network"):
         click.echo("\n" + format_link_summary(stats["network"]))

@@ -10,6 +10,7 @@ import click
 from skewlab.cli import options as opt
 from skewlab.cli.common import (
     Progress,
+    analyse_results,
     fail,
     interrupted_sim,
     interrupts,
@@ -53,7 +54,6 @@ def simulate(
     delays are drawn from the link profiles. Writes a normal results folder (launcher
     "simulate", truth available) and analyses it.
     """
-    from skewlab.analysis import analyze
     from skewlab.sim.simulate import SimError, SimOptions
     from skewlab.sim.simulate import simulate as run_sim
 
@@ -70,7 +70,7 @@ def simulate(
             fail(str(e), 2)
         done.append(res.root)
         progress.end()
-        stats = analyze(res, make_figures=not no_figures)
+        stats = analyse_results(res, make_figures=not no_figures)
     click.echo(summary_table(stats))
     if stats.get("network"):  # emulated paths, requested vs achieved, as `run` shows them
         from skewlab.analysis.links import format_summary as format_link_summary
