@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skewlab.clocks.names import SOURCE_NAMES
+from skewlab.clocks.series import SeriesError, Sign, Unit, read_series
 from skewlab.nemesis.schedule import CLOCK_KINDS, NTP_KINDS, FaultSpec, ntp_server_name
 from skewlab.net.profiles import NetworkSpec, experiment_paths, spec_paths
 
@@ -37,6 +38,29 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class ThermalSpec(_Model):
+    """A periodic frequency term of a node's oscillator (diurnal or thermal cycle):
+    f(t) = amplitude · sin(2π (t − t0) / period + phase) (clocks/oscillator.py ``Sinusoid``)."""
+
+    amplitude_ppm: float = Field(ge=0, le=1000)
+    period_s: float = Field(86400.0, ge=1, le=30 * 86400)
+    phase_deg: float = Field(0.0, ge=-360, le=360)  # 0: frequency 0 and rising at t0
+
+
+class ReplaySpec(_Model):
+    """A recorded clock-error series (CSV) added to a node's oscillator (clocks/series.py)."""
+
+    file: str = Field(min_length=1)  # CSV path; relative to the experiment file's folder
+    time_column: str = "elapsed_s"
+    offset_column: str = "offset_ms"
+    time_unit: Unit = "s"
+    offset_unit: Unit = "ms"
+    # clock_minus_reference: the clock's error (local − true, positive = ahead);
+    # reference_minus_clock: an NTP offset (reference − system clock), replayed negated.
+    sign: Sign = "clock_minus_reference"
+    start_s: float | None = None  # recording time (s) at the run's t0; None: the first row's
+
+
 class NodeSpec(_Model):
     """One node and its emulated oscillator (offset: local − true; positive = ahead)."""
 
@@ -45,6 +69,8 @@ class NodeSpec(_Model):
     offset_ms: float = 0.0
     drift_ppm: float = Field(0.0, ge=-1000, le=1000)
     wander_ppb: float = Field(0.0, ge=0, le=1000)  # random-walk frequency wander, σ ppb/√s
+    thermal: list[ThermalSpec] = Field(default_factory=list, max_length=8)  # sinusoids
+    replay: ReplaySpec | None = None  # a recorded error series added to the clock
     # Clock discipline profile (clocks/discipline.py): "free" = undisciplined oscillator;
     # "disciplined" = a servo slews the node's system clock toward its NTP samples.
     discipline: Literal["free", "disciplined"] = "free"
@@ -56,6 +82,11 @@ class NodeSpec(_Model):
         if not _NAME_RE.match(v):
             raise ValueError("node names are 1-32 of A-Z a-z 0-9 _ . - (starting alphanumeric)")
         return v
+
+    @field_validator("thermal", mode="before")
+    @classmethod
+    def _one_thermal(cls, v: Any) -> Any:
+        return [v] if isinstance(v, dict) else v  # one table for one sinusoid
 
 
 class WorkloadSpec(_Model):
@@ -311,11 +342,48 @@ def _format_validation(err: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def from_dict(data: dict[str, Any], origin: str = "config") -> ExperimentSpec:
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``data`` with every node's replay file absolute (relative paths are relative to
+    ``base``), so the recorded spec.json names the same file from any working directory."""
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list):
+        return data
+    out = []
+    for n in nodes:
+        r = n.get("replay") if isinstance(n, dict) else None
+        if isinstance(r, dict) and isinstance(r.get("file"), str) and r["file"]:
+            path = str((base / Path(r["file"]).expanduser()).resolve())
+            n = {**n, "replay": {**r, "file": path}}
+        out.append(n)
+    return {**data, "nodes": out}
+
+
+def check_files(spec: ExperimentSpec, origin: str = "config") -> None:
+    """Read every file the spec names (replay series): a missing or malformed one is a
+    SpecError of one line naming the key, the file, its line and column."""
+    for i, n in enumerate(spec.nodes):
+        r = n.replay
+        if r is None:
+            continue
+        try:
+            read_series(r.file, r.time_column, r.offset_column, r.time_unit, r.offset_unit,
+                        r.sign)  # fmt: skip
+        except SeriesError as e:
+            raise SpecError(f"{origin}: nodes[{i}].replay: {e}") from None
+
+
+def from_dict(
+    data: dict[str, Any], origin: str = "config", base: Path | None = None
+) -> ExperimentSpec:
+    """Validate a spec mapping; files it names are resolved against ``base`` (default: the
+    working directory) and read (``check_files``)."""
+    data = _resolve_paths(data, base if base is not None else Path.cwd())
     try:
-        return ExperimentSpec.model_validate(data)
+        spec = ExperimentSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_format_validation(e, origin)) from None
+    check_files(spec, origin)
+    return spec
 
 
 def load_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
@@ -347,4 +415,4 @@ def load_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
 
 def load(path: str | Path) -> ExperimentSpec:
     """Load a TOML (.toml) or YAML (.yaml/.yml) or JSON file into a validated spec."""
-    return from_dict(load_mapping(path, "config"), str(path))
+    return from_dict(load_mapping(path, "config"), str(path), Path(path).parent)

@@ -18,6 +18,7 @@ dropped from the table, is reported; a simulator that ignores ``ntp.poll_s`` (or
 from __future__ import annotations
 
 import copy
+import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -331,6 +332,80 @@ def _source_params(a: Run, b: Run) -> None:
     assert _mean_eps(b, "truetime") > _mean_eps(a, "truetime"), "more drift allowed: wider ε"
 
 
+# the clock models (thermal sinusoids, replay): B's local − truth, less its offset and drift,
+# against each model's closed form computed here with numpy (≤ 2 ns: the oscillator's rounding)
+
+_REPLAY_CSV = str(Path(__file__).resolve().parents[1] / "data" / "replay_keys.csv")
+_UNIT_NS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
+
+
+def _free_b(**changes: Any) -> dict[str, Any]:
+    """The default nodes with B free-running (whatever the default discipline) plus changes."""
+    return _nodes(B={"discipline": "free", **changes})
+
+
+def _terms_ns(run: Run, node: str = "B") -> tuple[np.ndarray, np.ndarray]:
+    """(truth − t0, local − truth − offset − drift·(truth − t0)) of a node's receipts, ns."""
+    n = run.spec.node(node)
+    t, e = run.error_ns(node)
+    return t, e - round(n.offset_ms * NS_PER_MS) - (t * round(n.drift_ppm * 1000)) // NS_PER_S
+
+
+def _thermal_ns(run: Run, t: np.ndarray, node: str = "B") -> np.ndarray:
+    """Σ A/ω·(cos φ − cos(ωt + φ)) over the node's thermal terms, ns."""
+    out = np.zeros(t.shape)
+    for c in run.spec.node(node).thermal:
+        w = 2 * np.pi / c.period_s
+        phi = np.radians(c.phase_deg)
+        out += c.amplitude_ppm * 1000 / w * (np.cos(phi) - np.cos(w * t / NS_PER_S + phi))
+    return out
+
+
+def _replay_ns(run: Run, t: np.ndarray, node: str = "B") -> np.ndarray:
+    """The node's replayed series at true instants t (np.interp holds at the ends), ns."""
+    r = run.spec.node(node).replay
+    if r is None:
+        return np.zeros(t.shape)
+    with open(r.file, newline="") as fh:
+        rows = [row for row in csv.DictReader(line for line in fh if not line.startswith("#"))]
+    times = np.array([float(x[r.time_column]) for x in rows]) * _UNIT_NS[r.time_unit]
+    offs = np.array([float(x[r.offset_column]) for x in rows]) * _UNIT_NS[r.offset_unit]
+    sign = -1 if r.sign == "reference_minus_clock" else 1
+    start = times[0] if r.start_s is None else r.start_s * NS_PER_S
+    return sign * np.interp(t + start, times, offs)
+
+
+def _models_hold(a: Run, b: Run) -> None:
+    """Both runs' clocks follow their own models, and the models differ."""
+    for run in (a, b):
+        t, got = _terms_ns(run)
+        want = _thermal_ns(run, t) + _replay_ns(run, t)
+        assert np.abs(got - want).max() <= 2, "the clock follows its thermal and replay terms"
+    assert np.abs(_terms_ns(a)[1] - _terms_ns(b)[1]).max() > 1_000, "the change shows (> 1 µs)"
+
+
+_WARM = {"amplitude_ppm": 300.0, "period_s": 2.0}  # A/ω ≈ 95 µs, the run spans ~1 s of it
+_REPLAY = {"file": _REPLAY_CSV}
+_REPLAY_MS = {**_REPLAY, "time_column": "t_ms", "time_unit": "ms"}
+
+for _key, _change, _context in [
+    ("nodes[].thermal[].amplitude_ppm", {**_WARM, "amplitude_ppm": 100.0}, _WARM),
+    ("nodes[].thermal[].period_s", {**_WARM, "period_s": 4.0}, _WARM),
+    ("nodes[].thermal[].phase_deg", {**_WARM, "phase_deg": 90.0}, _WARM),
+]:
+    case(_key, _free_b(thermal=[_change]), context=_free_b(thermal=[_context]))(_models_hold)
+for _key, _change, _context in [
+    ("nodes[].replay.file", _REPLAY, None),
+    ("nodes[].replay.time_column", {**_REPLAY, "time_column": "elapsed2_s"}, _REPLAY),
+    ("nodes[].replay.offset_column", {**_REPLAY, "offset_column": "offset2_ms"}, _REPLAY),
+    ("nodes[].replay.time_unit", {**_REPLAY_MS, "time_unit": "us"}, _REPLAY_MS),
+    ("nodes[].replay.offset_unit", {**_REPLAY, "offset_unit": "us"}, _REPLAY),
+    ("nodes[].replay.sign", {**_REPLAY, "sign": "reference_minus_clock"}, _REPLAY),
+    ("nodes[].replay.start_s", {**_REPLAY, "start_s": 0.7}, _REPLAY),
+]:
+    case(_key, _free_b(replay=_change), context=_free_b(replay=_context))(_models_hold)
+
+
 # -- workload
 
 
@@ -592,6 +667,19 @@ def _delta_ms(a: Run, b: Run) -> None:
 @case("faults[].delta_ppm", _faults({**_RATE, "delta_ppm": -300.0}), context=_faults(_RATE))
 def _delta_ppm(a: Run, b: Run) -> None:
     assert _gained_ns(b) < 0 < _gained_ns(a), "slower instead of faster"
+
+
+@case("faults[].ramp_s", _faults({**_RATE, "ramp_s": 0.4}), context=_merge(_free_b(),
+                                                                           _faults(_RATE)))
+def _ramp(a: Run, b: Run) -> None:
+    for run, ramp_s in ((a, 0.0), (b, 0.4)):
+        t, got = _terms_ns(run)
+        u = np.maximum(t / NS_PER_S - 1.2, 0.0)  # s since the change
+        # Δf·u (a step) or Δf·u²/(2R) during the ramp, Δf·(u − R/2) after it; Δf in ns/s
+        during = u * u / (2 * ramp_s) if ramp_s else u
+        want = 300_000 * np.where(u < ramp_s, during, u - ramp_s / 2)
+        assert np.abs(got - want).max() <= 2, "the phase integrates the ramped frequency"
+    assert (_terms_ns(b)[1] < _terms_ns(a)[1] - 1_000).any(), "slower to gain than a step"
 
 
 @case("faults[].period_ms", _faults({**_STROBE, "period_ms": 200}), context=_faults(_STROBE))

@@ -15,7 +15,8 @@ class ClockFault:
     """One scheduled fault of a node clock, at a true instant ``at_ns``.
 
     - ``step``: the realtime clock jumps by ``delta_ns`` (monotonic unaffected).
-    - ``freq``: the oscillator frequency changes by ``delta_ppb`` from then on (both clocks).
+    - ``freq``: the oscillator frequency changes by ``delta_ppb`` from then on (both clocks);
+      with ``ramp_ns`` > 0 the change is linear over that long (a ramp), not instantaneous.
     - ``strobe``: for ``duration_ns`` the realtime clock alternates between its normal value
       and normal + ``delta_ns`` every half ``period_ns`` (Jepsen's clock strobe).
     """
@@ -26,3 +27,4 @@ class ClockFault:
     delta_ppb: int = 0  # frequency change, ppb (positive: clock runs faster)
     period_ns: int = 0  # strobe period, ns
     duration_ns: int = 0  # strobe duration, ns
+    ramp_ns: int = 0  # freq: the change ramps linearly over this long, ns (0: a step)

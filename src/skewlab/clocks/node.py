@@ -1,14 +1,18 @@
 """A node's clock as the experiment spec describes it: the one place where a spec's node
-becomes an oscillator (offset, drift, wander, scheduled clock faults, discipline profile), a
-NodeClock reading some host clock, and the SyncState its sources and servo stand on.
+becomes an oscillator (offset, drift, wander, thermal sinusoids, a replayed series, scheduled
+clock faults, discipline profile), a NodeClock reading some host clock, and the SyncState its
+sources and servo stand on.
 
 Used unchanged by the node processes (host clock) and the simulator (virtual clock).
 """
 
 from __future__ import annotations
 
+import math
+
 from skewlab.clocks.discipline import Discipline, make_discipline
-from skewlab.clocks.oscillator import NodeClock, Oscillator
+from skewlab.clocks.oscillator import NodeClock, Oscillator, Sinusoid
+from skewlab.clocks.replay import replay_from_spec
 from skewlab.clocks.sync import SyncState
 from skewlab.nemesis.schedule import clock_faults
 from skewlab.spec import ExperimentSpec
@@ -37,7 +41,10 @@ def _build(spec: ExperimentSpec, name: str, t0_ns: int) -> tuple[Oscillator, Dis
         seed=spec.seed * 1000 + spec.nodes.index(n),
         faults=clock_faults(spec, name, t0_ns),
         discipline=servo,
-    )
+        sinusoids=tuple(Sinusoid(c.amplitude_ppm * 1000, round(c.period_s * 1e9),
+                                 math.radians(c.phase_deg), t0_ns) for c in n.thermal),
+        replay=None if n.replay is None else replay_from_spec(n.replay, t0_ns),
+    )  # fmt: skip
     return osc, servo
 
 

@@ -1,90 +1,64 @@
-"""Trace replay: a node clock that follows a recorded offset series, so drift recorded on real
-hardware can be replayed on an emulated node.
+"""Trace replay: a node clock that follows a recorded error series, so drift recorded on real
+hardware can be replayed on an emulated node (``[[nodes]] replay`` in the experiment file).
 
-The CSV holds elapsed seconds (since the recording began, mapped to true time ``t0_ns``) and
-the clock's offset in milliseconds with the oscillator's sign convention (local − true;
-positive: the clock is ahead). Column names are configurable. Between points the offset is
-interpolated linearly; before the first and after the last point it is held (never
-extrapolated). The replayed clock has no steps of its own, so monotonic = local.
+The series is read by ``clocks/series.py`` (CSV, columns, units and sign configurable) and
+becomes the oscillator's ``Replay`` term (``clocks/oscillator.py``): added to the node's other
+clock terms, linearly interpolated between points, held (never extrapolated) before the first
+and after the last point. A replayed error moves the monotonic and the realtime clock alike
+(a frequency term: no steps of its own).
 """
 
 from __future__ import annotations
 
-import csv
-from bisect import bisect_right
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from skewlab.clocks.oscillator import Oscillator, Replay
+from skewlab.clocks.series import UNIT_NS, read_series
 
 NS_PER_S = 1_000_000_000
 
 
-@dataclass(slots=True)
+class ReplaySettings(Protocol):
+    """What a replay needs from the spec (``spec.ReplaySpec``)."""
+
+    file: str
+    time_column: str
+    offset_column: str
+    time_unit: str
+    offset_unit: str
+    sign: str
+    start_s: float | None
+
+
+def replay_from_spec(r: ReplaySettings, t0_ns: int) -> Replay:
+    """The replay term of a node: recording time ``start_s`` (default: the first row's time)
+    falls on the run's true time ``t0_ns``."""
+    times, offsets = read_series(
+        r.file, r.time_column, r.offset_column, r.time_unit, r.offset_unit, r.sign
+    )
+    start = times[0] if r.start_s is None else round(r.start_s * NS_PER_S)
+    return Replay(times, offsets, t0_ns, start)
+
+
 class ReplayOscillator:
-    """An oscillator whose error follows a recorded series (integer ns, sorted by time)."""
+    """A node clock that only replays a series (offset 0, no drift): ``from_csv``."""
 
-    times_ns: list[int]  # elapsed since t0, ns (strictly increasing)
-    offsets_ns: list[int]  # local − true at those instants, ns
-    t0_ns: int = 0  # true time of elapsed 0
-    gapless: bool = True  # no steps: local == monotonic, gap 0
-
-    def __post_init__(self) -> None:
-        if not self.times_ns or len(self.times_ns) != len(self.offsets_ns):
-            raise ValueError("a replay needs at least one (time, offset) point")
-        if any(b <= a for a, b in zip(self.times_ns, self.times_ns[1:], strict=False)):
-            raise ValueError("replay times must be strictly increasing")
-
-    def offset_at(self, truth_ns: int) -> int:
-        """local − true at a true instant (linear interpolation, held at the ends)."""
-        e = truth_ns - self.t0_ns
-        ts, os_ = self.times_ns, self.offsets_ns
-        k = bisect_right(ts, e)
-        if k == 0:
-            return os_[0]
-        if k == len(ts):
-            return os_[-1]
-        t_a, t_b, o_a, o_b = ts[k - 1], ts[k], os_[k - 1], os_[k]
-        return o_a + ((o_b - o_a) * (e - t_a)) // (t_b - t_a)
-
-    def local_at(self, truth_ns: int) -> int:
-        return truth_ns + self.offset_at(truth_ns)
-
-    def monotonic_at(self, truth_ns: int) -> int:
-        return self.local_at(truth_ns)
-
-    def gap_at(self, truth_ns: int) -> int:
-        return 0
-
-    def gaps_at(self, truth_ns: int) -> tuple[int, int]:
-        return 0, 0
-
-    def error_at(self, truth_ns: int) -> int:
-        return self.offset_at(truth_ns)
-
-    @classmethod
+    @staticmethod
     def from_csv(
-        cls,
         path: str | Path,
         t0_ns: int = 0,
         time_column: str = "elapsed_s",
         offset_column: str = "offset_ms",
-    ) -> ReplayOscillator:
-        """Load a recorded series; errors name the file, line and column."""
-        p = Path(path)
-        times: list[int] = []
-        offsets: list[int] = []
-        with p.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            cols = reader.fieldnames or []
-            for c in (time_column, offset_column):
-                if c not in cols:
-                    raise ValueError(f"{p}: no column {c!r} (columns: {', '.join(cols)})")
-            for row in reader:
-                try:
-                    times.append(round(float(row[time_column]) * NS_PER_S))
-                    offsets.append(round(float(row[offset_column]) * 1_000_000))
-                except (TypeError, ValueError):
-                    raise ValueError(f"{p}: line {reader.line_num}: not a number") from None
-        try:
-            return cls(times, offsets, t0_ns)
-        except ValueError as e:
-            raise ValueError(f"{p}: {e}") from None
+        time_unit: str = "s",
+        offset_unit: str = "ms",
+        sign: str = "clock_minus_reference",
+    ) -> Oscillator:
+        """An oscillator following the series of ``path`` (recording time 0 at ``t0_ns``);
+        errors are one line naming the file, line and column (``series.SeriesError``)."""
+        times, offsets = read_series(path, time_column, offset_column, time_unit, offset_unit,
+                                     sign)  # fmt: skip
+        return Oscillator(t0_ns=t0_ns, replay=Replay(times, offsets, t0_ns, 0))
+
+
+__all__ = ["UNIT_NS", "ReplayOscillator", "ReplaySettings", "replay_from_spec"]

@@ -169,17 +169,21 @@ class RemoteLauncher(Orchestrator):
 
     # -- clocks and metadata ----------------------------------------------------------------------
     def _prepare_spec(self) -> None:
-        """Real clocks: every node's oscillator is the identity (offset 0, drift 0, no wander),
-        so a node reads its host's clock; the configured offsets do not apply."""
+        """Real clocks: every node's oscillator is the identity (offset 0, drift 0, no wander,
+        thermal sinusoid or replay), so a node reads its host's clock; the configured clock
+        models do not apply."""
         if self.cluster.clocks != "real":
             return
-        changed = [n.name for n in self.spec.nodes if n.offset_ms or n.drift_ppm or n.wander_ppb]
-        nodes = [n.model_copy(update={"offset_ms": 0.0, "drift_ppm": 0.0, "wander_ppb": 0.0})
-                 for n in self.spec.nodes]  # fmt: skip
+        changed = [n.name for n in self.spec.nodes
+                   if n.offset_ms or n.drift_ppm or n.wander_ppb or n.thermal or n.replay]
+        identity = {"offset_ms": 0.0, "drift_ppm": 0.0, "wander_ppb": 0.0, "thermal": [],
+                    "replay": None}
+        nodes = [n.model_copy(update=identity) for n in self.spec.nodes]  # fmt: skip
         self.spec = self.spec.model_copy(update={"nodes": nodes})
         if changed:
             self.progress(
-                f"clocks = real: the emulated offsets/drifts of {', '.join(changed)} are not used"
+                f"clocks = real: the emulated clock models (offset, drift, wander, thermal, "
+                f"replay) of {', '.join(changed)} are not used"
             )
 
     def truth_available(self) -> bool:

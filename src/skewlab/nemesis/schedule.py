@@ -7,7 +7,8 @@ is known before the run and every node computes the same one. Kinds:
 - ``clock_step``      node's realtime clock jumps by ``delta_ms`` (monotonic unaffected)
 - ``clock_strobe``    node's realtime clock alternates between normal and normal + ``delta_ms``
                       every half ``period_ms``, for ``duration_s``
-- ``clock_rate``      node's oscillator frequency changes by ``delta_ppm`` from then on
+- ``clock_rate``      node's oscillator frequency changes by ``delta_ppm`` from then on;
+                      with ``ramp_s`` the change is linear over that many seconds (a ramp)
 - ``ntp_outage``      NTP server ``server`` stops answering for ``duration_s`` (``how``: ``stop``
                       closes its socket — clients see "unreachable" —, ``drop`` drops every request)
 - ``ntp_falseticker`` NTP server ``server`` serves true time + ``offset_ms`` for ``duration_s``
@@ -45,6 +46,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "link_loss": ("path", "duration_s"),
 }
 _MAY: dict[str, tuple[str, ...]] = {
+    "clock_rate": ("ramp_s",),
     "ntp_outage": ("server", "how", "duration_s"),
     "ntp_falseticker": ("server", "duration_s"),
 }
@@ -72,6 +74,7 @@ class FaultSpec(BaseModel):
     offset_ms: float | None = Field(None, ge=-3_600_000, le=3_600_000)  # falseticker: served −
     # true time
     path: str | None = None  # link_loss: "<from>~<to>"
+    ramp_s: float | None = Field(None, gt=0, le=30 * 86400)  # clock_rate: linear over this long
 
     @model_validator(mode="after")
     def _keys_fit_kind(self) -> FaultSpec:
@@ -135,7 +138,8 @@ def clock_faults(spec: HasFaults, node: str, t0_ns: int) -> tuple[ClockFault, ..
         if f.kind == "clock_step":
             out.append(ClockFault("step", at, delta_ns=round(f.delta_ms * NS_PER_MS)))  # type: ignore[operator]
         elif f.kind == "clock_rate":
-            out.append(ClockFault("freq", at, delta_ppb=round(f.delta_ppm * 1000)))  # type: ignore[operator]
+            ramp = 0 if f.ramp_s is None else round(f.ramp_s * NS_PER_S)
+            out.append(ClockFault("freq", at, delta_ppb=round(f.delta_ppm * 1000), ramp_ns=ramp))  # type: ignore[operator]
         else:
             out.append(
                 ClockFault(

@@ -37,6 +37,17 @@ SPEC_KEYS: dict[str, str] = {
     "nodes[].offset_ms": HONOURED,
     "nodes[].drift_ppm": HONOURED,
     "nodes[].wander_ppb": HONOURED,
+    # the oscillator's thermal sinusoids and replayed series (clocks/node.py builds them)
+    "nodes[].thermal[].amplitude_ppm": HONOURED,
+    "nodes[].thermal[].period_s": HONOURED,
+    "nodes[].thermal[].phase_deg": HONOURED,
+    "nodes[].replay.file": HONOURED,
+    "nodes[].replay.time_column": HONOURED,
+    "nodes[].replay.offset_column": HONOURED,
+    "nodes[].replay.time_unit": HONOURED,
+    "nodes[].replay.offset_unit": HONOURED,
+    "nodes[].replay.sign": HONOURED,
+    "nodes[].replay.start_s": HONOURED,
     "nodes[].discipline": HONOURED,  # the same servo (clocks/discipline.py) fed every sample
     "nodes[].port": f"n/a: the UDP port a real worker binds; {_SOCKETS}",
     "sources": HONOURED,  # host-service sources are refused by check_simulable itself
@@ -118,6 +129,7 @@ SPEC_KEYS: dict[str, str] = {
     "faults[].how": HONOURED,
     "faults[].offset_ms": HONOURED,
     "faults[].path": HONOURED,
+    "faults[].ramp_s": HONOURED,  # the oscillator's ramp (clocks/oscillator.py)
 }
 
 
