@@ -231,7 +231,7 @@ def coordination_cost(stats: Stats) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     names = list(cc)
     x = np.arange(len(names))
-    coord = [1000 * (c["total"]["coordinate_rate"] or {}).get("rate", 0) or 0 for c in cc.values()]
+    coord = [1000 * ((c["total"]["coordinate_rate"] or {}).get("rate") or 0) for c in cc.values()]
     rep = [
         None
         if c["total"]["repair_rate"] is None

@@ -1,0 +1,41 @@
+"""A run whose workers received nothing (issue 20, item 4: a worker whose port was taken, a
+path that lost everything) still analyses: stats.json, every figure and the report are written
+and the summary reports the loss, as docs/DEPLOYMENT.md promises for partial results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skewlab.cli import cli
+
+
+@pytest.mark.parametrize("keep_counts", [True, False])
+def test_workers_without_receipts_analyse(tmp_path: Path, keep_counts: bool) -> None:
+    r = CliRunner().invoke(cli, ["simulate", "-n", "40", "-o", str(tmp_path / "out"), "-q",
+                                 "--no-figures"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (d,) = (tmp_path / "out").iterdir()
+    for w in ("B", "C"):
+        node = d / "traces" / w
+        if keep_counts:  # the worker ran and received nothing: no parts, counts say so
+            for p in node.glob("*.parquet"):
+                if not p.name.startswith("ntp-"):
+                    p.unlink()
+            c = json.loads((node / "counts.json").read_text())
+            c.update(received=0, rows=0, parts=0, lost=c["coordinator_sent"])
+            (node / "counts.json").write_text(json.dumps(c))
+        else:  # the worker never started (its port was taken): no folder at all
+            shutil.rmtree(node)
+    r = CliRunner().invoke(cli, ["analyze", str(d)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    stats = json.loads((d / "stats.json").read_text())
+    assert {w: s["accounting"]["received"] for w, s in stats["workers"].items()} == {
+        "B": 0, "C": 0
+    }  # fmt: skip
+    assert (d / "report.md").exists() and (d / "report.html").exists()
+    assert all((d / f).exists() for f in stats["figures"])
