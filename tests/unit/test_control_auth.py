@@ -136,7 +136,7 @@ def test_silent_and_oversized_connections(server: ControlServer, monkeypatch) ->
     assert dict(server.rejected) == {"timeout": 1, "no_auth": 1}
 
 
-def test_too_many_pending_connections(server: ControlServer, monkeypatch) -> None:
+def test_too_many_pending_connections(server: ControlServer, monkeypatch, run_secrets) -> None:
     monkeypatch.setattr(control_mod, "MAX_PENDING", 2)
     held = [_raw(server) for _ in range(2)]
     extra = socket.create_connection(server.address, timeout=5)
@@ -144,8 +144,18 @@ def test_too_many_pending_connections(server: ControlServer, monkeypatch) -> Non
     extra.close()
     _wait_rejected(server, 1)
     assert server.rejected["too_many_pending"] == 1
+    # a real node meeting a full launcher retries until a slot frees up
+    got: list[ControlLink] = []
+    t = threading.Thread(target=lambda: got.append(
+        ControlLink(server.address, "B", run_secrets.control_key("B"))))  # fmt: skip
+    t.start()
+    time.sleep(0.3)
     for c, _f, _ in held:
         c.close()
+    t.join(10)
+    assert got and server.messages.get(timeout=5).type == "hello"
+    got[0].close()
+    assert server.rejected["too_many_pending"] >= 2
 
 
 def _authenticated_raw(server: ControlServer, key: bytes, node: str):

@@ -29,18 +29,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from skewlab.timebase import monotonic_s, sleep
+
 PROTOCOL = "skewlab-control-1"
 NONCE_BYTES = 16
 AUTH_TIMEOUT_S = 5.0  # a connection must authenticate within this long (launcher side)
 CONNECT_TIMEOUT_S = 10.0  # a node's connect + handshake
 MAX_AUTH_LINE = 1024  # bytes a connection may send before it authenticated
 MAX_LINE = 1 << 20  # one authenticated message
-MAX_PENDING = 32  # connections authenticating at once; more are closed at once (and counted)
+MAX_PENDING = 64  # connections authenticating at once; more are closed at once (and counted);
+# a node closed before its challenge retries until CONNECT_TIMEOUT_S
 MAX_PEERS_KEPT = 20  # rejected peers' addresses remembered for metadata
 
 
 class ControlAuthError(RuntimeError):
     """The control channel could not be authenticated (the message never holds a key)."""
+
+
+class _Busy(ControlAuthError):
+    """The launcher closed the connection before its challenge (too many pending): retry."""
 
 
 def _mac(key: bytes, *parts: str) -> bytes:
@@ -109,13 +116,7 @@ class ControlLink:
 
     def __init__(self, address: tuple[str, int], node: str, key: bytes) -> None:
         self.node = node
-        self.sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_S)
-        self._rfile = self.sock.makefile("rb")
-        try:
-            self._session = self._handshake(key)
-        except (OSError, ControlAuthError):
-            self.sock.close()
-            raise
+        self._connect(address, key)
         self.sock.settimeout(None)
         self._wlock = threading.Lock()
         self.start_event = threading.Event()
@@ -125,8 +126,33 @@ class ControlLink:
         self._thread.start()
         self.send("hello", **hello_fields())
 
+    def _connect(self, address: tuple[str, int], key: bytes) -> None:
+        """Connect and authenticate; a connection closed before its challenge (the launcher
+        has too many pending) is retried with backoff until CONNECT_TIMEOUT_S."""
+        deadline = monotonic_s() + CONNECT_TIMEOUT_S
+        pause = 0.05
+        while True:
+            self.sock = socket.create_connection(address, timeout=CONNECT_TIMEOUT_S)
+            self._rfile = self.sock.makefile("rb")
+            try:
+                self._session = self._handshake(key)
+                return
+            except _Busy:
+                self.sock.close()
+                if monotonic_s() + pause > deadline:
+                    why = "the launcher closed every connection before its challenge"
+                    raise ControlAuthError(why) from None
+                sleep(pause)
+                pause = min(1.0, pause * 2)
+            except (OSError, ControlAuthError):
+                self.sock.close()
+                raise
+
     def _handshake(self, key: bytes) -> _Session:
-        line = _readline(self._rfile, MAX_AUTH_LINE)
+        first = self._rfile.readline(MAX_AUTH_LINE)
+        if not first:
+            raise _Busy("closed before the challenge")
+        line = first if first.endswith(b"\n") else None
         try:
             ch = json.loads(line) if line else None
         except (json.JSONDecodeError, UnicodeDecodeError):
