@@ -150,7 +150,8 @@ def test_too_many_pending_connections(server: ControlServer, monkeypatch, run_se
         ControlLink(server.address, "B", run_secrets.control_key("B"))))  # fmt: skip
     t.start()
     time.sleep(0.3)
-    for c, _f, _ in held:
+    for c, f, _ in held:
+        f.close()
         c.close()
     t.join(10)
     assert got and server.messages.get(timeout=5).type == "hello"
