@@ -648,3 +648,145 @@ def test_every_rate_has_a_block_interval(stats: dict[str, Any]) -> None:
     assert found > 100
     iv = stats["settings"]["intervals"]
     assert iv["method"] == "block" and iv["block_ns"] == 1_000_000_000 and iv["blocks"] == 4
+
+
+# --- every rate name, known answers -----------------------------------------------------------
+
+_KEYED = {"workers", "sources", "windows", "reevaluated", "coverage_by_status", "pairs",
+          "coordination_cost", "summary", "window_wrong_rate", "window_ambiguous_rate",
+          "window_confident_wrong_rate"}  # fmt: skip
+
+
+def _rate_names(stats: dict[str, Any]) -> dict[str, list[tuple[str, ...]]]:
+    """Every rate in the document: its name (the path with worker, source, size, Δ, status and
+    pair keys replaced by *) → the concrete paths holding it."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+
+    def name(path: tuple[str, ...]) -> str:
+        n: list[str] = []
+        i = 0
+        while i < len(path):
+            k = path[i]
+            n.append(k)
+            if (k in _KEYED or (k == "total" and n[:1] == ["ordering"])) and i + 1 < len(path):
+                n.append("*")
+                i += 1
+            elif k == "window_agreement":
+                n += ["*", "*"]
+                i += 2
+            i += 1
+        return ".".join(n)
+
+    def walk(x: Any, path: tuple[str, ...]) -> None:
+        if isinstance(x, dict):
+            if {"k", "n", "rate", "ci95"} <= x.keys():
+                out.setdefault(name(path), []).append(path)
+                return
+            for k, v in x.items():
+                walk(v, (*path, k))
+
+    walk(stats, ())
+    return out
+
+
+# One hand-computed (k, n) per rate name, from the scenario's comments above.
+KNOWN_RATES: dict[str, tuple[int, int]] = {
+    # coordinator truetime: e1..e3 are truth ± 2 ms (covered), e4 has none; all SYNCHRONIZED
+    "coordinator.sources.truetime.bound_quality.coverage": (3, 3),
+    "coordinator.sources.truetime.bound_quality.coverage_by_status.SYNCHRONIZED": (3, 3),
+    "workers.A.sources.system.causality.violation_rate": (4, 4),  # system = truth − 5 < send
+    "workers.A.sources.truetime.windows.10.accuracy": (3, 4),  # estimate 2995 → [2990, 3000)
+    "workers.A.sources.truetime.windows.10.wrong_rate": (1, 4),
+    "workers.A.sources.truetime.bound_quality.coverage": (2, 4),  # e3 above, e4 below
+    "workers.A.sources.truetime.bound_quality.coverage_by_status.FREE_RUNNING": (0, 1),  # e4
+    "workers.A.sources.truetime.causality.bounded.provably_after_rate": (1, 3),  # e1
+    "workers.A.sources.truetime.causality.bounded.ambiguous_rate": (1, 3),  # e2 touches
+    "workers.A.sources.truetime.causality.bounded.violating_rate": (1, 3),  # e3
+    "workers.A.sources.truetime.windows.10.bounded.ambiguous_rate": (1, 4),  # e4 straddles
+    # confident: e1, e2 (right), e3 ([2990, 2997] in [2990, 3000), truth 3005: wrong)
+    "workers.A.sources.truetime.windows.10.bounded.confident_wrong_rate": (1, 3),
+    "workers.A.sources.truetime.commit_wait.reevaluated.5.narrower": (3, 4),  # widths 2, 3, 3
+    "workers.A.sources.truetime.commit_wait.reevaluated.5.coverage": (4, 4),
+    "workers.A.sources.truetime.commit_wait.reevaluated.5.windows.10.ambiguous_t0": (1, 4),
+    "workers.A.sources.truetime.commit_wait.reevaluated.5.windows.1000.ambiguous": (1, 4),
+    "ordering.pairs.A|C.sources.system.point.accuracy": (2, 3),  # e3: 3000 < 3001, truth not
+    "ordering.pairs.A|C.sources.system.point.wrong_rate": (1, 3),
+    "ordering.pairs.A|B.sources.truetime.bounded.ambiguous_rate": (2, 3),  # e1, e2 overlap
+    "ordering.pairs.A|C.sources.truetime.bounded.provable_wrong_rate": (1, 3),  # e3
+    "ordering.total.system.point.accuracy": (4, 6),
+    "ordering.total.system.point.wrong_rate": (2, 6),
+    # truetime estimates: A|B 2 correct (e1 a claimed tie), A|C 2 + e3 wrong, B|C 2 correct
+    "ordering.total.truetime.point.accuracy": (6, 7),
+    "ordering.total.truetime.point.wrong_rate": (1, 7),
+    "ordering.total.truetime.bounded.ambiguous_rate": (3, 8),
+    "ordering.total.truetime.bounded.provable_wrong_rate": (1, 5),  # 4 right + A|C e3
+    "window_agreement.system.10.agree_rate": (1, 2),  # e1: B says [1010, 1020)
+    "window_agreement.system.10.truth_agree": (2, 2),
+    "window_agreement.truetime.10.bounded.ambiguous_rate": (1, 2),  # C's [1008, 1010]
+    # truetime as designed: ordering 8 (3 ambiguous, 1 wrong) + 10 + 10 window decisions
+    # (10 ms: 2 ambiguous, A e3 wrong; 1000 ms: A e3 wrong)
+    "coordination_cost.truetime.total.coordinate_rate": (5, 28),
+    "coordination_cost.truetime.total.repair_rate": (3, 28),
+    # truetime's estimates: ordering 7 decided + 1 claimed tie (1 wrong); windows 10 + 10
+    # (A's estimate 2995 wrong at both sizes)
+    "coordination_cost.truetime.estimate_as_point.total.coordinate_rate": (1, 28),
+    "coordination_cost.truetime.estimate_as_point.total.repair_rate": (3, 28),
+    "coordination_cost.system.total.coordinate_rate": (0, 25),  # 7 + 9 + 9 decisions
+    "coordination_cost.system.total.repair_rate": (3, 25),
+    "summary.system.causality_violation_rate": (4, 9),  # A 4/4, B 0/2, C 0/3 (one tie)
+    "summary.system.ordering_wrong_rate": (2, 6),
+    "summary.system.window_wrong_rate.10": (1, 9),  # B's 1010 lands in [1010, 1020)
+    "summary.truetime.window_wrong_rate.10": (1, 10),  # A's estimate 2995
+    "summary.truetime.causality_ambiguous_rate": (1, 8),  # A 1/3, B 0/2, C 0/3
+    "summary.truetime.causality_violating_rate": (1, 8),
+    "summary.truetime.ordering_ambiguous_rate": (3, 8),
+    "summary.truetime.ordering_provable_wrong_rate": (1, 5),
+    "summary.truetime.window_ambiguous_rate.10": (2, 10),  # A e4, C e1
+    "summary.truetime.window_confident_wrong_rate.10": (1, 8),  # A e3 among 3 + 3 + 2
+    "summary.truetime.coverage": (8, 10),
+}
+
+
+def _at(stats: dict[str, Any], path: str) -> Any:
+    x: Any = stats
+    for k in path.split("."):
+        x = x[k]
+    return x
+
+
+def test_every_rate_name_has_a_known_answer(stats: dict[str, Any]) -> None:
+    """Each rate name in stats.json has a hand-computed (k, n) above: a new rate fails here
+    until it has one. Every value is k/n and its interval contains it."""
+    names = _rate_names(stats)
+    covered = {n for n, paths in names.items() for p in paths if ".".join(p) in KNOWN_RATES}
+    assert set(names) - covered == set()
+    for path, (k, n) in KNOWN_RATES.items():
+        r = _at(stats, path)
+        assert (r["k"], r["n"]) == (k, n), path
+        assert r["rate"] == pytest.approx(k / n), path
+        lo, hi = r["ci95"]
+        assert lo <= r["rate"] <= hi, path
+    # the pooled numbers that are not rates: MAE, max |e|, mean commit-wait 2ε (truetime)
+    s = stats["summary"]["truetime"]
+    assert s["mae_ns"] == pytest.approx((0 + 1 + 10 + 3) / 10 * MS)  # B, C exact
+    assert s["max_abs_ns"] == 10 * MS
+    # widths A 4, 4, 7, 4; B 2, 3, 3; C 2, 2, 2 ms
+    assert s["commit_wait_mean_ns"] == pytest.approx((19 + 8 + 6) / 10 * MS)
+    assert s["ordering_provable_wrong"] == 1 and s["coordinate"] == 5 and s["repair"] == 3
+
+
+def test_rate_definitions_cover_every_rate_name(stats: dict[str, Any]) -> None:
+    """stats.json states numerator and denominator of every rate it holds."""
+    defs = stats["rate_definitions"]
+    for name in _rate_names(stats):
+        parts = [p for p in name.split(".") if p != "*"]
+        if parts[0] == "summary":
+            assert stats["summary_rates"][parts[1]] in defs, name
+            continue
+        if parts[0] in ("workers", "coordinator"):
+            parts = parts[2:]  # sources
+        elif parts[0] == "ordering":
+            parts = ["ordering", *parts[3:]] if parts[1] == "pairs" else ["ordering", *parts[2:]]
+        elif parts[0] == "coordination_cost":
+            parts = ["coordination_cost", *[p for p in parts[1:] if p != "estimate_as_point"]]
+        assert ".".join(parts) in defs, name

@@ -78,7 +78,7 @@ def test_compare_cli_figure_json_and_errors(tmp_path: Path) -> None:
     assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(js.read_text())["runs"][1]["varying"] == {"analysis.window_offset_ms": 50}
     r = CliRunner().invoke(cli, ["compare", *runs, "--json", "-", "--no-figure"])
-    assert r.exit_code == 0 and json.loads(r.output)["compare_version"] == 1
+    assert r.exit_code == 0 and json.loads(r.output)["compare_version"] == 2
     (tmp_path / "empty").mkdir()
     r = CliRunner().invoke(cli, ["compare", runs[0], str(tmp_path / "empty"), "--no-figure"])
     assert r.exit_code == 2 and "no stats.json" in r.output

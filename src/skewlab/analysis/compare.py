@@ -12,27 +12,37 @@ import json
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
-from skewlab.analysis.stats_types import Kind, Rate, Stats
+from skewlab.analysis.stats_types import Kind, Rate, Stats, rate_label
 from skewlab.store import ResultsDir
 
-COMPARE_VERSION = 1
+COMPARE_VERSION = 2  # 2: ordering_provable_wrong_rate, window_confident_wrong_rate
 DEFAULT_WINDOW_MS = 100
 
 # Headline rates compared, in table order: key in the comparison → (summary field, label).
+# "(est)": every source judged by its estimate used as a point; "(int)": a bounded source
+# judged by its interval. Each label's numerator / denominator: stats_types.RATE_DEFINITIONS.
 RATES: dict[str, tuple[str, str]] = {
-    "causality_violation_rate": ("causality_violation_rate", "causal viol"),
-    "causality_ambiguous_rate": ("causality_ambiguous_rate", "causal amb"),
-    "ordering_wrong_rate": ("ordering_wrong_rate", "order wrong"),
-    "ordering_ambiguous_rate": ("ordering_ambiguous_rate", "order amb"),
-    "window_wrong_rate": ("window_wrong_rate", "win wrong"),
-    "window_ambiguous_rate": ("window_ambiguous_rate", "win amb"),
-    "coverage": ("coverage", "coverage"),
+    "causality_violation_rate": ("causality_violation_rate", "causal viol (est)"),
+    "causality_ambiguous_rate": ("causality_ambiguous_rate", "causal amb (int)"),
+    "ordering_wrong_rate": ("ordering_wrong_rate", "order wrong (est)"),
+    "ordering_provable_wrong_rate": ("ordering_provable_wrong_rate", "order wrong (int)"),
+    "ordering_ambiguous_rate": ("ordering_ambiguous_rate", "order amb (int)"),
+    "window_wrong_rate": ("window_wrong_rate", "win wrong (est)"),
+    "window_confident_wrong_rate": ("window_confident_wrong_rate", "win wrong (int)"),
+    "window_ambiguous_rate": ("window_ambiguous_rate", "win amb (int)"),
+    "coverage": ("coverage", "coverage (int)"),
 }
 
 # Rates that only bounded sources have.
 BOUNDED_ONLY = frozenset(
-    {"causality_ambiguous_rate", "ordering_ambiguous_rate", "window_ambiguous_rate", "coverage"}
-)
+    {"causality_ambiguous_rate", "ordering_ambiguous_rate", "window_ambiguous_rate", "coverage",
+     "ordering_provable_wrong_rate", "window_confident_wrong_rate"}
+)  # fmt: skip
+
+
+def legend() -> list[str]:
+    """One line per compared rate: its label, numerator / denominator and what judges it."""
+    return [f"  {lbl}: {rate_label(field)}" for field, lbl in RATES.values()]
 
 
 class CompareRow(TypedDict):
@@ -43,8 +53,10 @@ class CompareRow(TypedDict):
     causality_violation_rate: Rate | None
     causality_ambiguous_rate: Rate | None
     ordering_wrong_rate: Rate | None
+    ordering_provable_wrong_rate: Rate | None
     ordering_ambiguous_rate: Rate | None
     window_wrong_rate: Rate | None
+    window_confident_wrong_rate: Rate | None
     window_ambiguous_rate: Rate | None
     coverage: Rate | None
     mae_ns: float | None
@@ -201,8 +213,8 @@ def format_table(doc: CompareDoc) -> str:
              for k, (_, lbl) in RATES.items()]  # fmt: skip
     cols += [("MAE ms", 9), ("coordinate", 10), ("repair", 8)]
     hdr = " ".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}" for i, (c, w) in enumerate(cols))
-    lines += ["", "rates in % [95% interval over time blocks]; — = not applicable or no true time",
-              hdr]  # fmt: skip
+    lines += ["", "rates in % [95% interval over time blocks]; — = not applicable or no true time;"
+              " numerator / denominator of each:", *legend(), "", hdr]  # fmt: skip
     lines.append("-" * len(hdr))
     for src in doc["sources"]:
         for i, r in enumerate(doc["runs"], 1):

@@ -196,16 +196,24 @@ def window_assignment(stats: Stats) -> Figure:
                 sizes,
                 [100 * r["rate"] if r["rate"] is not None else np.nan for r in wr],
                 "o-",
-                label=f"{s}: wrong",
+                label=f"{s}: estimate wrong / receipts",
             )
             plotted = True
+        cw = [(sm.get("window_confident_wrong_rate") or {}).get(str(z)) for z in sizes]
+        if sm["kind"] == "bounded" and all(r is not None for r in cw):
+            ax.plot(
+                sizes,
+                [100 * r["rate"] if r["rate"] is not None else np.nan for r in cw],
+                "^:",
+                label=f"{s}: interval confident-wrong / confident",
+            )
         ar = [sm["window_ambiguous_rate"].get(str(z)) for z in sizes]
         if sm["kind"] == "bounded" and all(r is not None for r in ar):
             ax.plot(
                 sizes,
                 [100 * r["rate"] if r["rate"] is not None else np.nan for r in ar],
                 "s--",
-                label=f"{s}: ambiguous (straddles)",
+                label=f"{s}: interval straddles / receipts",
             )
             plotted = True
     if not plotted:
@@ -218,7 +226,7 @@ def window_assignment(stats: Stats) -> Figure:
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(z) for z in sizes])
         ax.set_xlabel("tumbling window size (ms, log scale)")
-        ax.set_ylabel("share of receipts (%)")
+        ax.set_ylabel("rate (%): numerator / denominator in the legend")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     ax.set_title("Tumbling-window assignment of receipts vs the true window (all workers)")
@@ -356,16 +364,22 @@ def summary_dashboard(stats: Stats) -> Figure:
     names = list(summ)
     sizes = stats["settings"]["window_sizes_ms"]
     mid = str(sizes[len(sizes) // 2 - 1] if len(sizes) > 1 else sizes[0])
+    # every panel names its numerator / denominator and what judges it (RATE_DEFINITIONS)
     panels: list[tuple[str, Callable[[SourceSummary], Rate | None]]] = [
-        ("causality violations (estimates)", lambda s: s["causality_violation_rate"]),
-        ("ordering decided wrong (estimates)", lambda s: s["ordering_wrong_rate"]),
-        (
-            f"wrong window, {mid} ms (bounded: confident-wrong)",
-            lambda s: s["window_wrong_rate"].get(mid),
-        ),
-        ("bound coverage", lambda s: s["coverage"]),
-    ]
-    fig, axes = plt.subplots(2, 2, figsize=(9, 1.8 + 0.9 * max(2, len(names))))
+        ("causality violations, estimates\n(receipt < send) / events with both",
+         lambda s: s["causality_violation_rate"]),
+        ("bound coverage, intervals\ncovered / readings with both bounds",
+         lambda s: s["coverage"]),
+        ("ordering wrong, estimates\nwrong / (correct + wrong) claimed orders",
+         lambda s: s["ordering_wrong_rate"]),
+        ("ordering wrong, intervals (bounded)\nprovably wrong / provable orders",
+         lambda s: s.get("ordering_provable_wrong_rate")),
+        (f"wrong window ({mid} ms), estimates\nwrong / receipts with an estimate",
+         lambda s: s["window_wrong_rate"].get(mid)),
+        (f"wrong window ({mid} ms), intervals (bounded)\nconfident-wrong / confident",
+         lambda s: (s.get("window_confident_wrong_rate") or {}).get(mid)),
+    ]  # fmt: skip
+    fig, axes = plt.subplots(3, 2, figsize=(9, 2.6 + 1.35 * max(2, len(names))))
     for ax, (title, get) in zip(axes.flat, panels, strict=True):
         rates = [get(summ[s]) for s in names]
         if all(r is None for r in rates):
@@ -373,7 +387,7 @@ def summary_dashboard(stats: Stats) -> Figure:
         else:
             _pct_bars(ax, names, rates, "tab:blue")
             ax.set_xlabel("% (95% interval)")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=8)
     fig.suptitle(
         f"skewlab summary — {stats['experiment_id']}"
         + ("" if stats["truth_available"] else " (no true time)")

@@ -363,7 +363,8 @@ def window_finish(raw: Raw, bounded: bool, truth: bool) -> Window:
                 {
                     "confident_correct": cc,
                     "confident_wrong": conf - cc,
-                    "confident_wrong_rate": rate(conf - cc, bd),
+                    # wrong among the claims made (confident), as every *wrong_rate
+                    "confident_wrong_rate": rate(conf - cc, conf),
                 }
             )
         out["bounded"] = bo
@@ -522,13 +523,14 @@ def ordering_finish(raw: Raw, bounded: bool, truth: bool) -> Ordering:
             "provable_wrong_rate": None,
         }
         if truth:
-            bad = _int(b["provable_wrong"])
+            bad, good = _int(b["provable_wrong"]), _int(b["provable_correct"])
             bo.update(
                 {
                     "truth_ties": _int(b["truth_ties"]),
-                    "provable_correct": _int(b["provable_correct"]),
+                    "provable_correct": good,
                     "provable_wrong": bad,
-                    "provable_wrong_rate": rate(bad, wb),
+                    # wrong among the judged claims, as the point wrong_rate
+                    "provable_wrong_rate": rate(bad, good + bad),
                 }
             )
         out["bounded"] = bo

@@ -9,8 +9,9 @@ import base64
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from skewlab.analysis.stats_types import CostTotal, Rate, Stats
+from skewlab.analysis.stats_types import RATE_DEFINITIONS, SUMMARY_RATES, CostTotal, Rate, Stats
 from skewlab.store import ResultsDir
 
 
@@ -215,8 +216,9 @@ def _ordering(stats: Stats) -> list[Block]:
                 bounds = [cnt(bd["provable_correct"]), cnt(bd["provable_wrong"])]
                 bounds.append(str(bd["ambiguous"]))
             rows.append([pair, s, str(o["compared"]), *point, *bounds])
-    header = ["pair", "source", "compared", "decided (est.)", "correct", "wrong", "est. ties",
-              "provable correct", "provable wrong", "ambiguous"]  # fmt: skip
+    header = ["pair", "source", "compared", "decided (est.)", "correct (est.)", "wrong (est.)",
+              "est. ties", "provable correct (int.)", "provable wrong (int.)",
+              "ambiguous (int.)"]  # fmt: skip
     return [
         H("Ordering between workers"),
         Table(header, rows),
@@ -235,8 +237,8 @@ def _windows(stats: Stats) -> list[Block]:
                     bounds.append(pct(bd["ambiguous_rate"]))
                 rows.append([w, s, z, pct(wz["accuracy"]), *bounds])
     st = stats["settings"]
-    header = ["worker", "source", "size ms", "accuracy (est.)", "confident correct",
-              "confident wrong", "ambiguous"]  # fmt: skip
+    header = ["worker", "source", "size ms", "accuracy (est.)", "confident correct (int.)",
+              "confident wrong (int.)", "ambiguous (int.)"]  # fmt: skip
     return [
         H("Tumbling windows"),
         P(
@@ -264,6 +266,43 @@ def _window_agreement(stats: Stats) -> list[Block]:
         ),
         Table(header, rows),
         Fig("figures/window_assignment.png", "Wrong and ambiguous window assignments."),
+    ]
+
+
+def _headline(stats: Stats) -> list[Block]:
+    """Every source's pooled rates, each with its numerator / denominator and its judge: the
+    estimate used as a point (every source) and, for bounded sources, the interval."""
+    rows = []
+    sizes = stats["settings"]["window_sizes_ms"]
+    mid = str(sizes[len(sizes) // 2 - 1] if len(sizes) > 1 else sizes[0]) if sizes else None
+    for name in SUMMARY_RATES:
+        for s, sm in stats["summary"].items():
+            v: Any = sm.get(name)
+            if isinstance(v, dict) and "k" not in v:  # per window size
+                v = v.get(mid) if mid else None
+            if v is None:
+                continue
+            d = RATE_DEFINITIONS[SUMMARY_RATES[name]]
+            label = name + (f" ({mid} ms)" if name.startswith("window_") else "")
+            rows.append([label, s, d["judged_by"], d["numerator"], d["denominator"], pct(v)])
+    return [
+        H("Headline rates (pooled over workers)"),
+        P(
+            "One definition per name (stats.json `rate_definitions`): rates judged by the "
+            "*estimate* treat every source's estimate as a point; rates judged by the *interval* "
+            "use a bounded source's [earliest, latest]. Bounded sources are shown both ways."
+        ),
+        Table(["rate", "source", "judged by", "numerator", "denominator", "value"], rows),
+    ]
+
+
+def _definitions(stats: Stats) -> list[Block]:
+    defs = stats.get("rate_definitions") or RATE_DEFINITIONS
+    rows = [[k, d["judged_by"], d["numerator"], d["denominator"]] for k, d in defs.items()]
+    return [
+        H("Rate definitions"),
+        P("Every rate in stats.json, by its place in the document (per worker, pair or pooled)."),
+        Table(["rate", "judged by", "numerator", "denominator"], rows),
     ]
 
 
@@ -316,6 +355,7 @@ SECTIONS: tuple[Callable[[Stats], list[Block]], ...] = (
     _title,
     _frames,
     _dashboard,
+    _headline,
     _accounting,
     _readings,
     _causality,
@@ -324,6 +364,7 @@ SECTIONS: tuple[Callable[[Stats], list[Block]], ...] = (
     _window_agreement,
     _coordination,
     _commit_wait,
+    _definitions,
 )
 
 

@@ -14,6 +14,8 @@ from skewlab.analysis import metrics as m
 from skewlab.analysis.links import summarize_results
 from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load
 from skewlab.analysis.stats_types import (
+    RATE_DEFINITIONS,
+    SUMMARY_RATES,
     Accounting,
     Agreement,
     CoordinationCost,
@@ -374,14 +376,14 @@ def _source_summary(
     ob = o["bounded"] if o and b else None
     wrong: dict[str, Rate | None] = {}
     ambiguous: dict[str, Rate | None] = {}
+    confident_wrong: dict[str, Rate | None] = {}
     for size in _sizes_ms(t):
         k = str(size)
         wins = [p["windows"][k] for p in per]
+        wrong[k] = _pool(w["wrong_rate"] for w in wins)  # estimates, every source
         if b:
-            wrong[k] = _pool(_present(w["bounded"])["confident_wrong_rate"] for w in wins)
             ambiguous[k] = _pool(_present(w["bounded"])["ambiguous_rate"] for w in wins)
-        else:
-            wrong[k] = _pool(w["wrong_rate"] for w in wins)
+            confident_wrong[k] = _pool(_present(w["bounded"])["confident_wrong_rate"] for w in wins)
     mae, max_abs = _pooled_error(per)
     return {
         "kind": _kind(t, s),
@@ -389,11 +391,16 @@ def _source_summary(
         "causality_ambiguous_rate": (
             _pool(_present(p["causality"]["bounded"])["ambiguous_rate"] for p in per) if b else None
         ),
+        "causality_violating_rate": (
+            _pool(_present(p["causality"]["bounded"])["violating_rate"] for p in per) if b else None
+        ),
         "ordering_wrong_rate": o["point"]["wrong_rate"] if o else None,
         "ordering_ambiguous_rate": ob["ambiguous_rate"] if ob else None,
         "ordering_provable_wrong": ob["provable_wrong"] if ob else None,
+        "ordering_provable_wrong_rate": ob["provable_wrong_rate"] if ob else None,
         "window_wrong_rate": wrong,
         "window_ambiguous_rate": ambiguous,
+        "window_confident_wrong_rate": confident_wrong,
         "coverage": (
             _pool(_present(p["bound_quality"]).get("coverage") for p in per) if b else None
         ),
@@ -485,6 +492,8 @@ def compute(t: Traces) -> Stats:
         "figures": [],
         "coordination_cost": costs,
         "summary": summary,
+        "rate_definitions": RATE_DEFINITIONS,
+        "summary_rates": SUMMARY_RATES,
     }
     return plain(doc)  # type: ignore[no-any-return]  # counts' block splits are not written
 

@@ -288,22 +288,114 @@ class CoordinationCost(CostBlock, total=False):
 
 
 class SourceSummary(TypedDict):
-    """Headline numbers of one source, pooled over workers (what ``skewlab compare`` reads)."""
+    """Headline numbers of one source, pooled over workers (what ``skewlab compare`` reads).
+    One meaning per name (``RATE_DEFINITIONS``): the plain names judge every source by its
+    estimate used as a point; bounded sources add the judgement of their intervals."""
 
     kind: Kind
-    causality_violation_rate: Rate | None
-    causality_ambiguous_rate: Rate | None
-    ordering_wrong_rate: Rate | None
-    ordering_ambiguous_rate: Rate | None
+    causality_violation_rate: Rate | None  # estimates
+    causality_ambiguous_rate: Rate | None  # intervals (bounded only)
+    causality_violating_rate: Rate | None  # intervals (bounded only)
+    ordering_wrong_rate: Rate | None  # estimates
+    ordering_ambiguous_rate: Rate | None  # intervals (bounded only)
     ordering_provable_wrong: int | None
-    window_wrong_rate: dict[str, Rate | None]  # window size (ms) →
-    window_ambiguous_rate: dict[str, Rate | None]
+    ordering_provable_wrong_rate: Rate | None  # intervals (bounded only)
+    window_wrong_rate: dict[str, Rate | None]  # estimates; window size (ms) →
+    window_ambiguous_rate: dict[str, Rate | None]  # intervals (bounded only)
+    window_confident_wrong_rate: dict[str, Rate | None]  # intervals (bounded only)
     coverage: Rate | None
     mae_ns: float | None
     max_abs_ns: int | None
     commit_wait_mean_ns: float | None
     coordinate: int
     repair: int | None
+
+
+class RateDefinition(TypedDict):
+    """What a rate counts: numerator / denominator, and what judges a bounded source."""
+
+    numerator: str
+    denominator: str
+    judged_by: Literal["estimate", "interval", "truth", "both"]
+
+
+# One definition per rate name, everywhere (stats.json ``rate_definitions``, the report's
+# definitions table, compare's legend, the figures' labels). Keys are the rate's path in
+# stats.json with ``<w>``, ``<s>``, ``<size>``, ``<Δ>``, ``<STATUS>`` placeholders dropped to
+# the block that holds it. "estimate": the source's estimate used as a point (every source);
+# "interval": a bounded source's [earliest, latest].
+RATE_DEFINITIONS: dict[str, RateDefinition] = {
+    "bound_quality.coverage": {"numerator": "readings with earliest ≤ truth ≤ latest",
+        "denominator": "readings with both bounds", "judged_by": "interval"},
+    "bound_quality.coverage_by_status": {"numerator": "covered readings with that status",
+        "denominator": "readings with both bounds and that status", "judged_by": "interval"},
+    "causality.violation_rate": {"numerator": "receipt estimate < send estimate",
+        "denominator": "events with both estimates (ties included)", "judged_by": "estimate"},
+    "causality.bounded.provably_after_rate": {"numerator": "send latest < receipt earliest",
+        "denominator": "events with both intervals", "judged_by": "interval"},
+    "causality.bounded.ambiguous_rate": {"numerator": "intervals overlap or touch",
+        "denominator": "events with both intervals", "judged_by": "interval"},
+    "causality.bounded.violating_rate": {"numerator": "receipt latest < send earliest",
+        "denominator": "events with both intervals", "judged_by": "interval"},
+    "windows.accuracy": {"numerator": "estimate's window = true window",
+        "denominator": "receipts with an estimate", "judged_by": "estimate"},
+    "windows.wrong_rate": {"numerator": "estimate's window ≠ true window",
+        "denominator": "receipts with an estimate", "judged_by": "estimate"},
+    "windows.bounded.ambiguous_rate": {"numerator": "interval straddles a window boundary",
+        "denominator": "receipts with both bounds", "judged_by": "interval"},
+    "windows.bounded.confident_wrong_rate": {"numerator": "confident and ≠ true window",
+        "denominator": "confident receipts (interval inside one window)",
+        "judged_by": "interval"},
+    "commit_wait.reevaluated.narrower": {"numerator": "T+Δ interval narrower than at T+0",
+        "denominator": "receipts with both intervals", "judged_by": "interval"},
+    "commit_wait.reevaluated.coverage": {"numerator": "T+Δ interval contains truth",
+        "denominator": "receipts with both intervals", "judged_by": "interval"},
+    "commit_wait.reevaluated.windows.ambiguous_t0": {"numerator": "T+0 interval straddles",
+        "denominator": "receipts with both intervals", "judged_by": "interval"},
+    "commit_wait.reevaluated.windows.ambiguous": {"numerator": "T+Δ interval straddles",
+        "denominator": "receipts with both intervals", "judged_by": "interval"},
+    "ordering.point.accuracy": {"numerator": "claimed order = true order",
+        "denominator": "claimed orders truth can judge (correct + wrong)",
+        "judged_by": "estimate"},
+    "ordering.point.wrong_rate": {"numerator": "claimed order = reverse of true order",
+        "denominator": "claimed orders truth can judge (correct + wrong)",
+        "judged_by": "estimate"},
+    "ordering.bounded.ambiguous_rate": {"numerator": "intervals overlap or touch",
+        "denominator": "event pairs with both intervals", "judged_by": "interval"},
+    "ordering.bounded.provable_wrong_rate": {"numerator": "provable order = reverse of truth",
+        "denominator": "provable orders truth can judge (provable correct + wrong)",
+        "judged_by": "interval"},
+    "window_agreement.agree_rate": {"numerator": "all workers' estimates in one window",
+        "denominator": "events every worker stamped", "judged_by": "estimate"},
+    "window_agreement.truth_agree": {"numerator": "all true receipt times in one window",
+        "denominator": "events every worker stamped", "judged_by": "truth"},
+    "window_agreement.bounded.ambiguous_rate": {"numerator": "some worker's interval straddles",
+        "denominator": "events with every worker's interval", "judged_by": "interval"},
+    "coordination_cost.total.coordinate_rate": {"numerator": "decisions needing coordination "
+        "(bounded: ambiguous; point: claimed ordering ties)", "denominator": "decisions",
+        "judged_by": "both"},
+    "coordination_cost.total.repair_rate": {"numerator": "claimed decisions truth contradicts",
+        "denominator": "decisions (all, claimed or not)", "judged_by": "both"},
+}  # fmt: skip
+# summary.<name>: the same rate pooled over workers (pairs for ordering).
+SUMMARY_RATES: dict[str, str] = {
+    "causality_violation_rate": "causality.violation_rate",
+    "causality_ambiguous_rate": "causality.bounded.ambiguous_rate",
+    "causality_violating_rate": "causality.bounded.violating_rate",
+    "ordering_wrong_rate": "ordering.point.wrong_rate",
+    "ordering_ambiguous_rate": "ordering.bounded.ambiguous_rate",
+    "ordering_provable_wrong_rate": "ordering.bounded.provable_wrong_rate",
+    "window_wrong_rate": "windows.wrong_rate",
+    "window_ambiguous_rate": "windows.bounded.ambiguous_rate",
+    "window_confident_wrong_rate": "windows.bounded.confident_wrong_rate",
+    "coverage": "bound_quality.coverage",
+}
+
+
+def rate_label(name: str) -> str:
+    """'numerator / denominator (judged by …)' of a RATE_DEFINITIONS or SUMMARY_RATES name."""
+    d = RATE_DEFINITIONS[SUMMARY_RATES.get(name, name)]
+    return f"{d['numerator']} / {d['denominator']} (judged by {d['judged_by']})"
 
 
 # -- emulated links (analysis/links.py) --------------------------------------------------------
@@ -399,6 +491,8 @@ Stats = TypedDict(
         "figures": list[str],  # paths relative to the results folder
         "coordination_cost": dict[str, CoordinationCost],
         "summary": dict[str, SourceSummary],
+        "rate_definitions": dict[str, RateDefinition],
+        "summary_rates": dict[str, str],  # summary name → its RATE_DEFINITIONS key
         "network": NotRequired[dict[str, LinkSummary]],  # only with emulated links
         "reports": NotRequired[list[str]],  # only when figures and reports were made
     },
