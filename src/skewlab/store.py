@@ -20,12 +20,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skewlab.timebase import host_ns
+
+# A name a user gives that becomes a folder (import-legacy --name, a sweep's name): one path
+# component, never "..", never hidden, no separator. Experiment names (spec.py) are a subset.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_RULE = "1-100 of A-Z a-z 0-9 _ . - starting with a letter or digit"
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it is safe as one folder name inside a base folder; else ValueError saying
+    ``what`` it is and the rule (checked before the name becomes a path)."""
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"{what}: {name!r} is not a usable folder name ({NAME_RULE})")
+    return name
 
 
 def new_experiment_id(name: str, now: float | None = None) -> str:
@@ -40,9 +54,14 @@ class ResultsDir:
     root: Path
 
     @classmethod
-    def create(cls, base: Path, experiment_id: str) -> ResultsDir:
+    def create(cls, base: Path, experiment_id: str, exact: bool = False) -> ResultsDir:
+        """A new folder ``base/experiment_id`` (``-2``, ``-3``... appended if it exists; with
+        ``exact``, FileExistsError instead: a name the user chose is never changed)."""
         base.mkdir(parents=True, exist_ok=True)
         path = base / experiment_id
+        if exact:
+            path.mkdir()
+            return cls(path)
         n = 1
         while True:
             try:

@@ -228,3 +228,27 @@ def test_cli_imports_and_analyze_handles_it(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     stats = json.loads(ResultsDir(out / "x").stats_path.read_text())
     assert stats["imported"] is True and stats["import"]["chronotick"] is True
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden", "", "x" * 101, "a b"])
+def test_name_is_checked_before_it_becomes_a_path(tmp_path: Path, name: str) -> None:
+    """issue 20, item 6: a --name that is not one plain folder name is refused (exit 2, one
+    line), and nothing is written anywhere."""
+    src = write_legacy(tmp_path / "legacy")
+    out = tmp_path / "base" / "o"
+    r = CliRunner().invoke(cli, ["import-legacy", str(src), "--out", str(out), "--name", name])
+    assert r.exit_code == 2, r.output
+    assert isinstance(r.exception, SystemExit)
+    err = r.stderr.strip()
+    assert err.startswith("skewlab: error: --name: ") and err.count("\n") == 0, err
+    assert not (tmp_path / "base").exists() and not (tmp_path / "escape").exists()
+
+
+def test_existing_name_is_refused_not_renamed(tmp_path: Path) -> None:
+    src = write_legacy(tmp_path / "legacy")
+    out = tmp_path / "o"
+    args = ["import-legacy", str(src), "--out", str(out), "--name", "x"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and "already exists; choose another --name" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["x"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from skewlab.sim import sweep
-from skewlab.spec import ExperimentSpec
+from skewlab.spec import ExperimentSpec, SpecError
 
 SWEEP = """
 name = "keys"
@@ -76,3 +76,11 @@ def test_key_covers_every_setting_and_the_mode() -> None:
     assert sweep.cell_key(a, False) == sweep.cell_key(ExperimentSpec(), False)
     assert sweep.cell_key(a, False) != sweep.cell_key(b, False)
     assert sweep.cell_key(a, False) != sweep.cell_key(a, True)
+
+
+def test_sweep_name_is_checked_before_it_becomes_a_path(tmp_path: Path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('name = "../../outside"\n[grid]\n"ntp.poll_s" = [1]\n')
+    with pytest.raises(SpecError, match="is not a usable folder name"):
+        sweep.run_sweep(f, tmp_path / "out", jobs=1)
+    assert not (tmp_path / "out").exists()

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skewlab import __version__
-from skewlab.store import ResultsDir, write_json_atomic
+from skewlab.store import ResultsDir, check_name, write_json_atomic
 from skewlab.timebase import host_ns
 from skewlab.trace import (
     COMPRESSION,
@@ -284,7 +284,16 @@ def _utc_now() -> str:
 
 
 def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
-    """Convert a legacy folder into a new results folder under ``out``; returns it."""
+    """Convert a legacy folder into a new results folder under ``out``; returns it. A ``name``
+    given is checked (one folder name: ``store.check_name``) before anything is read, and an
+    existing ``out/name`` is refused, never renamed."""
+    if name is not None:
+        try:
+            check_name(name, "--name")
+        except ValueError as e:
+            raise LegacyImportError(str(e)) from None
+        if (out / name).exists():
+            raise LegacyImportError(f"{out / name} already exists; choose another --name")
     coord_path, worker_paths = find_files(src)
     co = read_csv(coord_path, COORD_REQUIRED)
     ws = {w: read_csv(p, WORKER_REQUIRED) for w, p in worker_paths.items()}
@@ -323,7 +332,10 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
         legacy,
     )
     exp_id = name or f"legacy-{src.resolve().name}"
-    res = ResultsDir.create(out, exp_id)
+    try:
+        res = ResultsDir.create(out, exp_id, exact=name is not None)
+    except FileExistsError:
+        raise LegacyImportError(f"{out / exp_id} already exists; choose another --name") from None
     try:
         _write(res.root, COORDINATOR, schema, cols)
         # the coordinator's reading of each event, for the receipts' send columns

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from skewlab.spec import ExperimentSpec, SpecError, from_dict, load_mapping
-from skewlab.store import write_json_atomic
+from skewlab.store import check_name, write_json_atomic
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 MARKER = "completed"
@@ -102,6 +102,11 @@ def load_sweep(path: Path) -> dict[str, Any]:
             raise SpecError(f"{path}: grid.{k}: a non-empty list of values is needed")
     if data.get("base"):
         data["base"] = str((path.parent / data["base"]).resolve())
+    if "name" in data:  # becomes OUT/<name>/: one plain folder name, checked before use
+        try:
+            check_name(str(data["name"]), f"{path}: name")
+        except ValueError as e:
+            raise SpecError(str(e)) from None
     data.setdefault("name", path.stem)
     return data
 
