@@ -310,3 +310,22 @@ def test_real_clocks_drop_every_clock_model(tmp_path: Path) -> None:
                            cluster_mod.from_dict({"clocks": "emulated", "hosts": hosts}))
     emulated._prepare_spec()
     assert emulated.spec.node("B").thermal and emulated.spec.node("C").replay is not None
+
+
+def test_simulator_readings_with_every_model_equal_scalar_reads(tmp_path: Path) -> None:
+    """A disciplined node whose oscillator has a thermal cycle, a replayed series and a ramp:
+    every source's array readings in the simulator (``NodeSim.read``) equal the scalar reads
+    made during the run (tests/unit/test_sim_vector.py's check)."""
+    from skewlab.sim.node import SOLO, solo_spec
+    from tests.unit.test_sim_node import exp_delay, ntp_path
+    from tests.unit.test_sim_vector import ALL, _check
+
+    rec = _csv(tmp_path, "elapsed_s,offset_ms\n0,0\n200,0.3\n500,-0.2\n900,0.1\n")
+    node = {"offset_ms": 2, "drift_ppm": -15, "discipline": "disciplined",
+            "thermal": [{"amplitude_ppm": 0.8, "period_s": 1200, "phase_deg": 30}],
+            "replay": {"file": str(rec), "sign": "reference_minus_clock"}}  # fmt: skip
+    faults = [{"kind": "clock_rate", "node": SOLO, "at_s": 300, "delta_ppm": 1.5,
+               "ramp_s": 240}]  # fmt: skip
+    spec = solo_spec(node, sources=ALL, seed=9, faults=faults, ntp={"poll_s": 16, "burst": 4},
+                     network=ntp_path(exp_delay(100, 50), exp_delay(100, 50), 0.0))  # fmt: skip
+    assert _check(spec, 9, end_s=900, gap_ms=900, min_samples=25) > 500
