@@ -342,9 +342,10 @@ def _format_validation(err: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
-def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+def _resolve_paths(data: dict[str, Any], base: Path | None) -> dict[str, Any]:
     """``data`` with every node's replay file absolute (relative paths are relative to
-    ``base``), so the recorded spec.json names the same file from any working directory."""
+    ``base``, default the working directory), so the recorded spec.json names the same file
+    from any working directory."""
     nodes = data.get("nodes")
     if not isinstance(nodes, list):
         return data
@@ -352,7 +353,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for n in nodes:
         r = n.get("replay") if isinstance(n, dict) else None
         if isinstance(r, dict) and isinstance(r.get("file"), str) and r["file"]:
-            path = str((base / Path(r["file"]).expanduser()).resolve())
+            path = str(((base or Path()) / Path(r["file"]).expanduser()).resolve())
             n = {**n, "replay": {**r, "file": path}}
         out.append(n)
     return {**data, "nodes": out}
@@ -377,7 +378,7 @@ def from_dict(
 ) -> ExperimentSpec:
     """Validate a spec mapping; files it names are resolved against ``base`` (default: the
     working directory) and read (``check_files``)."""
-    data = _resolve_paths(data, base if base is not None else Path.cwd())
+    data = _resolve_paths(data, base)
     try:
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as e:
