@@ -121,8 +121,8 @@ class Sinusoid:
     (cos and sin there computed once with ``math``) plus a remainder x < 2π/1024, whose cos and
     sin come from their Taylor polynomials: cos(θ_k + x) = cos θ_k·cos x − sin θ_k·sin x."""
 
-    __slots__ = ("_amp_ns", "_cos", "_cos0", "_rad_per", "_sin", "amplitude_ppb", "period_ns",
-                 "phase_rad", "t0_ns")  # fmt: skip
+    __slots__ = ("_amp_ns", "_cos", "_cos0", "_cos_a", "_rad_per", "_sin", "_sin_a",
+                 "amplitude_ppb", "period_ns", "phase_rad", "t0_ns")  # fmt: skip
 
     def __init__(self, amplitude_ppb: float, period_ns: int, phase_rad: float, t0_ns: int):
         if period_ns < 1 or period_ns * _GRID >= 2**62:
@@ -134,6 +134,8 @@ class Sinusoid:
         angles = [2.0 * math.pi * k / _GRID + phase_rad for k in range(_GRID)]
         self._cos = [math.cos(a) for a in angles]
         self._sin = [math.sin(a) for a in angles]
+        self._cos_a = np.asarray(self._cos, dtype=np.float64)  # the same values, for arrays
+        self._sin_a = np.asarray(self._sin, dtype=np.float64)
         self._cos0 = self._cos[0]
         self._rad_per = 2.0 * math.pi / (_GRID * period_ns)  # radians per unit of remainder
         self._amp_ns = amplitude_ppb * period_ns / (2.0 * math.pi * NS_PER_S)  # A/ω, ns
@@ -156,8 +158,7 @@ class Sinusoid:
         x2 = x * x
         cx = 1.0 - x2 * (0.5 - x2 * (_C4 - x2 * _C6))
         sx = x * (1.0 - x2 * (_S3 - x2 * (_S5 - x2 * _S7)))
-        ck = np.asarray(self._cos, dtype=np.float64)[k]
-        sk = np.asarray(self._sin, dtype=np.float64)[k]
+        ck, sk = self._cos_a[k], self._sin_a[k]
         return ck * cx - sk * sx, sk * cx + ck * sx
 
     def phase_ns(self, truth_ns: int) -> int:
