@@ -383,8 +383,27 @@ def from_dict(
         spec = ExperimentSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_format_validation(e, origin)) from None
+    if bad := _booleans_as_numbers(data, spec.model_dump(), ""):
+        raise SpecError("\n".join(f"{origin}: {b}" for b in bad))
     check_files(spec, origin)
     return spec
+
+
+def _booleans_as_numbers(raw: Any, valid: Any, loc: str) -> list[str]:
+    """Keys given a boolean (``events: true``) where the spec holds a number: the validator
+    would read true as 1; refused instead, naming the key."""
+    if isinstance(raw, bool):
+        ok = isinstance(valid, bool) or not isinstance(valid, (int, float))
+        return [] if ok else [f"{loc}: {str(raw).lower()} is a boolean; a number is expected"]
+    out: list[str] = []
+    if isinstance(raw, dict) and isinstance(valid, dict):
+        for k, v in raw.items():
+            if k in valid:
+                out += _booleans_as_numbers(v, valid[k], f"{loc}.{k}" if loc else str(k))
+    elif isinstance(raw, list) and isinstance(valid, list) and len(raw) == len(valid):
+        for i, (r, v) in enumerate(zip(raw, valid, strict=True)):
+            out += _booleans_as_numbers(r, v, f"{loc}[{i}]")
+    return out
 
 
 def load_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:

@@ -109,17 +109,24 @@ def run_state_note(res: Any) -> str | None:
 def load_spec(config: Path | None, events: int | None = None,
               seed: int | None = None) -> ExperimentSpec:  # fmt: skip
     """The experiment of ``config`` (default: the built-in one) with the command line's
-    overrides applied; a bad file ends the command (exit 2) with the file's own error."""
+    overrides applied through the same validation as a file's values (``spec.from_dict``); a
+    bad file or value ends the command (exit 2) with one line naming the option and key."""
+    import json
+
     from skewlab import spec as spec_mod
 
+    given = {"--events": ("workload", "events", events), "--seed": (None, "seed", seed)}
     try:
         spec = spec_mod.load(config) if config else spec_mod.ExperimentSpec()
-        if events is not None:
-            spec.workload.events = events
-        if seed is not None:
-            spec.seed = seed
+        flags = {f: v for f, v in given.items() if v[2] is not None}
+        if flags:
+            data = json.loads(spec.to_json())
+            for table, key, value in flags.values():
+                (data[table] if table else data)[key] = value
+            origin = " ".join(f"{f} {v[2]}" for f, v in flags.items())
+            spec = spec_mod.from_dict(data, origin)
     except spec_mod.SpecError as e:
-        fail(str(e), 2)
+        fail(str(e).replace("\n", "; "), EXIT_BAD_INPUT)
     return spec
 
 

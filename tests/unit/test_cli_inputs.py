@@ -1,0 +1,61 @@
+"""One validation path for command-line and file values (issue 20, item 9): an option that
+overrides a spec key is validated exactly as the key in a file is, and refused in one line
+naming the option and the key (exit 2); a boolean where the spec holds a number is refused
+rather than read as 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skewlab.cli import cli
+from skewlab.spec import SpecError, from_dict
+
+
+def _refused(args: list[str], *parts: str) -> None:
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    assert isinstance(r.exception, SystemExit)
+    err = r.stderr.strip()
+    assert err.startswith("skewlab: error: ") and err.count("\n") == 0, err
+    for p in parts:
+        assert p in err, err
+
+
+@pytest.mark.parametrize("command", ["run", "simulate", "validate"])
+def test_event_count_beyond_the_limit_is_one_line(tmp_path: Path, command: str) -> None:
+    out = tmp_path / "out"
+    _refused([command, "-n", "200000000", "-o", str(out)], "--events 200000000",
+             "workload.events: ")  # fmt: skip
+    assert not out.exists()
+
+
+def test_same_value_in_a_file_gives_the_same_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "e.toml"
+    cfg.write_text("[workload]\nevents = 200000000\n")
+    _refused(["simulate", str(cfg), "-o", str(tmp_path / "o")], str(cfg), "workload.events: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("workload:\n  events: true\n", "workload.events"),
+        ("seed: false\n", "seed"),
+        ("nodes:\n- {name: C, role: coordinator}\n- {name: B, offset_ms: true}\n"
+         "- {name: W, offset_ms: 1}\n", "nodes[1].offset_ms"),
+    ],
+)  # fmt: skip
+def test_boolean_for_a_number_is_refused(tmp_path: Path, text: str, key: str) -> None:
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text(text)
+    _refused(["simulate", str(cfg), "-o", str(tmp_path / "o")], f"{key}: true" if "true" in
+             text else f"{key}: false", "a number is expected")  # fmt: skip
+
+
+def test_booleans_stay_booleans() -> None:
+    with pytest.raises(SpecError):
+        from_dict({"workload": {"events": True}})
+    spec = from_dict({"run": {"netns": True}})
+    assert spec.run.netns is True
