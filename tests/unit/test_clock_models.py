@@ -356,3 +356,24 @@ def test_node_processes_read_the_recorded_spec(
     ts = [T0 + k * 37_000_000 for k in range(60)]
     assert [a.local_at(t) for t in ts] == [b.local_at(t) for t in ts]
     assert b.error_at(T0 + 750 * MS) != 0 and b.replay is not None
+
+
+def test_phase_is_the_integral_of_the_frequency() -> None:
+    """For every model at once (drift, wander, a step, a ramp, a sinusoid, a replay): the
+    oscillator's phase over 100 s is the integral of ``freq_ppb_at`` (midpoint rule on 1 ms
+    cells, no cell straddling a kink: every kink is on a whole ms), within the ns roundings."""
+    osc = Oscillator(
+        offset_ns=0, drift_ppb=-4_000, t0_ns=T0, wander_ppb=5.0, seed=2,
+        faults=(ClockFault("freq", T0 + 20 * S, delta_ppb=1_500),
+                ClockFault("freq", T0 + 30 * S, delta_ppb=-2_000, ramp_ns=40 * S)),
+        sinusoids=(Sinusoid(3_000.0, 60 * S, 0.5, T0),),
+        replay=Replay([0, 25 * S, 70 * S], [0, 40_000, -10_000], T0, 0),
+    )  # fmt: skip
+    assert osc.freq_ppb_at(T0 + 10 * S) == pytest.approx(
+        -4_000 + osc._wander.freq_ppb(T0 + 10 * S) + 3_000 * math.sin(2 * math.pi / 6 + 0.5)  # type: ignore[union-attr]
+        + 1_600.0)  # replay: 40 µs over 25 s = 1600 ppb  # fmt: skip
+    cell = MS
+    total = 0.0
+    for k in range(100_000):
+        total += osc.freq_ppb_at(T0 + k * cell + cell // 2) * cell / S
+    assert abs((osc.error_at(T0 + 100 * S) - osc.error_at(T0)) - total) <= 4
