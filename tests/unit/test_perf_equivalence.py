@@ -73,7 +73,8 @@ def oracle_reading_at(src: SkewlabSource, past_local_ns: int) -> Reading:
     if past_mono_ns - max(e.sample.m_ns for e in chosen) > src.unsync_ns:
         return Reading.none()
     # since the polygons are shared by the instants of one 1 ms grid anchor: interval_near
-    r = interval_near([e.sample for e in chosen], past_mono_ns, src.w, src.fmax_ppb, src.grid_ns)
+    r = interval_near([e.sample for e in chosen], past_mono_ns, src.w, src.fmax_ppb, src.grid_ns,
+                      src.j)  # fmt: skip
     if r is None:
         return Reading.none()
     lo, est, hi = r
@@ -181,20 +182,21 @@ def test_vectorized_polygons_equal_interval_at_on_random_sample_sets() -> None:
     for trial in range(40):
         m, samples = _random_sample_set(rng, inconsistent=trial % 5 == 0)
         w = rng.choice([0.0, 1.0, 25.0])
+        j = rng.choice([0.0, 1000.0])  # the frequency-change allowance J (ppb)
         monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(30)] + m[:3]
-        want = [interval_at(samples, p, w, 1e6) for p in monos]
-        got = intervals_near(prepare_group(samples), monos, w, 1e6, 1)  # grid 1: each instant
+        want = [interval_at(samples, p, w, 1e6, j) for p in monos]
+        got = intervals_near(prepare_group(samples), monos, w, 1e6, 1, j)  # grid 1: each instant
         assert got == want
         nones += sum(r is None for r in want)
         # the floats before rounding too: bit for bit, so no rounding edge can ever differ
-        A, _F, cnt, y_ref, a, _f = _polygons(prepare_group(samples), np.array(monos), w, 1e6)
+        A, _F, cnt, y_ref, a, _f = _polygons(prepare_group(samples), np.array(monos), w, 1e6, j)
         ok = cnt > 0
         with np.errstate(invalid="ignore"):
             lo, hi = np.fmin.reduce(A, axis=1), np.fmax.reduce(A, axis=1)
         for k, p in enumerate(monos):
             yr = min(samples, key=lambda s, p=p: abs(s.m_ns - p)).y_ns
             assert int(y_ref[k]) == yr
-            poly = feasible_polygon(samples, p, yr, w, 1e6)
+            poly = feasible_polygon(samples, p, yr, w, 1e6, j)
             assert bool(ok[k]) == bool(poly)
             if poly:
                 assert float(lo[k]) == min(v[0] for v in poly)
@@ -210,16 +212,17 @@ def test_intervals_near_equals_interval_near_and_interval_at_on_the_grid() -> No
     for trial in range(30):
         m, samples = _random_sample_set(rng, inconsistent=trial % 5 == 0)
         w = rng.choice([0.0, 1.0, 25.0])
+        j = rng.choice([0.0, 1000.0])
         grid = rng.choice([1, 1_000_000, 7 * S])
         centre = rng.randint(m[0] - 60 * S, m[-1] + 120 * S)
         monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(20)]
         monos += [centre + rng.randint(-2_000_000, 2_000_000) for _ in range(20)]
-        want = [interval_near(samples, p, w, 1e6, grid) for p in monos]
-        assert intervals_near(prepare_group(samples), monos, w, 1e6, grid) == want
+        want = [interval_near(samples, p, w, 1e6, grid, j) for p in monos]
+        assert intervals_near(prepare_group(samples), monos, w, 1e6, grid, j) == want
         for p in monos[:5]:
             g = grid_anchor(p, grid)
             assert abs(p - g) <= grid // 2
-            assert interval_near(samples, g, w, 1e6, grid) == interval_at(samples, g, w, 1e6)
+            assert interval_near(samples, g, w, 1e6, grid, j) == interval_at(samples, g, w, 1e6, j)
 
 
 def test_grid_anchored_retrospective_readings_cover_true_time() -> None:
@@ -246,7 +249,7 @@ def test_grid_anchored_retrospective_readings_cover_true_time() -> None:
         mono = osc.monotonic_at(truth[k])
         chosen, m, _w, _t4k = src._select(src._view, int(local[k]), None, None)
         assert m == mono
-        exact = interval_at(list(chosen.samples), mono, src.w, src.fmax_ppb)
+        exact = interval_at(list(chosen.samples), mono, src.w, src.fmax_ppb, src.j)
         assert exact is not None
         extra.append((int(hi[k]) - int(lo[k])) - (exact[2] - exact[0]))
     assert max(extra) <= 2_000  # ns: the grid's widening, against bounds of ~100 µs

@@ -82,11 +82,12 @@ def test_status_ages_synchronized_free_running_unsynchronized(name: str) -> None
 
 
 def test_skewlab_two_samples_by_hand() -> None:
-    # W = 0, no exchange allowance: two samples y = 0 ± L at m = 0 and m = T. The feasible
+    # W = J = 0, no exchange allowance: two samples y = 0 ± L at m = 0 and m = T. The feasible
     # (a, f) at the anchor T has the vertex a = L, f = 2L/T, so at τ after T the bound is
     # L + 2L·τ/T on each side.
     lam, T = 100_000, 10 * S
-    state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0)
+    state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
+                     freq_change_ppm=0.0)  # fmt: skip
     state.add(sample(T4, 0, lam))
     state.add(sample(T4 + T, 0, lam))
     tau = 5 * S
@@ -99,9 +100,27 @@ def test_skewlab_two_samples_by_hand() -> None:
     assert local + half + 1 <= r.latest_ns <= local + half + 2
 
 
+def test_skewlab_two_samples_by_hand_with_a_frequency_change_allowance() -> None:
+    # As above with J = 1 ppm (1000 ns/s): the older sample (d = −T) now allows |a − f·T| ≤
+    # L + J·T, so the vertex is a = L, f = 2L/T + J, and the forward bound widens by J·τ too:
+    # L + (2L/T + J)·τ + J·τ = 100 + 100 + 2·5 µs = 210 µs on each side.
+    lam, T = 100_000, 10 * S
+    state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
+                     freq_change_ppm=1.0)  # fmt: skip
+    state.add(sample(T4, 0, lam))
+    state.add(sample(T4 + T, 0, lam))
+    tau = 5 * S
+    r = src.read(T4 + T + tau)
+    local = T4 + T + tau
+    half = 210_000
+    assert local - half - 2 <= r.earliest_ns <= local - half - 1
+    assert local + half + 1 <= r.latest_ns <= local + half + 2
+
+
 def test_skewlab_retrospective_refinement_by_hand() -> None:
     lam, T = 100_000, 10 * S
-    state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0)
+    state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
+                     freq_change_ppm=0.0)  # fmt: skip
     state.add(sample(T4, 0, lam))
     state.add(sample(T4 + T, 0, lam))
     past = T4 + T + T // 2
@@ -118,7 +137,8 @@ def test_skewlab_wander_allowance_grows_the_bound() -> None:
     lam, T = 100_000, 10 * S
     widths = []
     for w in (0.0, 10.0):
-        state, src = one("skewlab", wander_allowance=w, exchange_allowance_ppm=0.0)
+        state, src = one("skewlab", wander_allowance=w, exchange_allowance_ppm=0.0,
+                         freq_change_ppm=0.0)  # fmt: skip
         state.add(sample(T4, 0, lam))
         state.add(sample(T4 + T, 0, lam))
         r = src.read(T4 + T + 4 * S)

@@ -24,6 +24,7 @@ from skewlab.clocks.estimator import (
     Model,
     Sample,
     build_model,
+    feasible_polygon,
     forward_interval,
     interval_near,
     intervals_arrays_near,
@@ -70,10 +71,10 @@ def _growth(age, rate_ppb):  # type: ignore[no-untyped-def]
 
 
 def _skewlab_age(local, gap, step_gap, step_gap0, thr_ns, anchor, stale_ns):  # type: ignore[no-untyped-def]
-    """(monotonic reading, age since the model's anchor, status code) of a local reading, from
-    the node clock's gaps at that instant (``gap`` None: a gapless clock, monotonic = local).
-    FREE_RUNNING (1) after a step since the latest sample (step gap moved beyond ``thr_ns``)
-    or once stale, else SYNCHRONIZED (2)."""
+    """(monotonic reading, age since the model's anchor, status code, stepped) of a local
+    reading, from the node clock's gaps at that instant (``gap`` None: a gapless clock,
+    monotonic = local). FREE_RUNNING (1) after a step since the latest sample (step gap moved
+    beyond ``thr_ns``: ``stepped``) or once stale, else SYNCHRONIZED (2)."""
     if gap is None:
         mono = local
         stepped = step_gap0 != 0
@@ -81,7 +82,7 @@ def _skewlab_age(local, gap, step_gap, step_gap0, thr_ns, anchor, stale_ns):  # 
         mono = local - gap
         stepped = abs(step_gap - step_gap0) > thr_ns
     age = mono - anchor
-    return mono, age, _SYNC_CODE - (stepped | (age > stale_ns))
+    return mono, age, _SYNC_CODE - (stepped | (age > stale_ns)), stepped
 
 
 def _np():  # type: ignore[no-untyped-def]
@@ -419,6 +420,8 @@ class SkewlabSource:
         state: SyncState,
         window: int = 64,
         wander_allowance: float = 1.0,
+        freq_change_ppm: float = 1.0,
+        step_freq_change_ppm: float = 100.0,
         max_freq_ppm: float = 1000.0,
         exchange_allowance_ppm: float = 1000.0,
         stale_after_s: float = 64.0,
@@ -427,11 +430,25 @@ class SkewlabSource:
         reset_on_step: bool = True,
         archive: int = 4096,
         retro_grid_ms: float = 1.0,
+        tension: float = 0.5,
+        settle_samples: int = 4,
         **_: Any,
     ) -> None:
         self.state = state
         self.window = max(2, int(window))
+        # contradiction short of emptiness: the register must stay consistent with its
+        # allowances (λ, J) scaled by this factor, else it restarts from its newest quarter
+        # (0: off); after such a restart, or a reset on an inconsistent sample, the status stays
+        # FREE_RUNNING until the register holds settle_samples again
+        self.tension = float(tension)
+        self.settle = max(1, int(settle_samples))
+        self.tensions = 0  # restarts for tension
+        self._unsettled = False  # restarted on a contradiction and not yet settled
         self.w = float(wander_allowance)  # W, ns/s^1.5
+        self.j = float(freq_change_ppm) * 1000.0  # J, ppb: frequency changes within the window
+        # added to J for readings after a step not yet seen by a sample: a step (a VM's live
+        # migration) may come with any frequency change of the oscillator under it
+        self.step_j = float(step_freq_change_ppm) * 1000.0
         self.fmax_ppb = max_freq_ppm * 1000.0
         self.xchg_ppb = round(exchange_allowance_ppm * 1000)
         self.stale_ns = round(stale_after_s * NS_PER_S)
@@ -470,26 +487,52 @@ class SkewlabSource:
         self.register.append(smp)
         if len(self.register) > self.window:
             del self.register[0]
-        model = build_model(self.register, self.w, self.fmax_ppb)
+        model = build_model(self.register, self.w, self.fmax_ppb, self.j)
         if model is None:  # the new sample contradicts the model: keep only it
             self.inconsistent += 1
             self._reset()
+            self._unsettled = True
             self.register.append(smp)
-            model = build_model(self.register, self.w, self.fmax_ppb)
+            model = build_model(self.register, self.w, self.fmax_ppb, self.j)
             assert model is not None  # one sample is always consistent
+        elif self.tension > 0 and len(self.register) >= 4 and self._tense():
+            self.tensions += 1
+            keep = self.register[-max(2, len(self.register) // 4) :]
+            self._reset()
+            self._unsettled = True
+            self.register.extend(keep)
+            model = build_model(self.register, self.w, self.fmax_ppb, self.j)
+            if model is None:  # cannot happen (a subset of a consistent register), but be safe
+                self._reset()
+                self.register.append(smp)
+                model = build_model(self.register, self.w, self.fmax_ppb, self.j)
+                assert model is not None
         self.archive.append(_Entry(smp, s.t4_ns, gap, self.epoch))
         self._t4s.append(s.t4_ns)
         self._ms.append(smp.m_ns)
         if len(self.archive) > self.max_archive:
             del self.archive[0], self._t4s[0], self._ms[0]
         self._view = _ArchiveView(tuple(self.archive), list(self._t4s), list(self._ms))
+        if self._unsettled and len(self.register) >= self.settle:
+            self._unsettled = False
         (a_hi, f_hi), (a_lo, f_lo) = model.hi_lines[0], model.lo_lines[0]
         single = len(model.hi_taus) == 1 and len(model.lo_taus) == 1
         self._snap = (
             model, sgap, s.t4_ns, model.anchor_ns, model.y_ref, single,
-            a_hi, f_hi, a_lo, f_lo, model.fit_a, model.fit_f, model.w,
-            self.unsync_ns, self.stale_ns, self.step_thr_ns,
+            a_hi, f_hi, a_lo, f_lo, model.fit_a, model.fit_f, model.w, model.j,
+            self.unsync_ns, -1 if self._unsettled else self.stale_ns,
+            self.step_thr_ns,
         )  # fmt: skip
+
+    def _tense(self) -> bool:
+        """True when the register is consistent with its allowances but not with them scaled
+        by ``tension`` (λ and J; the wander allowance kept): its samples strain the model —
+        a frequency change beyond J shows this way long before the region empties."""
+        k = self.tension
+        tight = [Sample(x.m_ns, x.y_ns, round(x.lam_ns * k)) for x in self.register]
+        last = tight[-1]
+        return not feasible_polygon(tight, last.m_ns, last.y_ns, self.w, self.fmax_ppb,
+                                    self.j * k)  # fmt: skip
 
     def _reset(self) -> None:
         self.register.clear()
@@ -510,7 +553,7 @@ class SkewlabSource:
         snap = self._snap
         if snap is None:
             return _NONE
-        (model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w,
+        (model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w, j,
          unsync, stale, thr) = snap  # fmt: skip
         clock = self.state.clock
         if clock is None or clock.oscillator.gapless:
@@ -519,7 +562,7 @@ class SkewlabSource:
             # the gaps at the reading's own instant: a second clock read could land on the
             # other side of a step or strobe edge and pair this value with the wrong status
             gap, sgap = clock.gaps_ns() if host_ns is None else clock.oscillator.gaps_at(host_ns)
-        mono, age, st = _skewlab_age(local_ns, gap, sgap, sgap0, thr, anchor, stale)
+        mono, age, st, stepped = _skewlab_age(local_ns, gap, sgap, sgap0, thr, anchor, stale)
         if age > unsync:
             return _NONE
         if age < 0:
@@ -528,8 +571,10 @@ class SkewlabSource:
             tau = age / 1_000_000_000  # NS_PER_S as a constant (no global lookup)
             if not single:
                 a_hi, f_hi, a_lo, f_lo = model.lines_at(tau)
+        if stepped:  # a step (a VM migration?) may have come with any frequency change
+            j = j + self.step_j
         lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, a_hi, f_hi, a_lo, f_lo, fa,
-                                                ff, w)  # fmt: skip
+                                                ff, w, j)  # fmt: skip
         # tuple.__new__ builds the same Reading without the named tuple's Python-level __new__
         return _tuple_new(Reading, (est_ns, lo_ns, hi_ns, _BY_CODE[st], t4))
 
@@ -544,16 +589,16 @@ class SkewlabSource:
             return _no_readings(n)
         have = k >= 0
         kk = np.where(have, k, 0)
-        ints = np.array([(sn[1], sn[3], sn[4]) for sn in snaps], dtype=np.int64)[kk]
-        sgap0, anchor, y_ref = ints[:, 0], ints[:, 1], ints[:, 2]
-        fl = np.array([(sn[10], sn[11], sn[12]) for sn in snaps], dtype=np.float64)[kk]
+        ints = np.array([(sn[1], sn[3], sn[4], sn[15]) for sn in snaps], dtype=np.int64)[kk]
+        sgap0, anchor, y_ref, stale = ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3]
+        fl = np.array([sn[10:14] for sn in snaps], dtype=np.float64)[kk]
         clock = self.state.clock
         if clock is None or clock.oscillator.gapless:
             gap = step_gap = None
         elif gap is None or step_gap is None:
             raise ValueError("gap arrays are needed for this node clock")
-        mono, age, status = _skewlab_age(local, gap, step_gap, sgap0, self.step_thr_ns, anchor,
-                                         self.stale_ns)  # fmt: skip
+        mono, age, status, stepped = _skewlab_age(local, gap, step_gap, sgap0, self.step_thr_ns,
+                                                  anchor, stale)  # fmt: skip
         valid = have & (age <= self.unsync_ns)
         st = np.asarray(status, dtype=np.int8)
         st[~valid] = 0
@@ -563,8 +608,9 @@ class SkewlabSource:
         for j in np.unique(kk[multi]).tolist():  # several envelope pieces: the one in force
             rows = np.flatnonzero(multi & (kk == j))
             lines[rows] = snaps[j][0].lines_at_array(tau[rows])
+        jj = fl[:, 3] + stepped * self.step_j
         lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, *lines.T, fl[:, 0], fl[:, 1],
-                                                fl[:, 2], np)  # fmt: skip
+                                                fl[:, 2], jj, np)  # fmt: skip
         return Readings(est_ns, lo_ns, hi_ns, st, valid)
 
     # -- retrospective refinement ------------------------------------------------------------
@@ -616,7 +662,8 @@ class SkewlabSource:
                                                self._slew_ppb())  # fmt: skip
         if mono - chosen.max_m_ns > self.unsync_ns:
             return _NONE
-        r = interval_near(list(chosen.samples), mono, self.w, self.fmax_ppb, self.grid_ns)
+        r = interval_near(list(chosen.samples), mono, self.w, self.fmax_ppb, self.grid_ns,
+                          self.j)  # fmt: skip
         return self._finish(chosen, mono, widen, t4, r)
 
     def readings_at(self, past_local_ns: Sequence[int]) -> list[Reading]:
@@ -648,16 +695,16 @@ class SkewlabSource:
             if mono - chosen.max_m_ns > unsync:
                 continue
             pending.setdefault(id(chosen), (chosen, []))[1].append((k, mono, widen, t4))
-        w, fmax, grid = self.w, self.fmax_ppb, self.grid_ns
+        w, fmax, grid, j = self.w, self.fmax_ppb, self.grid_ns, self.j
         for chosen, items in pending.values():
             monos = [it[1] for it in items]
             if len(items) >= BATCH_MIN:
                 if not chosen.group:
                     chosen.group.append(prepare_group(chosen.samples))
-                rs = intervals_near(chosen.group[0], monos, w, fmax, grid)
+                rs = intervals_near(chosen.group[0], monos, w, fmax, grid, j)
             else:
                 smp = list(chosen.samples)
-                rs = [interval_near(smp, m, w, fmax, grid) for m in monos]
+                rs = [interval_near(smp, m, w, fmax, grid, j) for m in monos]
             first, last = chosen.first_m_ns, chosen.last_m_ns
             for (k, mono, widen, t4), r in zip(items, rs, strict=True):
                 if r is not None:  # _finish, inlined
@@ -709,7 +756,7 @@ class SkewlabSource:
         t4_near = t4s[near]
         keys, inverse = np.unique(lo_i.astype(np.int64) * (1 << 32) + epoch, return_inverse=True)
         inverse = inverse.reshape(-1)
-        w, fmax, unsync, grid = self.w, self.fmax_ppb, self.unsync_ns, self.grid_ns
+        w, fmax, unsync, grid, j = self.w, self.fmax_ppb, self.unsync_ns, self.grid_ns, self.j
         for g, key in enumerate(keys.tolist()):
             chosen = self._chosen(view, key >> 32, key & 0xFFFFFFFF)
             idx = np.flatnonzero(inverse == g)
@@ -720,10 +767,11 @@ class SkewlabSource:
             if len(idx) >= BATCH_MIN:
                 if not chosen.group:
                     chosen.group.append(prepare_group(chosen.samples))
-                lo_g, est_g, hi_g, ok = intervals_arrays_near(chosen.group[0], m, w, fmax, grid)
+                lo_g, est_g, hi_g, ok = intervals_arrays_near(chosen.group[0], m, w, fmax, grid,
+                                                              j)  # fmt: skip
             else:
                 smp = list(chosen.samples)
-                rs = [interval_near(smp, x, w, fmax, grid) for x in m.tolist()]
+                rs = [interval_near(smp, x, w, fmax, grid, j) for x in m.tolist()]
                 ok = np.array([r is not None for r in rs], dtype=bool)
                 lo_g, est_g, hi_g = (np.array([0 if r is None else r[c] for r in rs],
                                               dtype=np.int64) for c in range(3))  # fmt: skip
