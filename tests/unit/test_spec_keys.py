@@ -830,7 +830,7 @@ def test_a_simulator_ignoring_discipline_fails_its_check(
     """Issue 15's bug: nodes run free whatever ``discipline`` says. Its check fails."""
     import skewlab.clocks.node as clocks_node
 
-    monkeypatch.setattr(clocks_node, "make_discipline", lambda _profile: None)
+    monkeypatch.setattr(clocks_node, "make_discipline", lambda _profile, **_kw: None)
     with pytest.raises(AssertionError, match="error shrinks"):
         perturbation_check(CASES["nodes[].discipline"], Simulator(tmp_path))
 
