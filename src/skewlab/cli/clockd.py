@@ -14,7 +14,11 @@ import click
 from skewlab.cli import options as opt
 from skewlab.cli.common import fail
 
-DEFAULT_PATH = "/run/skewlab/clockbound/shm0"
+# ClockBound's own default, where its clients (and `skewlab sources`: clockbound_shm) look; the
+# reader's constant is clocks.external.clockbound_shm.DEFAULT_PATH (a test holds them equal).
+DEFAULT_PATH = "/var/run/clockbound/shm0"
+# Built-in sources that stand on NTP samples: publishing them without --ntp publishes nothing.
+NTP_BASED = ("ntp", "truetime", "clockbound", "skewlab")
 MAX_DRIFT_PPB = 999_999_999  # the segment's max drift is below 1 s/s
 
 
@@ -93,6 +97,8 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
     source = factory(state, **kw)
     if not getattr(source, "bounded", False):
         fail(f"source {source_name!r} gives no bound (a point source); choose a bounded one", 2)
+    if source_name in NTP_BASED and not ntp:
+        fail(f"source {source_name!r} stands on NTP samples: give --ntp HOST:PORT", 2)
     poller = None
     if ntp:
         from skewlab.node.sync import NtpPoller
@@ -104,6 +110,7 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
         except (ValueError, OSError) as e:
             fail(f"bad --ntp {ntp!r}: {e}", 2)
         poller = NtpPoller(client, state, ntp_poll_s, 4).start()
+    created = [d for d in path.parents if not d.exists()]  # removed again on exit if empty
     try:
         writer = ClockBoundWriter(path)
     except OSError as e:
@@ -123,4 +130,11 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
         if close is not None:
             close()
         writer.close(unlink=not keep)
+        for d in created:  # deepest first: the folders this run made, if left empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
     click.echo(f"clockd: stopped after {daemon.updates} updates", err=True)
+    if ntp and state.latest is None:
+        fail(f"no NTP sample from {ntp}: every bound published was UNSYNCHRONIZED")
