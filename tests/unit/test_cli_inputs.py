@@ -59,3 +59,19 @@ def test_booleans_stay_booleans() -> None:
         from_dict({"workload": {"events": True}})
     spec = from_dict({"run": {"netns": True}})
     assert spec.run.netns is True
+
+
+def test_unknown_source_parameter_is_refused_everywhere(tmp_path: Path) -> None:
+    """`sources -p skewlab.nope=1`, `clockd -p nope=1` and `source_params.truetime.max_drift`
+    in a file were swallowed by the sources' **kwargs; each is refused naming the key."""
+    _refused(["sources", "-p", "skewlab.nope=1", "--wait", "0"], "skewlab.nope", "window")
+    _refused(["clockd", "--source", "skewlab", "-p", "nope=1", "--path", str(tmp_path / "s")],
+             "skewlab.nope")  # fmt: skip
+    cfg = tmp_path / "e.toml"
+    cfg.write_text("[source_params.truetime]\nmax_drift = 3\n")
+    _refused(["simulate", str(cfg), "-o", str(tmp_path / "o")], "truetime.max_drift",
+             "max_drift_us_per_s")  # fmt: skip
+    cfg.write_text("[source_params.truetime]\nmax_drift_us_per_s = 3\noptional = true\n")
+    from skewlab.cli.common import load_spec
+
+    assert load_spec(cfg).source_params["truetime"]["max_drift_us_per_s"] == 3

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import fail
+from skewlab.cli.common import fail, source_param_errors
 
 # ClockBound's own default, where its clients (and `skewlab sources`: clockbound_shm) look; the
 # reader's constant is clocks.external.clockbound_shm.DEFAULT_PATH (a test holds them equal).
@@ -93,6 +93,8 @@ def clockd(path: Path, source_name: str, params: tuple[str, ...], ntp: str | Non
     factory = SOURCES.get(source_name)
     if factory is None:
         fail(f"unknown clock source {source_name!r}; known: {', '.join(sorted(SOURCES))}", 2)
+    if bad := source_param_errors({source_name: kw}, "-p"):
+        fail("; ".join(bad), 2)
     state = SyncState()
     source = factory(state, **kw)
     if not getattr(source, "bounded", False):

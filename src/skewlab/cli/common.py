@@ -106,6 +106,30 @@ def run_state_note(res: Any) -> str | None:
     return f"skewlab: note: {res.root}: {why}; the analysis covers only what was written"
 
 
+def source_param_errors(per_source: Any, origin: str) -> list[str]:
+    """Parameters no source takes (``source_params.<source>.<key>`` in a file, ``-p`` on a
+    command line): each source accepts its constructor's named parameters and ``optional``;
+    the constructors swallow any other keyword, so without this check a typo is ignored."""
+    import inspect
+
+    from skewlab.clocks.sources import SOURCES
+
+    out = []
+    for name, params in (per_source or {}).items():
+        factory = SOURCES.get(name)
+        if factory is None:
+            out.append(f"{origin}: {name}: unknown clock source; known: {', '.join(SOURCES)}")
+            continue
+        sig = inspect.signature(factory).parameters.values()
+        named = {p.name for p in sig if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is
+                 p.KEYWORD_ONLY} - {"state"} | {"optional"}  # fmt: skip
+        for key in params:
+            if key not in named:
+                out.append(f"{origin}: {name}.{key}: {name} has no parameter {key!r}; "
+                           f"its parameters: {', '.join(sorted(named))}")  # fmt: skip
+    return out
+
+
 def load_spec(config: Path | None, events: int | None = None,
               seed: int | None = None) -> ExperimentSpec:  # fmt: skip
     """The experiment of ``config`` (default: the built-in one) with the command line's
@@ -127,6 +151,8 @@ def load_spec(config: Path | None, events: int | None = None,
             spec = spec_mod.from_dict(data, origin)
     except spec_mod.SpecError as e:
         fail(str(e).replace("\n", "; "), EXIT_BAD_INPUT)
+    if bad := source_param_errors(spec.source_params, f"{config or 'spec'}: source_params"):
+        fail("; ".join(bad), EXIT_BAD_INPUT)
     return spec
 
 

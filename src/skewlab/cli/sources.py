@@ -7,7 +7,7 @@ import json
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import fail
+from skewlab.cli.common import fail, source_param_errors
 
 
 @click.command("sources")
@@ -43,6 +43,8 @@ def sources(params: tuple[str, ...], ntp: str | None, wait_s: float, as_json: bo
     unknown = sorted(set(per_source) - set(SOURCES))
     if unknown:
         fail(f"unknown source(s) {', '.join(unknown)}", 2)
+    if bad := source_param_errors(per_source, "-p"):
+        fail("; ".join(bad), 2)
     state = SyncState()
     if ntp:
         from skewlab.ntp.client import NtpClient, NtpError
