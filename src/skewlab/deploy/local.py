@@ -56,6 +56,33 @@ class LocalLauncher(Orchestrator):
         finally:
             self.topology = None
 
+    def preflight(self) -> None:
+        """The base checks (clock sources), then this host's as ``check_hosts`` makes them on
+        remote ones: the bind address usable and every fixed UDP port (``ntp.port``, a node's
+        ``port``) free; one ``ok`` line, or LaunchError naming each problem and its key."""
+        super().preflight()
+        if self.spec.run.netns:
+            return  # each node binds its own address in its own namespace
+        from skewlab import __version__
+        from skewlab.deploy.agent import _can_bind
+
+        host = self.spec.run.host
+        ok, why = _can_bind(host, 0)
+        problems = [] if ok else [f"cannot bind address {host}: {why} (run.host)"]
+        fixed = [("ntp.port", self.spec.ntp.port)]
+        fixed += [(f"nodes[{i}].port ({n.name})", n.port) for i, n in enumerate(self.spec.nodes)]
+        for key, port in fixed:
+            if port and ok:
+                free, why = _can_bind(host, port)
+                if not free:
+                    problems.append(f"UDP port {port} ({key}) is not free: {why}")
+        if problems:
+            raise LaunchError("pre-flight, this host: " + "; ".join(problems))
+        ports = [str(p) for _k, p in fixed if p]
+        free = f", UDP port(s) {', '.join(ports)} free" if ports else ""
+        self.progress(f"ok    localhost: skewlab {__version__}, sources available, "
+                      f"address {host} usable{free}")  # fmt: skip
+
     def _prepare_spec(self) -> None:
         if self.topology is not None:  # nodes bind their own address (--bind); this is the hub's
             self.spec.run.host = self.topology.hub_address
