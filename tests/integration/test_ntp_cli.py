@@ -106,3 +106,17 @@ def test_ctrl_c_stops_the_server() -> None:
                 proc.wait()
         assert proc.returncode == 0, err
         assert out.startswith("counters: ") and "Traceback" not in err
+
+
+def test_bad_host_is_bad_input_not_a_root_hint() -> None:
+    """issue 20, item 12: `ntp-server --host nonsense` is bad input (exit 2), not a port that
+    needs root."""
+    from click.testing import CliRunner
+
+    from skewlab.cli import cli
+
+    for host in ("nonsense.invalid", "10.255.255.1"):
+        r = CliRunner().invoke(cli, ["ntp-server", "--host", host, "--port", "0"])
+        assert r.exit_code == 2, r.output
+        assert f"--host {host}: not an address of this host" in r.stderr
+        assert "root" not in r.stderr

@@ -103,8 +103,7 @@ def ntp_server(
             seed=seed,
         )
     except OSError as e:
-        hint = " (ports below 1024 need root; try --port 12300)" if port < 1024 else ""
-        fail(f"cannot bind {host}:{port}: {e.strerror}{hint}")
+        fail(*_bind_failure(host, port, e))
     except ValueError as e:
         fail(str(e), 2)
     from skewlab.interrupts import interruptible
@@ -119,6 +118,22 @@ def ntp_server(
         done.wait(duration)
         server.stop()
     click.echo("counters: " + json.dumps(dict(sorted(server.counters.items()))))
+
+
+def _bind_failure(host: str, port: int, e: OSError) -> tuple[str, int]:
+    """The one line (and exit code) for a server that cannot bind: a host that is no address
+    here is bad input (2); a privileged or busy port is this host's state (1)."""
+    import errno
+    import socket
+
+    why = e.strerror or str(e)
+    if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host}: not an address of this host ({why})", 2
+    if e.errno in (errno.EACCES, errno.EPERM) and port < 1024:
+        return f"cannot bind {host}:{port}: {why} (ports below 1024 need root; try --port 0)", 1
+    if e.errno == errno.EADDRINUSE:
+        return f"cannot bind {host}:{port}: {why} (another server holds it; try --port 0)", 1
+    return f"cannot bind {host}:{port}: {why}", 1
 
 
 @click.command("ntp-query")

@@ -47,13 +47,21 @@ def sources(params: tuple[str, ...], ntp: str | None, wait_s: float, as_json: bo
         fail("; ".join(bad), 2)
     state = SyncState()
     if ntp:
-        from skewlab.ntp.client import NtpClient, NtpError
+        import socket
 
-        host, _, port = ntp.rpartition(":")
+        from skewlab.ntp.client import NtpClient, NtpError
+        from skewlab.ntp.query import parse_hostport
+
         try:
-            with NtpClient(host.strip("[]"), int(port)) as c:
+            host, port = parse_hostport(ntp)
+        except ValueError as e:
+            fail(f"--ntp {ntp}: {e}", 2)
+        try:
+            with NtpClient(host, port) as c:
                 state.add(c.best_of(4))
-        except (ValueError, OSError, NtpError) as e:
+        except socket.gaierror as e:
+            fail(f"--ntp {ntp}: cannot resolve {host!r} ({e.strerror})", 2)
+        except (OSError, NtpError) as e:
             fail(f"NTP {ntp}: {e}")
     rows = survey(per_source, state, wait_s)
     if as_json:
