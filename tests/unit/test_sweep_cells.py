@@ -84,3 +84,16 @@ def test_sweep_name_is_checked_before_it_becomes_a_path(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="is not a usable folder name"):
         sweep.run_sweep(f, tmp_path / "out", jobs=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_table_shows_every_source_in_plain_units() -> None:
+    """issue 20, item 12: no source dropped for width; ns printed as ms, not 2.01e+07."""
+    row: dict[str, Any] = {"param:ntp.poll_s": 4}
+    for s in ("system", "ntp", "truetime", "clockbound", "skewlab"):
+        row |= {f"{s}.mae_ns": 20_100_000, f"{s}.coverage": 0.5 if s != "system" else None,
+                f"{s}.received_fraction": 1.0}  # fmt: skip
+    table = sweep.format_table([row])
+    lines = table.splitlines()
+    assert len(lines) == 1 + 5
+    assert all(s in table for s in ("truetime", "clockbound", "skewlab"))
+    assert "20.100" in table and "e+" not in table and "50.00" in table

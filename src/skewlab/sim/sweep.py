@@ -297,22 +297,40 @@ def write_table(root: Path, rows: list[dict[str, Any]]) -> list[str]:
     return ["sweep.csv", "sweep.parquet"]
 
 
-def format_table(rows: list[dict[str, Any]], max_cols: int = 8) -> str:
-    """The parameters and a few headline metrics per cell, for the terminal."""
+# The terminal table's metric columns: (row key suffix, header, scale, format); every source of
+# every cell gets its own line, so no source is dropped for width. ns are shown in ms.
+TABLE_METRICS = (
+    ("received_fraction", "recv %", 100.0, "{:.2f}"),
+    ("mae_ns", "MAE ms", 1e-6, "{:.3f}"),
+    ("causality_violation_rate", "causal viol %", 100.0, "{:.2f}"),
+    ("ordering_wrong_rate", "order wrong %", 100.0, "{:.2f}"),
+    ("coverage", "cover %", 100.0, "{:.2f}"),
+    ("half_width_mean_ns", "half-width ms", 1e-6, "{:.3f}"),
+)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The parameters and headline metrics, one line per cell and source (— where a metric
+    does not apply), for the terminal; the full table is sweep.csv."""
     if not rows:
         return "(no cells)"
     params = [k for k in rows[0] if k.startswith("param:")]
-    metrics = [k for k in rows[0] if k.endswith(("ordering_wrong_rate", "coverage", "mae_ns"))]
-    cols = params + metrics[: max(0, max_cols - len(params))]
-
-    def f(v: Any) -> str:
-        return "—" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
-
-    w = [max(len(c.removeprefix("param:")), *(len(f(r.get(c))) for r in rows)) for c in cols]
-    lines = ["  ".join(c.removeprefix("param:").rjust(n) for c, n in zip(cols, w, strict=True))]
+    sources = list(dict.fromkeys(k.split(".", 1)[0] for r in rows for k in r
+                                 if "." in k and not k.startswith("param:")))  # fmt: skip
+    heads = [k.removeprefix("param:") for k in params] + ["source"]
+    heads += [h for _k, h, _s, _f in TABLE_METRICS]
+    body = []
     for r in rows:
-        lines.append("  ".join(f(r.get(c)).rjust(n) for c, n in zip(cols, w, strict=True)))
-    return "\n".join(lines)
+        for s in sources:
+            line = [str(r.get(k)) for k in params] + [s]
+            for key, _h, scale, fmt in TABLE_METRICS:
+                v = r.get(f"{s}.{key}")
+                line.append("—" if v is None else fmt.format(v * scale))
+            body.append(line)
+    w = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)]
+    out = ["  ".join(h.rjust(n) for h, n in zip(heads, w, strict=True))]
+    out += ["  ".join(c.rjust(n) for c, n in zip(b, w, strict=True)) for b in body]
+    return "\n".join(out)
 
 
 def sweep_figures(root: Path, rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
@@ -336,21 +354,28 @@ def sweep_figures(root: Path, rows: list[dict[str, Any]], keys: list[str]) -> li
         numeric = all(isinstance(x, (int, float)) for x in xs)
         shown = [m for m in metric_names
                  if any(r.get(f"{s}.{m}") is not None for r in rows for s in sources)]  # fmt: skip
-        fig, axes = plt.subplots(len(shown), 1, figsize=(6, 2.2 * len(shown)), squeeze=False)
-        for ax, metric in zip(axes[:, 0], shown, strict=True):
+        ncols = 2 if len(shown) > 1 else 1
+        nrows = -(-len(shown) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 3.2 * nrows), squeeze=False)
+        for ax in axes.flat[len(shown) :]:
+            ax.set_visible(False)
+        for ax, metric in zip(axes.flat, shown, strict=False):
             for s in sources:
                 ys = []
                 for x in xs:
                     v = [r[f"{s}.{metric}"] for r in rows
                          if r[pk] == x and r.get(f"{s}.{metric}") is not None]  # fmt: skip
-                    ys.append(sum(v) / len(v) if v else float("nan"))
+                    scale = 1e-6 if metric.endswith("_ns") else 1.0  # ns shown in ms
+                ys.append(scale * sum(v) / len(v) if v else float("nan"))
                 pos = xs if numeric else list(range(len(xs)))
                 ax.plot(pos, ys, marker="o", label=s)
             if not numeric:
                 ax.set_xticks(range(len(xs)), [str(x) for x in xs])
-            ax.set_ylabel(metric, fontsize=7)
-        axes[-1, 0].set_xlabel(key)
-        axes[0, 0].legend(fontsize=6, ncols=3)
+            title = f"{metric.removesuffix('_ns')} (ms)" if metric.endswith("_ns") else metric
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel(key, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=7, ncols=3)
         fig.tight_layout()
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
         p = figdir / f"vs_{safe}.png"
