@@ -147,9 +147,26 @@ def _title(stats: Stats) -> list[Block]:
             f"version {stats['stats_version']}; rates carry 95% intervals as [low, high] "
             "(k/n, n_eff): over time blocks of "
             f"{_block_s(stats)} (receipts between two NTP samples share one clock error), "
-            "n_eff = the independent trials the decisions are worth. Definitions: "
-            "docs/METHODOLOGY.md."
+            "n_eff = the independent trials the decisions are worth. Definitions: the "
+            "Definitions section below; formulas: docs/METHODOLOGY.md in skewlab's sources "
+            "(not in this results folder)."
         ),
+        *_incomplete(stats),
+    ]
+
+
+def _incomplete(stats: Stats) -> list[Block]:
+    """A run cut short says so first: fewer sends than the experiment planned."""
+    planned = stats["parameters"].get("workload.events")
+    sent = stats["coordinator"]["sent"]
+    if not isinstance(planned, int) or sent >= planned:
+        return []
+    return [
+        P(
+            f"**Incomplete run: the coordinator sent {sent} of the {planned} planned events** "
+            "(the run was interrupted or failed; metadata.json has its status). Every number "
+            "below covers only those events."
+        )
     ]
 
 
@@ -338,6 +355,7 @@ def _commit_wait(stats: Stats) -> list[Block]:
             re = "; ".join(
                 f"T+{d} ms: p50 2ε {ms(r['wait_ns']['p50_ns'])} ms, narrower {pct(r['narrower'])}"
                 for d, r in cw["reevaluated"].items()
+                if r["wait_ns"]["p50_ns"] is not None  # a source without refined readings
             )
             waits = [ms(wt[k]) for k in ("mean_ns", "p50_ns", "p99_ns", "max_ns")]
             rows.append([w, s, str(wt["n"]), *waits, re or "no re-evaluated readings"])
