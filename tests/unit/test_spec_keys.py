@@ -31,8 +31,8 @@ import pytest
 
 from skewlab.sim import keys as sim_keys
 from skewlab.sim.keys import SPEC_KEYS, missing_keys, refusals, spec_keys
-from skewlab.sim.node import NodeSim
-from skewlab.sim.simulate import SimError, check_simulable, simulate
+from skewlab.sim.node import NodeSim, ReceiveScheduling
+from skewlab.sim.simulate import SimError, SimOptions, check_simulable, simulate
 from skewlab.spec import ExperimentSpec, from_dict
 from skewlab.store import ResultsDir
 from skewlab.trace import part_files, read_parts
@@ -140,7 +140,9 @@ class Simulator:
         if key not in self.cache:
             spec = from_dict(data)
             try:
-                res = simulate(spec, self.root / f"run{len(self.cache)}")
+                # no receive-side scheduling: each key's effect on delays is then its own
+                opt = SimOptions(receive=ReceiveScheduling.off())
+                res = simulate(spec, self.root / f"run{len(self.cache)}", opt)
                 self.cache[key] = Run(spec, res)
             except SimError as e:
                 self.cache[key] = Run(spec, None, str(e))

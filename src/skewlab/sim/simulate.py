@@ -48,9 +48,11 @@ from skewlab.sim.node import (
     LOOPBACK,
     LOOPBACK_NTP_BACK,
     LOOPBACK_NTP_OUT,
+    RECEIVE_SCHEDULING,
     SERVER_HOLD_NS,
     T0_NS,
     NodeSim,
+    ReceiveScheduling,
     _direction,
     _seed,
     _windows,
@@ -84,6 +86,8 @@ class SimOptions:
 
     jobs: int = 1  # worker processes for the per-node work (1: in this process)
     cw_every: int = 1  # re-evaluate every n-th receipt at T+Δ (1: all; reported in metadata)
+    # the workers' receive-side scheduling (sim/node.py; ReceiveScheduling.off() for none)
+    receive: ReceiveScheduling = RECEIVE_SCHEDULING
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -134,6 +138,7 @@ class _Plan:
     wire_valid: list[np.ndarray] = field(default_factory=list)
     cw_ms: list[int] = field(default_factory=list)
     cw_every: int = 1
+    receive: ReceiveScheduling = RECEIVE_SCHEDULING
 
 
 _PLAN: _Plan | None = None
@@ -144,9 +149,13 @@ def _init(plan: _Plan) -> None:
     _PLAN = plan
 
 
-def _event_delays(spec: ExperimentSpec, w: str, widx: int, send: np.ndarray) -> tuple:
-    """Per event on path coordinator → w: arrival true time, lost, the number of duplicates,
-    and the path's link trace when the path is emulated (else None)."""
+def _event_delays(
+    spec: ExperimentSpec, w: str, widx: int, send: np.ndarray,
+    receive: ReceiveScheduling = RECEIVE_SCHEDULING,
+) -> tuple:  # fmt: skip
+    """Per event on path coordinator → w: arrival true time at the worker's receive loop (the
+    path's delay, then the receive-side scheduling), lost, the number of duplicates, and the
+    path's link trace when the path is emulated (else None)."""
     coord = spec.coordinator.name
     d = _direction(spec, coord, w, back=False)
     rng = _seed(spec, widx, 1)
@@ -173,7 +182,8 @@ def _event_delays(spec: ExperimentSpec, w: str, widx: int, send: np.ndarray) -> 
     link = None
     if resolved is not None:
         link = _event_link_trace(spec, path, resolved, t_in, sampled, delay, held, lost, dup)
-    return t_in + delay, lost, int(dup.sum()), link
+    sched = receive.delays_ns(spec, j, len(spec.workers), n)  # after the link: at the worker
+    return t_in + delay + sched, lost, int(dup.sum()), link
 
 
 def _event_link_trace(spec: ExperimentSpec, path: str, resolved: Any, t_in: np.ndarray,
@@ -219,7 +229,7 @@ def _worker_job(name: str) -> dict[str, Any]:
     res = ResultsDir(Path(plan.root))
     ndir = res.node_dir(name)
     widx = spec.nodes.index(spec.node(name))
-    arrive, lost, dups, link = _event_delays(spec, name, widx, plan.send_truth)
+    arrive, lost, dups, link = _event_delays(spec, name, widx, plan.send_truth, plan.receive)
     if link is not None:
         write_link_trace(res.link_trace_path(path_name(spec.coordinator.name, name)), link)
     # the workers are stopped when the launcher would stop them: after the drain that follows
@@ -460,7 +470,8 @@ def _run(spec: ExperimentSpec, res: ResultsDir, meta: dict[str, Any], opt: SimOp
 
     plan = _Plan(spec.to_json(), str(res.root), workers_start, coord_start, workers_ready,
                  np.zeros(0, np.int64), np.zeros(0, np.int64),
-                 cw_ms=effective_commit_wait_ms(spec), cw_every=max(1, opt.cw_every))  # fmt: skip
+                 cw_ms=effective_commit_wait_ms(spec), cw_every=max(1, opt.cw_every),
+                 receive=opt.receive)  # fmt: skip
     nodes: dict[str, dict[str, Any]] = {}
     coord = spec.coordinator.name
     nodes[coord] = {"role": "coordinator", "counts": _coordinator(spec, res, plan)}
@@ -498,6 +509,7 @@ def _run(spec: ExperimentSpec, res: ResultsDir, meta: dict[str, Any], opt: SimOp
                 "back": json.loads(LOOPBACK_NTP_BACK.model_dump_json()),
             },
             "send_step_ns": SEND_STEP_NS,
+            "receive_scheduling": opt.receive.as_dict(),
             "server_hold_ns": SERVER_HOLD_NS, "client_turn_ns": CLIENT_TURN_NS,
         },
     )  # fmt: skip
