@@ -186,3 +186,19 @@ def test_counts_keep_their_blocks() -> None:
     assert type(doc["x"][0]["k"]) is int
     w = rate(2, 6)
     assert w is not None and w["method"] == "wilson" and w["n_eff"] == 6.0
+
+
+def test_sparse_send_times_number_only_the_blocks_they_hold() -> None:
+    """Sends days apart (a clock far off, an imported trace): blocks holding sends are numbered
+    in time order instead of allocating every empty block between them."""
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from skewlab.analysis.run import BLOCK, block_grid
+
+    traces = SimpleNamespace(spec={"ntp": {"poll_s": 1.0}}, workers=[])
+    sends = pl.DataFrame({"truth_ns": [0, 10**17, 2 * 10**17], "local_ns": [0, 0, 0]})
+    out, blocks, iv = block_grid(traces, sends, True)  # type: ignore[arg-type]
+    assert blocks.count == 3 and out.get_column(BLOCK).to_list() == [0, 1, 2]
+    assert iv["block_ns"] == 1_000_000_000 and "poll_s" in iv["block_from"]
