@@ -5,6 +5,7 @@ re-analysis removes the stale stats.json, so `compare` cannot use it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -107,3 +108,20 @@ def test_export_replaces_an_earlier_export_whole(analysed: Path, tmp_path: Path)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (d / "csv").iterdir()) == ["B", "C", "coordinator"]
     assert (d / "csv" / "B" / "events.csv").read_text().count("\n") == 121
+
+
+@pytest.mark.parametrize(("status", "says"), [("running", "is still running"),
+                                              ("interrupted", "was interrupted")])  # fmt: skip
+def test_analyze_says_when_the_run_did_not_complete(
+    analysed: Path, tmp_path: Path, status: str, says: str
+) -> None:
+    """issue 20, item 9: `analyze` on a run still going (or whose launcher was killed) or cut
+    short says so; a completed run gets no note."""
+    d = _copy(analysed, tmp_path)
+    r = CliRunner().invoke(cli, ["analyze", str(d), "--no-figures"])
+    assert r.exit_code == 0 and "note" not in r.stderr
+    meta = json.loads((d / "metadata.json").read_text())
+    (d / "metadata.json").write_text(json.dumps({**meta, "status": status}))
+    r = CliRunner().invoke(cli, ["analyze", str(d), "--no-figures"])
+    assert r.exit_code == 0, r.output
+    assert f"skewlab: note: {d}: it {says}" in r.stderr
