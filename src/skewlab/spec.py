@@ -71,9 +71,10 @@ class NodeSpec(_Model):
     wander_ppb: float = Field(0.0, ge=0, le=1000)  # random-walk frequency wander, σ ppb/√s
     thermal: list[ThermalSpec] = Field(default_factory=list, max_length=8)  # sinusoids
     replay: ReplaySpec | None = None  # a recorded error series added to the clock
-    # Clock discipline profile (clocks/discipline.py): "free" = undisciplined oscillator;
-    # "disciplined" = a servo slews the node's system clock toward its NTP samples.
-    discipline: Literal["free", "disciplined"] = "free"
+    # Clock discipline profile (clocks/discipline.py): "disciplined" (default: a realistic host,
+    # an NTP daemon's servo slews the system clock toward its NTP samples) or "free" (a bare,
+    # undisciplined oscillator).
+    discipline: Literal["free", "disciplined"] = "disciplined"
     port: int = Field(0, ge=0, le=65535)  # data port; 0 = any free port
 
     @field_validator("name")

@@ -31,10 +31,21 @@ BOUNDED = ["truetime", "clockbound", "skewlab"]
 SYNC = 2  # Status.SYNCHRONIZED in the traces
 
 
+# free-running hosts (the default nodes, undisciplined): the faults' effects on the bounds are
+# then the bounds' own (a servo would slew ClockBound's |offset| term away during an outage)
+FREE_NODES = [
+    {"name": "coordinator", "role": "coordinator", "offset_ms": 1.0, "drift_ppm": 10.0,
+     "discipline": "free"},
+    {"name": "B", "offset_ms": 3.0, "drift_ppm": 40.0, "discipline": "free"},
+    {"name": "C", "offset_ms": -2.0, "drift_ppm": -25.0, "discipline": "free"},
+]  # fmt: skip
+
+
 def _spec(events: int, faults: list[dict], interval_ms: float = 4, **extra):
     fast = {"stale_after_s": 0.5}  # FREE_RUNNING after half a second without a sample
     return from_dict({
         "name": "rel",
+        "nodes": FREE_NODES,
         "workload": {"events": events, "interval_ms": interval_ms},
         "run": {"warmup_s": 0.5, "drain_s": 0.3, "hmac_key": "rel"},
         "commit_wait": {"delays_s": [0.1]},

@@ -105,9 +105,9 @@ def test_sinusoid_matches_the_closed_form_everywhere() -> None:
 def test_thermal_from_the_spec() -> None:
     spec = from_dict({"nodes": [
         {"name": "c", "role": "coordinator"},
-        {"name": "B", "drift_ppm": 5, "thermal": {"amplitude_ppm": 1.0}},
+        {"name": "B", "drift_ppm": 5, "thermal": {"amplitude_ppm": 1.0}, "discipline": "free"},
         {"name": "C", "thermal": [{"amplitude_ppm": 0.5, "period_s": 1200, "phase_deg": 90},
-                                  {"amplitude_ppm": 1.0}]},
+                                  {"amplitude_ppm": 1.0}], "discipline": "free"},
     ]})  # fmt: skip
     assert [t.period_s for t in spec.node("B").thermal] == [86400.0]  # one table: one term
     b = node_oscillator(spec, "B", T0)

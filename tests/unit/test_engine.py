@@ -147,7 +147,8 @@ def test_poller_loop_runs_unchanged_in_virtual_time() -> None:
 def test_commit_wait_pass_in_virtual_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The commit-wait evaluator driven by a virtual clock: a receipt is evaluated by the
     first pass at which its local clock passed receipt + Δ, never before."""
-    spec = from_dict({})
+    b = {"name": "B", "offset_ms": 3, "drift_ppm": 40, "discipline": "free"}
+    spec = from_dict({"nodes": [{"name": "c", "role": "coordinator"}, b, {"name": "C"}]})
     host = VirtualClock(T0)
     clock, state = node_sync(spec, "B", T0, host)
     sources = make_sources(["truetime", "skewlab"], state)

@@ -48,7 +48,8 @@ def one_node(node: dict[str, Any], params: dict[str, Any], out: dict[str, Any],
              faults: list[dict[str, Any]] | None = None) -> ExperimentSpec:  # fmt: skip
     """A skewlab-only node whose NTP path has these delays and request ``loss``."""
     return solo_spec(
-        node, sources=["skewlab"], source_params={"skewlab": params}, seed=seed,
+        {"discipline": "free", **node}, sources=["skewlab"], source_params={"skewlab": params},
+        seed=seed,
         faults=faults or [], ntp={"poll_s": poll_s}, network=ntp_path(out, back, loss),
     )  # fmt: skip
 

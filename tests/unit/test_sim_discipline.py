@@ -48,7 +48,7 @@ def test_unknown_discipline_profile_is_rejected() -> None:
     with pytest.raises(SpecError, match=r"nodes\[1\]\.discipline"):
         from_dict({"nodes": nodes})
     default = from_dict({"nodes": [nodes[0], {"name": "B"}, {"name": "C"}]})
-    assert default.nodes[1].discipline == "free"
+    assert default.nodes[1].discipline == "disciplined"  # realistic hosts by default
 
 
 def test_disciplined_worker_error_shrinks_free_one_does_not(tmp_path: Path) -> None:

@@ -25,9 +25,10 @@ def _spec(seed: int = 3) -> ExperimentSpec:
         "ntp": {"poll_s": 1.0},
         "run": {"warmup_s": 1.0},
         "nodes": [
-            {"name": "coordinator", "role": "coordinator", "offset_ms": 1, "drift_ppm": 10},
-            {"name": "B", "offset_ms": 3, "drift_ppm": 40, "wander_ppb": 5},
-            {"name": "C", "offset_ms": -2, "drift_ppm": -25},
+            {"name": "coordinator", "role": "coordinator", "offset_ms": 1, "drift_ppm": 10,
+             "discipline": "free"},
+            {"name": "B", "offset_ms": 3, "drift_ppm": 40, "wander_ppb": 5, "discipline": "free"},
+            {"name": "C", "offset_ms": -2, "drift_ppm": -25, "discipline": "free"},
         ],
         "network": {"links": {"coordinator~C": {"profile": "lossy"}}},
         "faults": [{"kind": "clock_step", "node": "B", "at_s": 4.0, "delta_ms": 2.0}],

@@ -42,7 +42,11 @@ NS_PER_MS = 1_000_000
 
 # A tiny experiment: the default nodes (coordinator +1 ms/+10 ppm, B +3 ms/+40 ppm, C −2 ms/
 # −25 ppm) and sources; broadcast from ~1.0 s to ~1.8 s after t0 (40 events, 20 ms apart).
+_DEFAULT = ExperimentSpec()
 BASE: dict[str, Any] = {
+    # the default nodes, free-running: each clock key's effect is then its own (a servo would
+    # slew most of it away); the discipline case turns B's servo on
+    "nodes": [{**json.loads(n.model_dump_json()), "discipline": "free"} for n in _DEFAULT.nodes],
     "workload": {"events": 40, "interval_ms": 20},
     "ntp": {"poll_s": 0.2},
     "run": {"warmup_s": 0.2, "drain_s": 0.1},
@@ -122,7 +126,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _nodes(**changes: dict[str, Any]) -> dict[str, Any]:
     """The default nodes with per-node changes (``B={"drift_ppm": 140}``)."""
-    nodes = [json.loads(n.model_dump_json()) for n in ExperimentSpec().nodes]
+    nodes = copy.deepcopy(BASE["nodes"])
     for n in nodes:
         n.update(changes.get(n["name"], {}))
     return {"nodes": nodes}
@@ -671,8 +675,9 @@ def _delta_ppm(a: Run, b: Run) -> None:
     assert _gained_ns(b) < 0 < _gained_ns(a), "slower instead of faster"
 
 
-@case("faults[].ramp_s", _faults({**_RATE, "ramp_s": 0.4}), context=_merge(_free_b(),
-                                                                           _faults(_RATE)))
+@case(
+    "faults[].ramp_s", _faults({**_RATE, "ramp_s": 0.4}), context=_merge(_free_b(), _faults(_RATE))
+)
 def _ramp(a: Run, b: Run) -> None:
     for run, ramp_s in ((a, 0.0), (b, 0.4)):
         t, got = _terms_ns(run)

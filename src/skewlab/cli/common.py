@@ -200,6 +200,16 @@ def summary_table(stats: dict[str, Any]) -> str:
     """Per worker and source: accounting, causality, error vs truth; for bounded sources also
     bound coverage and the share of causality decisions left ambiguous (in %)."""
     lines = []
+    params = stats.get("parameters") or {}
+    hosts: dict[str, list[str]] = {}
+    for k, v in params.items():
+        if k.startswith("nodes.") and k.endswith(".discipline"):
+            hosts.setdefault(str(v), []).append(k[len("nodes.") : -len(".discipline")])
+    if hosts:
+        what = {"disciplined": "disciplined (an NTP daemon's servo slews the system clock)",
+                "free": "free-running (nothing corrects the system clock)"}  # fmt: skip
+        lines.append("hosts: " + "; ".join(f"{', '.join(n)} {what.get(d, d)}"
+                                          for d, n in sorted(hosts.items())))  # fmt: skip
     hdr = f"{'worker':<8} {'source':<11} {'recv':>6} {'lost':>5} {'causal viol':>12} " \
           f"{'mean err ms':>12} {'p99 |err| ms':>13} {'max |err| ms':>13} " \
           f"{'cover %':>8} {'ambig %':>8}"  # fmt: skip

@@ -170,14 +170,24 @@ class RemoteLauncher(Orchestrator):
     # -- clocks and metadata ----------------------------------------------------------------------
     def _prepare_spec(self) -> None:
         """Real clocks: every node's oscillator is the identity (offset 0, drift 0, no wander,
-        thermal sinusoid or replay), so a node reads its host's clock; the configured clock
-        models do not apply."""
+        thermal sinusoid or replay, no emulated servo), so a node reads its host's clock — as
+        disciplined as the host's own daemon keeps it; the configured clock models do not
+        apply."""
         if self.cluster.clocks != "real":
             return
-        changed = [n.name for n in self.spec.nodes
-                   if n.offset_ms or n.drift_ppm or n.wander_ppb or n.thermal or n.replay]
-        identity = {"offset_ms": 0.0, "drift_ppm": 0.0, "wander_ppb": 0.0, "thermal": [],
-                    "replay": None}
+        changed = [
+            n.name
+            for n in self.spec.nodes
+            if n.offset_ms or n.drift_ppm or n.wander_ppb or n.thermal or n.replay
+        ]
+        identity = {
+            "offset_ms": 0.0,
+            "drift_ppm": 0.0,
+            "wander_ppb": 0.0,
+            "thermal": [],
+            "replay": None,
+            "discipline": "free",
+        }
         nodes = [n.model_copy(update=identity) for n in self.spec.nodes]  # fmt: skip
         self.spec = self.spec.model_copy(update={"nodes": nodes})
         if changed:
