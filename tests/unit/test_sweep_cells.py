@@ -97,3 +97,11 @@ def test_table_shows_every_source_in_plain_units() -> None:
     assert len(lines) == 1 + 5
     assert all(s in table for s in ("truetime", "clockbound", "skewlab"))
     assert "20.100" in table and "e+" not in table and "50.00" in table
+
+
+def test_figure_of_a_two_value_grid(tmp_path: Path) -> None:
+    """sweep_figures draws one point per grid value for every source and metric."""
+    rows = [{"param:ntp.poll_s": x, "system.mae_ns": 1e6 * x, "skewlab.coverage": 0.9}
+            for x in (1, 4, 8)]  # fmt: skip
+    (f,) = sweep.sweep_figures(tmp_path, rows, ["ntp.poll_s"])
+    assert (tmp_path / f).read_bytes()[:4] == b"\x89PNG"

@@ -366,7 +366,7 @@ def sweep_figures(root: Path, rows: list[dict[str, Any]], keys: list[str]) -> li
                     v = [r[f"{s}.{metric}"] for r in rows
                          if r[pk] == x and r.get(f"{s}.{metric}") is not None]  # fmt: skip
                     scale = 1e-6 if metric.endswith("_ns") else 1.0  # ns shown in ms
-                ys.append(scale * sum(v) / len(v) if v else float("nan"))
+                    ys.append(scale * sum(v) / len(v) if v else float("nan"))
                 pos = xs if numeric else list(range(len(xs)))
                 ax.plot(pos, ys, marker="o", label=s)
             if not numeric:
