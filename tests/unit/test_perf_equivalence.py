@@ -75,7 +75,7 @@ def oracle_reading_at(src: SkewlabSource, past_local_ns: int) -> Reading:
         return Reading.none()
     # since the polygons are shared by the instants of one 1 ms grid anchor: interval_near
     r = interval_near([e.sample for e in chosen], past_mono_ns, src.w, src.fmax_ppb, src.grid_ns,
-                      src.j)  # fmt: skip
+                      src.j, src.r)  # fmt: skip
     if r is None:
         return Reading.none()
     lo, est, hi = r
@@ -183,21 +183,22 @@ def test_vectorized_polygons_equal_interval_at_on_random_sample_sets() -> None:
     for trial in range(40):
         m, samples = _random_sample_set(rng, inconsistent=trial % 5 == 0)
         w = rng.choice([0.0, 1.0, 25.0])
-        j = rng.choice([0.0, 1000.0])  # the frequency-change allowance J (ppb)
+        j = rng.choice([0.0, 1000.0])  # the frequency-step allowance J (ppb)
+        r = rng.choice([0.0, 10.0])  # the frequency-rate allowance R (ppb/s)
         monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(30)] + m[:3]
-        want = [interval_at(samples, p, w, 1e6, j) for p in monos]
-        got = intervals_near(prepare_group(samples), monos, w, 1e6, 1, j)  # grid 1: each instant
+        want = [interval_at(samples, p, w, 1e6, j, r) for p in monos]
+        got = intervals_near(prepare_group(samples), monos, w, 1e6, 1, j, r)  # grid 1: each instant
         assert got == want
         nones += sum(r is None for r in want)
         # the floats before rounding too: bit for bit, so no rounding edge can ever differ
-        A, _F, cnt, y_ref, a, _f = _polygons(prepare_group(samples), np.array(monos), w, 1e6, j)
+        A, _F, cnt, y_ref, a, _f = _polygons(prepare_group(samples), np.array(monos), w, 1e6, j, r)
         ok = cnt > 0
         with np.errstate(invalid="ignore"):
             lo, hi = np.fmin.reduce(A, axis=1), np.fmax.reduce(A, axis=1)
         for k, p in enumerate(monos):
             yr = min(samples, key=lambda s, p=p: abs(s.m_ns - p)).y_ns
             assert int(y_ref[k]) == yr
-            poly = feasible_polygon(samples, p, yr, w, 1e6, j)
+            poly = feasible_polygon(samples, p, yr, w, 1e6, j, r)
             assert bool(ok[k]) == bool(poly)
             if poly:
                 assert float(lo[k]) == min(v[0] for v in poly)
@@ -214,16 +215,19 @@ def test_intervals_near_equals_interval_near_and_interval_at_on_the_grid() -> No
         m, samples = _random_sample_set(rng, inconsistent=trial % 5 == 0)
         w = rng.choice([0.0, 1.0, 25.0])
         j = rng.choice([0.0, 1000.0])
+        r = rng.choice([0.0, 10.0])
         grid = rng.choice([1, 1_000_000, 7 * S])
         centre = rng.randint(m[0] - 60 * S, m[-1] + 120 * S)
         monos = [rng.randint(m[0] - 60 * S, m[-1] + 120 * S) for _ in range(20)]
         monos += [centre + rng.randint(-2_000_000, 2_000_000) for _ in range(20)]
-        want = [interval_near(samples, p, w, 1e6, grid, j) for p in monos]
-        assert intervals_near(prepare_group(samples), monos, w, 1e6, grid, j) == want
+        want = [interval_near(samples, p, w, 1e6, grid, j, r) for p in monos]
+        assert intervals_near(prepare_group(samples), monos, w, 1e6, grid, j, r) == want
         for p in monos[:5]:
             g = grid_anchor(p, grid)
             assert abs(p - g) <= grid // 2
-            assert interval_near(samples, g, w, 1e6, grid, j) == interval_at(samples, g, w, 1e6, j)
+            assert interval_near(samples, g, w, 1e6, grid, j, r) == interval_at(
+                samples, g, w, 1e6, j, r
+            )
 
 
 def test_grid_anchored_retrospective_readings_cover_true_time() -> None:
@@ -250,7 +254,7 @@ def test_grid_anchored_retrospective_readings_cover_true_time() -> None:
         mono = osc.monotonic_at(truth[k])
         chosen, m, _w, _t4k = src._select(src._view, int(local[k]), None, None)
         assert m == mono
-        exact = interval_at(list(chosen.samples), mono, src.w, src.fmax_ppb, src.j)
+        exact = interval_at(list(chosen.samples), mono, src.w, src.fmax_ppb, src.j, src.r)
         assert exact is not None
         extra.append((int(hi[k]) - int(lo[k])) - (exact[2] - exact[0]))
     assert max(extra) <= 2_000  # ns: the grid's widening, against bounds of ~100 µs

@@ -87,7 +87,7 @@ def test_skewlab_two_samples_by_hand() -> None:
     # L + 2L·τ/T on each side.
     lam, T = 100_000, 10 * S
     state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
-                     freq_change_ppm=0.0)  # fmt: skip
+                     freq_change_ppm=0.0, freq_rate_ppb_per_s=0.0)  # fmt: skip
     state.add(sample(T4, 0, lam))
     state.add(sample(T4 + T, 0, lam))
     tau = 5 * S
@@ -106,7 +106,7 @@ def test_skewlab_two_samples_by_hand_with_a_frequency_change_allowance() -> None
     # L + (2L/T + J)·τ + J·τ = 100 + 100 + 2·5 µs = 210 µs on each side.
     lam, T = 100_000, 10 * S
     state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
-                     freq_change_ppm=1.0)  # fmt: skip
+                     freq_change_ppm=1.0, freq_rate_ppb_per_s=0.0)  # fmt: skip
     state.add(sample(T4, 0, lam))
     state.add(sample(T4 + T, 0, lam))
     tau = 5 * S
@@ -117,10 +117,26 @@ def test_skewlab_two_samples_by_hand_with_a_frequency_change_allowance() -> None
     assert local + half + 1 <= r.latest_ns <= local + half + 2
 
 
+def test_skewlab_two_samples_by_hand_with_a_frequency_rate_allowance() -> None:
+    # W = J = 0, R = 10 ppb/s (10 ns/s²): the older sample allows |a − f·T| ≤ L + R·T²/2, so the
+    # vertex is a = L, f = 2L/T + R·T/2, and the forward bound adds R·τ²/2:
+    # L + (2L/T + R·T/2)·τ + R·τ²/2 = 100 µs + 100 µs + 250 ns + 125 ns on each side.
+    lam, T = 100_000, 10 * S
+    state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
+                     freq_change_ppm=0.0, freq_rate_ppb_per_s=10.0)  # fmt: skip
+    state.add(sample(T4, 0, lam))
+    state.add(sample(T4 + T, 0, lam))
+    r = src.read(T4 + T + 5 * S)
+    local = T4 + T + 5 * S
+    half = 200_375
+    assert local - half - 2 <= r.earliest_ns <= local - half - 1
+    assert local + half + 1 <= r.latest_ns <= local + half + 2
+
+
 def test_skewlab_retrospective_refinement_by_hand() -> None:
     lam, T = 100_000, 10 * S
     state, src = one("skewlab", wander_allowance=0.0, exchange_allowance_ppm=0.0,
-                     freq_change_ppm=0.0)  # fmt: skip
+                     freq_change_ppm=0.0, freq_rate_ppb_per_s=0.0)  # fmt: skip
     state.add(sample(T4, 0, lam))
     state.add(sample(T4 + T, 0, lam))
     past = T4 + T + T // 2
@@ -138,7 +154,7 @@ def test_skewlab_wander_allowance_grows_the_bound() -> None:
     widths = []
     for w in (0.0, 10.0):
         state, src = one("skewlab", wander_allowance=w, exchange_allowance_ppm=0.0,
-                         freq_change_ppm=0.0)  # fmt: skip
+                         freq_change_ppm=0.0, freq_rate_ppb_per_s=0.0)  # fmt: skip
         state.add(sample(T4, 0, lam))
         state.add(sample(T4 + T, 0, lam))
         r = src.read(T4 + T + 4 * S)

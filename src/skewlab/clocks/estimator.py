@@ -5,10 +5,11 @@ the offset to estimate. NTP sample i gives y_i = θ_i + gap_i at m_i (its T4) wi
 guarantee |Y(m_i) − y_i| ≤ λ_i (root distance plus an in-exchange allowance).
 
 Model: around any anchor p, Y(m) = Y(p) + f·(m − p) + r(m), |r(m)| ≤ w(|m − p|), with the
-allowance w(Δ) = W·Δ^1.5 + J·Δ (Δ in s): W in ns/s^1.5 covers a random-walk frequency (σ ≈
-W/5 ppb/√s stays inside it), J in ppb covers frequency *changes* — steps, ramps, thermal swings
-— of at most J between any two instants of the window (the phase then departs from a line by at
-most J·Δ); and |f| ≤ F_max (ppb). The feasible set of (Y(p), f) is the
+allowance w(Δ) = W·Δ^1.5 + J·Δ + R·Δ²/2 (Δ in s): W in ns/s^1.5 covers a random-walk frequency
+(σ ≈ W/5 ppb/√s stays inside it); J in ppb covers frequency *steps* of at most J in all (the
+phase then departs from a line by at most J·Δ); R in ppb/s covers frequency that *moves* —
+ramps, a board heating up, thermal cycles — at most R per second (at most R·Δ²/2 from the
+tangent line); and |f| ≤ F_max (ppb). The feasible set of (Y(p), f) is the
 convex polygon cut by every sample's two half-planes |a + f·d_i − y_i| ≤ λ_i + w(|d_i|)
 (d_i = m_i − p in s). The true (Y(p), f) lies inside, so the extremes of a + f·τ over the
 polygon, widened by w(τ), bound Y(p + τ): a bound that grows with the frequency uncertainty
@@ -39,14 +40,21 @@ class Sample:
     lam_ns: int  # hard half-width of y, ns
 
 
-def wander_ns(w_ns_per_s15: float, d_s: float, j_ppb: float = 0.0) -> float:
-    """The allowance w(Δ) = W·Δ^1.5 + J·Δ (ns) for a distance Δ (s) from the anchor."""
+def wander_ns(w_ns_per_s15: float, d_s: float, j_ppb: float = 0.0, r: float = 0.0) -> float:
+    """The allowance w(Δ) = W·Δ^1.5 + J·Δ + R·Δ²/2 (ns) for a distance Δ (s) from the anchor
+    (R in ppb/s)."""
     d = abs(d_s)
-    return w_ns_per_s15 * d * math.sqrt(d) + j_ppb * d
+    return w_ns_per_s15 * d * math.sqrt(d) + j_ppb * d + r * d * d * 0.5
 
 
 def feasible_polygon(
-    samples: list[Sample], anchor_ns: int, y_ref: int, w: float, fmax_ppb: float, j: float = 0.0
+    samples: list[Sample],
+    anchor_ns: int,
+    y_ref: int,
+    w: float,
+    fmax_ppb: float,
+    j: float = 0.0,
+    r: float = 0.0,
 ) -> list[Vertex]:
     """The polygon of (Y(anchor) − y_ref, f) consistent with every sample; [] if none is."""
     big = 1e12  # ns: far wider than any offset relative to y_ref, small enough for exactness
@@ -54,7 +62,7 @@ def feasible_polygon(
     # Tightest constraints first keeps intermediate polygons small.
     for s in sorted(samples, key=lambda s: s.lam_ns):
         d = (s.m_ns - anchor_ns) / NS_PER_S
-        e = s.lam_ns + wander_ns(w, d, j)
+        e = s.lam_ns + wander_ns(w, d, j, r)
         y = s.y_ns - y_ref
         poly = _clip(poly, d, y + e, 1.0)  # a + f·d ≤ y + e
         if not poly:
@@ -157,7 +165,8 @@ class Model:
     fit_sa: float  # standard error of fit_a, ns (nan if not estimable)
     fit_sf: float  # standard error of fit_f, ppb (nan if not estimable)
     w: float  # wander allowance W, ns/s^1.5
-    j: float = 0.0  # frequency-change allowance J, ppb
+    j: float = 0.0  # frequency-step allowance J, ppb
+    r: float = 0.0  # frequency-rate allowance R, ppb/s
 
     def lines_at(self, tau: float) -> tuple[float, float, float, float]:
         """(a, f) of the upper and lower envelope pieces in force at τ ≥ 0 (s)."""
@@ -183,18 +192,18 @@ class Model:
         if tau < 0.0:
             tau = 0.0
         return forward_interval(mono_ns + self.y_ref, tau, *self.lines_at(tau), self.fit_a,
-                                self.fit_f, self.w, self.j)  # fmt: skip
+                                self.fit_f, self.w, self.j, self.r)  # fmt: skip
 
 
-def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, j=0.0, xp=None):  # type: ignore[no-untyped-def]
+def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, j=0.0, r=0.0, xp=None):  # type: ignore[no-untyped-def]
     """The forward model's integer (earliest, estimate, latest) at τ ≥ 0 s after the anchor:
-    the envelope lines widened by the allowance W·τ^1.5 + J·τ, the regression estimate
+    the envelope lines widened by the allowance W·τ^1.5 + J·τ + R·τ²/2, the regression estimate
     clamped into them (lo wins if they cross), each added to ``base`` (monotonic reading +
     the anchor's reference offset) after truncation toward zero, the bounds then moved out by
     2 ns (rounded outward by at least 1 ns). One reading on floats (``xp`` None: the clamp and
     truncation inline, no call on the worker's hot path) or many on numpy arrays (``xp`` the
     numpy module: the same clamp and truncation, element-wise)."""
-    ww = w * tau**1.5 + j * tau
+    ww = w * tau**1.5 + j * tau + r * tau * tau * 0.5
     hi = a_hi + f_hi * tau + ww
     lo = a_lo + f_lo * tau - ww
     est = fit_a + fit_f * tau
@@ -206,25 +215,27 @@ def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, j=0.0, 
             base + hi.astype(xp.int64) + 2)  # fmt: skip
 
 
-def build_model(samples: list[Sample], w: float, fmax_ppb: float, j: float = 0.0) -> Model | None:
+def build_model(
+    samples: list[Sample], w: float, fmax_ppb: float, j: float = 0.0, r: float = 0.0
+) -> Model | None:
     """The forward model anchored at the latest sample; None if the samples are inconsistent."""
     last = samples[-1]
-    poly = feasible_polygon(samples, last.m_ns, last.y_ns, w, fmax_ppb, j)
+    poly = feasible_polygon(samples, last.m_ns, last.y_ns, w, fmax_ppb, j, r)
     if not poly:
         return None
     ht, hl = envelope(poly, True)
     lt, ll = envelope(poly, False)
     a, f, sa, sf = weighted_fit(samples, last.m_ns, last.y_ns)
-    return Model(last.m_ns, last.y_ns, ht, hl, lt, ll, a, f, sa, sf, w, j)
+    return Model(last.m_ns, last.y_ns, ht, hl, lt, ll, a, f, sa, sf, w, j, r)
 
 
 def interval_at(
-    samples: list[Sample], mono_ns: int, w: float, fmax_ppb: float, j: float = 0.0
+    samples: list[Sample], mono_ns: int, w: float, fmax_ppb: float, j: float = 0.0, r: float = 0.0
 ) -> tuple[int, int, int] | None:
     """(earliest, estimate, latest) of true time at any monotonic instant, using every given
     sample, before and after it (retrospective refinement). None if inconsistent."""
     y_ref = min(samples, key=lambda s: abs(s.m_ns - mono_ns)).y_ns
-    poly = feasible_polygon(samples, mono_ns, y_ref, w, fmax_ppb, j)
+    poly = feasible_polygon(samples, mono_ns, y_ref, w, fmax_ppb, j, r)
     if not poly:
         return None
     lo = min(v[0] for v in poly)
@@ -244,7 +255,13 @@ def grid_anchor(mono_ns: int, grid_ns: int) -> int:
 
 
 def interval_near(
-    samples: list[Sample], mono_ns: int, w: float, fmax_ppb: float, grid_ns: int, j: float = 0.0
+    samples: list[Sample],
+    mono_ns: int,
+    w: float,
+    fmax_ppb: float,
+    grid_ns: int,
+    j: float = 0.0,
+    r: float = 0.0,
 ) -> tuple[int, int, int] | None:
     """``interval_at`` evaluated at the grid anchor g nearest to ``mono_ns`` and carried to
     ``mono_ns`` under the same model: Y(m) = Y(g) + f·(m − g) + r, |r| ≤ w(|m − g|), so the
@@ -255,11 +272,11 @@ def interval_near(
     """
     g = grid_anchor(mono_ns, grid_ns)
     y_ref = min(samples, key=lambda s: abs(s.m_ns - g)).y_ns
-    poly = feasible_polygon(samples, g, y_ref, w, fmax_ppb, j)
+    poly = feasible_polygon(samples, g, y_ref, w, fmax_ppb, j, r)
     if not poly:
         return None
     tau = (mono_ns - g) / NS_PER_S
-    ww = wander_ns(w, tau, j)
+    ww = wander_ns(w, tau, j, r)
     hi = max(a + f * tau for a, f in poly) + ww
     lo = min(a + f * tau for a, f in poly) - ww
     a, f, _sa, _sf = weighted_fit(samples, g, y_ref)
@@ -298,7 +315,13 @@ def prepare_group(samples: list[Sample] | tuple[Sample, ...]) -> Group:
 
 
 def intervals_near(
-    group: Group, monos: list[int], w: float, fmax_ppb: float, grid_ns: int, j: float = 0.0
+    group: Group,
+    monos: list[int],
+    w: float,
+    fmax_ppb: float,
+    grid_ns: int,
+    j: float = 0.0,
+    r: float = 0.0,
 ) -> list[tuple[int, int, int] | None]:
     """``interval_near`` for many instants on one sample set: one polygon per distinct grid
     anchor (vectorized over the anchors), carried to each instant; bit-identical (tested)."""
@@ -307,13 +330,15 @@ def intervals_near(
     if not monos:
         return []
     lo, est, hi, ok = intervals_arrays_near(
-        group, np.array(monos, dtype=np.int64), w, fmax_ppb, grid_ns, j
+        group, np.array(monos, dtype=np.int64), w, fmax_ppb, grid_ns, j, r
     )
     lo_ns, est_ns, hi_ns = lo.tolist(), est.tolist(), hi.tolist()
     return [(lo_ns[k], est_ns[k], hi_ns[k]) if good else None for k, good in enumerate(ok.tolist())]
 
 
-def intervals_arrays_near(group: Group, p, w: float, fmax_ppb: float, grid_ns: int, j: float = 0.0):  # type: ignore[no-untyped-def]
+def intervals_arrays_near(  # type: ignore[no-untyped-def]
+    group: Group, p, w: float, fmax_ppb: float, grid_ns: int, j: float = 0.0, r: float = 0.0
+):
     """``intervals_near`` on an int64 array of instants, as arrays (earliest, estimate,
     latest, ok). The polygons are computed once per distinct anchor, then each instant takes
     the same IEEE operations ``interval_near`` does (a + f·τ per vertex, max/min, ± w(|τ|))."""
@@ -322,10 +347,10 @@ def intervals_arrays_near(group: Group, p, w: float, fmax_ppb: float, grid_ns: i
     g = p if grid_ns <= 1 else (p + grid_ns // 2) // grid_ns * grid_ns
     anchors, inv = np.unique(g, return_inverse=True)
     inv = inv.reshape(-1)
-    A, F, cnt, y_ref, a_fit, f_fit = _polygons(group, anchors, w, fmax_ppb, j)
+    A, F, cnt, y_ref, a_fit, f_fit = _polygons(group, anchors, w, fmax_ppb, j, r)
     tau = (p - g) / NS_PER_S
     ad = np.abs(tau)
-    ww = w * ad * np.sqrt(ad) + j * ad
+    ww = w * ad * np.sqrt(ad) + j * ad + r * ad * ad * 0.5
     ok = cnt[inv] > 0
     with np.errstate(invalid="ignore", over="ignore"):  # rows of empty polygons are masked
         V = A[inv] + F[inv] * tau[:, None]
@@ -339,7 +364,7 @@ def intervals_arrays_near(group: Group, p, w: float, fmax_ppb: float, grid_ns: i
     return lo_ns, base + est, hi_ns, ok
 
 
-def _polygons(group: Group, p, w: float, fmax_ppb: float, j: float = 0.0):  # type: ignore[no-untyped-def]
+def _polygons(group: Group, p, w: float, fmax_ppb: float, j: float = 0.0, r: float = 0.0):  # type: ignore[no-untyped-def]
     """Per instant p: the feasible polygon anchored at p (vertex rows of A, F, NaN-padded;
     cnt vertices, 0 if empty), y_ref, and the regression's a and f there — the floats
     ``feasible_polygon`` and ``weighted_fit`` compute.
@@ -357,7 +382,7 @@ def _polygons(group: Group, p, w: float, fmax_ppb: float, j: float = 0.0):  # ty
     D = (group.m[:, None] - p[None, :]) / NS_PER_S  # d per sample and instant, s
     Y = (group.y[:, None] - y_ref[None, :]).astype(np.float64)  # y − y_ref, ns
     AD = np.abs(D)
-    E = group.lam[:, None] + (w * AD * np.sqrt(AD) + j * AD)  # λ + w(|d|)
+    E = group.lam[:, None] + (w * AD * np.sqrt(AD) + j * AD + r * AD * AD * 0.5)  # λ + w(|d|)
     big = 1e12
     A = np.empty((q, 4))
     F = np.empty((q, 4))

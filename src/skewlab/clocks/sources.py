@@ -421,6 +421,7 @@ class SkewlabSource:
         window: int = 64,
         wander_allowance: float = 1.0,
         freq_change_ppm: float = 1.0,
+        freq_rate_ppb_per_s: float = 10.0,
         step_freq_change_ppm: float = 100.0,
         max_freq_ppm: float = 1000.0,
         exchange_allowance_ppm: float = 1000.0,
@@ -445,7 +446,8 @@ class SkewlabSource:
         self.tensions = 0  # restarts for tension
         self._unsettled = False  # restarted on a contradiction and not yet settled
         self.w = float(wander_allowance)  # W, ns/s^1.5
-        self.j = float(freq_change_ppm) * 1000.0  # J, ppb: frequency changes within the window
+        self.j = float(freq_change_ppm) * 1000.0  # J, ppb: frequency steps within the window
+        self.r = float(freq_rate_ppb_per_s)  # R, ppb/s: how fast the frequency may move
         # added to J for readings after a step not yet seen by a sample: a step (a VM's live
         # migration) may come with any frequency change of the oscillator under it
         self.step_j = float(step_freq_change_ppm) * 1000.0
@@ -487,13 +489,13 @@ class SkewlabSource:
         self.register.append(smp)
         if len(self.register) > self.window:
             del self.register[0]
-        model = build_model(self.register, self.w, self.fmax_ppb, self.j)
+        model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
         if model is None:  # the new sample contradicts the model: keep only it
             self.inconsistent += 1
             self._reset()
             self._unsettled = True
             self.register.append(smp)
-            model = build_model(self.register, self.w, self.fmax_ppb, self.j)
+            model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
             assert model is not None  # one sample is always consistent
         elif self.tension > 0 and len(self.register) >= 4 and self._tense():
             self.tensions += 1
@@ -501,11 +503,11 @@ class SkewlabSource:
             self._reset()
             self._unsettled = True
             self.register.extend(keep)
-            model = build_model(self.register, self.w, self.fmax_ppb, self.j)
+            model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
             if model is None:  # cannot happen (a subset of a consistent register), but be safe
                 self._reset()
                 self.register.append(smp)
-                model = build_model(self.register, self.w, self.fmax_ppb, self.j)
+                model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
                 assert model is not None
         self.archive.append(_Entry(smp, s.t4_ns, gap, self.epoch))
         self._t4s.append(s.t4_ns)
@@ -519,20 +521,20 @@ class SkewlabSource:
         single = len(model.hi_taus) == 1 and len(model.lo_taus) == 1
         self._snap = (
             model, sgap, s.t4_ns, model.anchor_ns, model.y_ref, single,
-            a_hi, f_hi, a_lo, f_lo, model.fit_a, model.fit_f, model.w, model.j,
+            a_hi, f_hi, a_lo, f_lo, model.fit_a, model.fit_f, model.w, model.j, model.r,
             self.unsync_ns, -1 if self._unsettled else self.stale_ns,
             self.step_thr_ns,
         )  # fmt: skip
 
     def _tense(self) -> bool:
         """True when the register is consistent with its allowances but not with them scaled
-        by ``tension`` (λ and J; the wander allowance kept): its samples strain the model —
+        by ``tension`` (λ, J and R; the wander allowance kept): its samples strain the model —
         a frequency change beyond J shows this way long before the region empties."""
         k = self.tension
         tight = [Sample(x.m_ns, x.y_ns, round(x.lam_ns * k)) for x in self.register]
         last = tight[-1]
         return not feasible_polygon(tight, last.m_ns, last.y_ns, self.w, self.fmax_ppb,
-                                    self.j * k)  # fmt: skip
+                                    self.j * k, self.r * k)  # fmt: skip
 
     def _reset(self) -> None:
         self.register.clear()
@@ -553,7 +555,7 @@ class SkewlabSource:
         snap = self._snap
         if snap is None:
             return _NONE
-        (model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w, j,
+        (model, sgap0, t4, anchor, y_ref, single, a_hi, f_hi, a_lo, f_lo, fa, ff, w, j, r,
          unsync, stale, thr) = snap  # fmt: skip
         clock = self.state.clock
         if clock is None or clock.oscillator.gapless:
@@ -574,7 +576,7 @@ class SkewlabSource:
         if stepped:  # a step (a VM migration?) may have come with any frequency change
             j = j + self.step_j
         lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, a_hi, f_hi, a_lo, f_lo, fa,
-                                                ff, w, j)  # fmt: skip
+                                                ff, w, j, r)  # fmt: skip
         # tuple.__new__ builds the same Reading without the named tuple's Python-level __new__
         return _tuple_new(Reading, (est_ns, lo_ns, hi_ns, _BY_CODE[st], t4))
 
@@ -589,9 +591,9 @@ class SkewlabSource:
             return _no_readings(n)
         have = k >= 0
         kk = np.where(have, k, 0)
-        ints = np.array([(sn[1], sn[3], sn[4], sn[15]) for sn in snaps], dtype=np.int64)[kk]
+        ints = np.array([(sn[1], sn[3], sn[4], sn[16]) for sn in snaps], dtype=np.int64)[kk]
         sgap0, anchor, y_ref, stale = ints[:, 0], ints[:, 1], ints[:, 2], ints[:, 3]
-        fl = np.array([sn[10:14] for sn in snaps], dtype=np.float64)[kk]
+        fl = np.array([sn[10:15] for sn in snaps], dtype=np.float64)[kk]
         clock = self.state.clock
         if clock is None or clock.oscillator.gapless:
             gap = step_gap = None
@@ -610,7 +612,7 @@ class SkewlabSource:
             lines[rows] = snaps[j][0].lines_at_array(tau[rows])
         jj = fl[:, 3] + stepped * self.step_j
         lo_ns, est_ns, hi_ns = forward_interval(mono + y_ref, tau, *lines.T, fl[:, 0], fl[:, 1],
-                                                fl[:, 2], jj, np)  # fmt: skip
+                                                fl[:, 2], jj, fl[:, 4], np)  # fmt: skip
         return Readings(est_ns, lo_ns, hi_ns, st, valid)
 
     # -- retrospective refinement ------------------------------------------------------------
@@ -663,7 +665,7 @@ class SkewlabSource:
         if mono - chosen.max_m_ns > self.unsync_ns:
             return _NONE
         r = interval_near(list(chosen.samples), mono, self.w, self.fmax_ppb, self.grid_ns,
-                          self.j)  # fmt: skip
+                          self.j, self.r)  # fmt: skip
         return self._finish(chosen, mono, widen, t4, r)
 
     def readings_at(self, past_local_ns: Sequence[int]) -> list[Reading]:
@@ -695,16 +697,16 @@ class SkewlabSource:
             if mono - chosen.max_m_ns > unsync:
                 continue
             pending.setdefault(id(chosen), (chosen, []))[1].append((k, mono, widen, t4))
-        w, fmax, grid, j = self.w, self.fmax_ppb, self.grid_ns, self.j
+        w, fmax, grid, j, rr = self.w, self.fmax_ppb, self.grid_ns, self.j, self.r
         for chosen, items in pending.values():
             monos = [it[1] for it in items]
             if len(items) >= BATCH_MIN:
                 if not chosen.group:
                     chosen.group.append(prepare_group(chosen.samples))
-                rs = intervals_near(chosen.group[0], monos, w, fmax, grid, j)
+                rs = intervals_near(chosen.group[0], monos, w, fmax, grid, j, rr)
             else:
                 smp = list(chosen.samples)
-                rs = [interval_near(smp, m, w, fmax, grid, j) for m in monos]
+                rs = [interval_near(smp, m, w, fmax, grid, j, rr) for m in monos]
             first, last = chosen.first_m_ns, chosen.last_m_ns
             for (k, mono, widen, t4), r in zip(items, rs, strict=True):
                 if r is not None:  # _finish, inlined
@@ -756,7 +758,8 @@ class SkewlabSource:
         t4_near = t4s[near]
         keys, inverse = np.unique(lo_i.astype(np.int64) * (1 << 32) + epoch, return_inverse=True)
         inverse = inverse.reshape(-1)
-        w, fmax, unsync, grid, j = self.w, self.fmax_ppb, self.unsync_ns, self.grid_ns, self.j
+        w, fmax, unsync, grid = self.w, self.fmax_ppb, self.unsync_ns, self.grid_ns
+        j, rr = self.j, self.r
         for g, key in enumerate(keys.tolist()):
             chosen = self._chosen(view, key >> 32, key & 0xFFFFFFFF)
             idx = np.flatnonzero(inverse == g)
@@ -768,10 +771,10 @@ class SkewlabSource:
                 if not chosen.group:
                     chosen.group.append(prepare_group(chosen.samples))
                 lo_g, est_g, hi_g, ok = intervals_arrays_near(chosen.group[0], m, w, fmax, grid,
-                                                              j)  # fmt: skip
+                                                              j, rr)  # fmt: skip
             else:
                 smp = list(chosen.samples)
-                rs = [interval_near(smp, x, w, fmax, grid, j) for x in m.tolist()]
+                rs = [interval_near(smp, x, w, fmax, grid, j, rr) for x in m.tolist()]
                 ok = np.array([r is not None for r in rs], dtype=bool)
                 lo_g, est_g, hi_g = (np.array([0 if r is None else r[c] for r in rs],
                                               dtype=np.int64) for c in range(3))  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,8 @@ from skewlab.sim.node import SOLO, T0_NS, NodeSim, solo_spec
 S = 1_000_000_000
 BOUNDED = ("truetime", "clockbound", "skewlab")
 POLLS_S = (16, 64, 1024)  # chrony polls every 64–1024 s by default; 16 s is a fast setting
+# a series shipped with the source tree (examples/), replayed by the replay scenario
+REPLAY_FILE = Path(__file__).resolve().parents[3] / "examples" / "thermal_host.csv"
 
 
 def _delay(base_us: float, jitter_us: float) -> dict[str, Any]:
@@ -93,26 +96,25 @@ def _step_in_outage(d: float, rng: random.Random) -> World:
 
 
 def _ramp(d: float, rng: random.Random) -> World:
-    """2 ppm over 10 minutes, as 20 frequency steps of 0.1 ppm 30 s apart."""
+    """2 ppm over 10 minutes (``clock_rate`` with ``ramp_s``: linear frequency, exact phase)."""
     at = d * 0.4
-    steps = [{"kind": "clock_rate", "node": SOLO, "at_s": at + 30 * k, "delta_ppm": 0.1}
-             for k in range(20)]  # fmt: skip
-    return World(_base(d, rng), NET, steps, (at, at + 600 + 3600))
+    return World(_base(d, rng), NET, [{"kind": "clock_rate", "node": SOLO, "at_s": at,
+                                       "delta_ppm": 2.0, "ramp_s": 600}],
+                 (at, at + 600 + 3600))  # fmt: skip
 
 
 def _thermal(d: float, rng: random.Random) -> World:
-    """A diurnal thermal cycle: ±1 ppm over 24 h (a crystal's tempco of ~0.04 ppm/°C² away
-    from its turnover, or a few ppm over a day's room swing), as frequency steps of the
-    sinusoid's increments every 60 s, steepest part first (the run starts at its zero)."""
-    amp_ppb, period_s = 1000.0, 86400.0
-    faults = []
-    prev = 0.0
-    for k in range(1, int(d // 60) + 1):
-        now = amp_ppb * np.sin(2 * np.pi * 60 * k / period_s)
-        faults.append({"kind": "clock_rate", "node": SOLO, "at_s": 60.0 * k,
-                       "delta_ppm": (now - prev) / 1000})  # fmt: skip
-        prev = now
-    return World(_base(d, rng), NET, faults, None)
+    """A diurnal thermal cycle: ±1 ppm over 24 h (an uncompensated crystal moves ~1 ppm for a
+    few °C; docs/CONFIG.md, Clock models), starting at its steepest (phase 0)."""
+    return World(_base(d, rng, thermal={"amplitude_ppm": 1.0, "period_s": 86400}), NET)
+
+
+def _replay(d: float, rng: random.Random) -> World:
+    """The shipped series examples/thermal_host.csv (generated, not recorded: a host whose
+    crystal heats up in a busy period; examples/thermal_host.py) replayed as the oscillator's
+    error, on top of the base drift."""
+    return World(_base(d, rng, replay={"file": str(REPLAY_FILE),
+                                       "sign": "reference_minus_clock"}), NET)  # fmt: skip
 
 
 def _realtime_step(d: float, rng: random.Random) -> World:
@@ -145,11 +147,11 @@ def _beyond_step(d: float, rng: random.Random) -> World:
 
 
 def _beyond_ramp(d: float, rng: random.Random) -> World:
-    """5 ppm over 10 minutes (20 steps of 0.25 ppm): beyond the 1 ppm allowance."""
+    """5 ppm over 10 minutes: beyond the 1 ppm allowance."""
     at = d * 0.4
-    steps = [{"kind": "clock_rate", "node": SOLO, "at_s": at + 30 * k, "delta_ppm": 0.25}
-             for k in range(20)]  # fmt: skip
-    return World(_base(d, rng), NET, steps, (at, at + 600 + 3600))
+    return World(_base(d, rng), NET, [{"kind": "clock_rate", "node": SOLO, "at_s": at,
+                                       "delta_ppm": 5.0, "ramp_s": 600}],
+                 (at, at + 600 + 3600))  # fmt: skip
 
 
 SCENARIOS: dict[str, Builder] = {
@@ -159,6 +161,7 @@ SCENARIOS: dict[str, Builder] = {
     "freq_step_0.5ppm_in_outage": _step_in_outage,
     "ramp_2ppm_10min": _ramp,
     "diurnal_thermal": _thermal,
+    "replay_thermal_host": _replay,
     "realtime_step": _realtime_step,
     "asymmetric_path": _asymmetric,
     "vm_migration": _vm_migration,
