@@ -33,7 +33,7 @@ def test_port_held_by_another_process_fails(tmp_path: Path, where: str) -> None:
     assert r.exit_code == 1, r.output
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith("skewlab: error: pre-flight, this host: ")
-    assert f"UDP port {port} ({key}) is not free" in err
+    assert f"UDP port 127.0.0.1:{port} ({key}) is not free" in err
 
 
 def test_passing_preflight_prints_the_host(tmp_path: Path) -> None:

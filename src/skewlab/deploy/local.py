@@ -75,7 +75,7 @@ class LocalLauncher(Orchestrator):
             if port and ok:
                 free, why = _can_bind(host, port)
                 if not free:
-                    problems.append(f"UDP port {port} ({key}) is not free: {why}")
+                    problems.append(f"UDP port {host}:{port} ({key}) is not free: {why}")
         if problems:
             raise LaunchError("pre-flight, this host: " + "; ".join(problems))
         ports = [str(p) for _k, p in fixed if p]
