@@ -75,3 +75,15 @@ def test_unknown_source_parameter_is_refused_everywhere(tmp_path: Path) -> None:
     from skewlab.cli.common import load_spec
 
     assert load_spec(cfg).source_params["truetime"]["max_drift_us_per_s"] == 3
+
+
+def test_unsimulable_spec_is_bad_input_in_every_command(tmp_path: Path) -> None:
+    """issue 20, item 10: the same input error gives the same exit code (2) in simulate,
+    validate and sweep (validate and sweep said 1)."""
+    cfg = tmp_path / "e.toml"
+    cfg.write_text('sources = ["system", "chrony"]\n')
+    sw = tmp_path / "s.toml"
+    sw.write_text(f'base = "{cfg}"\n[grid]\n"ntp.poll_s" = [1]\n')
+    out = str(tmp_path / "o")
+    for args in (["simulate", str(cfg)], ["validate", str(cfg)], ["sweep", str(sw), "-q"]):
+        _refused([*args, "-o", out], "chrony", "cannot be simulated")

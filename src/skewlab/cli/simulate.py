@@ -88,7 +88,9 @@ def _validate(spec: ExperimentSpec, out: Path, quiet: bool) -> None:
     with interrupts(lambda e: interrupted_sim(e, progress)):
         try:
             report = validate(spec, out, progress=progress)
-        except (SimError, LaunchError) as e:
+        except SimError as e:  # the spec cannot be simulated: bad input, as in `simulate`
+            fail(str(e), 2)
+        except LaunchError as e:
             fail(str(e))
     click.echo(format_comparison(report))
     if not report["agree"]:
@@ -137,7 +139,9 @@ def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool
                           progress=say)  # fmt: skip
         except SpecError as e:
             fail(str(e), 2)
-        except (SimError, LaunchError) as e:
+        except SimError as e:  # the spec cannot be simulated: bad input, as in `simulate`
+            fail(str(e), 2)
+        except LaunchError as e:
             fail(str(e))
     click.echo(format_table(r["rows"]))
     click.echo(f"\n{r['ran']} cell(s) run, {r['skipped']} reused; table and figures in {r['root']}")
