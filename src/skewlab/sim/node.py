@@ -50,14 +50,14 @@ T0_NS = 1_700_000_000 * NS_PER_S  # virtual time origin (fixed: a seed alone fix
 # the client), 2,400 exchanges of the real client and server on this host: request (T1 → T2)
 # median 6 µs, mean 16 µs with a long tail; reply (T3 → T4) median 17 µs, mean 20 µs; the
 # server holds a request ~30 µs (T2 → T3). The asymmetry is what biases a real sample's θ.
-# Under the load of a whole experiment (18 real runs of the default experiment,
-# benchmarks/validate_calibration.py) the samples the workers keep have δ median 20–29 µs and
-# θ − true offset median −3.4 to −6.6 µs: request ~6 µs, reply ~16 µs. The models below give
-# δ median ~21 µs and θ error median ~−5 µs (they gave −2.9 µs, and skewlab's mean absolute
-# error 2.4–4.1 µs against the real 4.9–7.1 µs of free-running runs, with request mean 16 µs
-# σ 25 µs and reply mean 20 µs σ 12 µs min 6 µs).
+# Under the load of a whole experiment (28 real runs of the default experiment,
+# benchmarks/validate_calibration.py) the samples the workers keep have δ median 18–31 µs and
+# θ − true offset median −3.3 to −6.6 µs: request ~6 µs, reply ~15 µs. The models below give
+# θ error median −4.3 µs and skewlab's mean absolute error 3.4–4.6 µs (20 disciplined real
+# runs: 3.5–5.4 µs, mean 4.1); the earlier ones (request mean 16 µs σ 25 µs, reply mean 20 µs
+# σ 12 µs at least 6 µs) gave −2.9 µs, and half the real MAE.
 LOOPBACK_NTP_OUT = DirectionSpec(delay=LognormalDelay(mean_ms=0.008, std_ms=0.008, min_ms=0.002))
-LOOPBACK_NTP_BACK = DirectionSpec(delay=LognormalDelay(mean_ms=0.021, std_ms=0.010, min_ms=0.011))
+LOOPBACK_NTP_BACK = DirectionSpec(delay=LognormalDelay(mean_ms=0.019, std_ms=0.010, min_ms=0.009))
 # Events on loopback, coordinator → worker, up to the first of the workers' receive loops to
 # run (the receive-side scheduling below adds the rest): the earlier of the two workers'
 # receipts in eight real runs of the default experiment (sends at true time → receipt, stalls

@@ -47,22 +47,22 @@ METRICS: dict[str, tuple[Kind, str]] = {
 Z = 2.5  # ~99 % two-sided for one metric: a validation compares ~20, and must pass 9 in 10
 
 # Host allowances, derived from repeated real runs by ``derive_allowances`` (``benchmarks/
-# validate_calibration.py``): the 10 real runs of the default experiment (disciplined hosts,
-# 300 events, seeds 1-10) of ``benchmarks/validate_passes.py`` on this 2-core host, shared
-# with other test processes, 2026-12-01. Rates: the between-run standard deviation not
-# explained by the runs' own intervals, largest over the sources (ordering: none beyond the
-# intervals, so the floor; causality: system's 0.40-0.49); coverage: the largest spread
-# (max − min) of any source over the runs (every run: 1.0, so the floor); scales: the largest
-# between-run standard deviation of ln(value) (skewlab's MAE: 3.5-5.4 µs). Floors keep a
-# tolerance from vanishing with few runs. Rerun the benchmark when the default experiment or
-# the host changes, and record its output here (docs/SIMULATION.md, "Validation").
+# validate_calibration.py``): the 20 real runs of the default experiment (disciplined hosts,
+# 300 events, seeds 1-20) of two ``benchmarks/validate_passes.py`` runs on this 2-core host,
+# shared with other test processes, 2026-12-01. Rates: the between-run standard deviation not
+# explained by the runs' own intervals, largest over the sources (ordering: system's 0.47-0.85,
+# sd 0.10, of which 0.062 beyond sampling; causality: within sampling, so the floor); coverage:
+# the largest spread (max − min) of any source over the runs (every run: 1.0, so the floor);
+# scales: the largest between-run standard deviation of ln(value) (skewlab's MAE: 3.5-5.4 µs).
+# Floors keep a tolerance from vanishing with few runs. Rerun the benchmark when the default
+# experiment or the host changes, and record its output here (docs/SIMULATION.md).
 ALLOWANCES: dict[str, float] = {
     "received_fraction": 0.0,
-    "mae_ns": 0.1415,
+    "mae_ns": 0.1195,
     "coverage": 0.005,
-    "causality_violation_rate": 0.0135,
-    "ordering_wrong_rate": 0.005,
-    "half_width_mean_ns": 0.0459,
+    "causality_violation_rate": 0.005,
+    "ordering_wrong_rate": 0.0616,
+    "half_width_mean_ns": 0.0427,
 }
 
 # Floors of the derived allowances (see ALLOWANCES) and of the scale factor.
