@@ -167,10 +167,10 @@ def test_replay_from_the_spec_adds_to_the_other_terms(tmp_path: Path) -> None:
     cfg = tmp_path / "exp.toml"
     cfg.write_text(
         "[[nodes]]\nname = 'c'\nrole = 'coordinator'\n"
-        "[[nodes]]\nname = 'B'\ndrift_ppm = 10\n"
+        "[[nodes]]\nname = 'B'\ndrift_ppm = 10\ndiscipline = 'free'\n"
         "replay = { file = 'rec.csv', sign = 'reference_minus_clock' }\n"
         "thermal = { amplitude_ppm = 1.0 }\n"
-        "[[nodes]]\nname = 'C'\nreplay = { file = 'rec.csv', start_s = 110 }\n"
+        "[[nodes]]\nname = 'C'\ndiscipline = 'free'\nreplay = { file = 'rec.csv', start_s = 110 }\n"
     )
     spec = load(cfg)
     assert spec.node("B").replay.file == str((tmp_path / "rec.csv").resolve())  # type: ignore[union-attr]

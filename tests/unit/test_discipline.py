@@ -99,8 +99,10 @@ def test_clockbound_on_a_disciplined_node_reads_the_daemons_remaining_offset() -
     from skewlab.timebase import VirtualClock
 
     spec = from_dict({"nodes": [{"name": "c", "role": "coordinator"},
-                                {"name": "B", "offset_ms": 4, "discipline": "disciplined"},
-                                {"name": "C"}]})  # fmt: skip
+                                {"name": "B", "discipline": "disciplined"}, {"name": "C"}],
+                      # the host starts converged; its clock is then stepped 4 ms ahead
+                      "faults": [{"kind": "clock_step", "node": "B", "at_s": 0.5,
+                                  "delta_ms": 4}]})  # fmt: skip
     host = VirtualClock(T0)
     clock, state = node_sync(spec, "B", T0, host)
     osc = clock.oscillator

@@ -30,9 +30,12 @@ def _spec() -> object:
             "name": "discipline",
             "nodes": [
                 {"name": "coordinator", "role": "coordinator"},
-                {"name": "D", "offset_ms": OFFSET_MS, "discipline": "disciplined"},
+                # a disciplined host starts converged (its system clock reads true time at t0),
+                # so D's 20 ms is a step of its system clock at t0, for its servo to slew away
+                {"name": "D", "discipline": "disciplined"},
                 {"name": "F", "offset_ms": OFFSET_MS, "discipline": "free"},
             ],
+            "faults": [{"kind": "clock_step", "node": "D", "at_s": 0, "delta_ms": OFFSET_MS}],
             "sources": ["system", "ntp", "skewlab"],
             "workload": {"events": 120, "interval_ms": 25.0},
             "run": {"warmup_s": 0.5, "drain_s": 0.3},

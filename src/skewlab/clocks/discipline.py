@@ -68,11 +68,7 @@ class Discipline:
         """Correction (ns) added to the monotonic reading to give the realtime clock."""
         k = len(self._t) - 1  # _t is appended last: segment k is complete (poller thread)
         if mono_ns < self._m[k]:
-            k = bisect_right(self._m, mono_ns) - 1
-            if k < 0:
-                return 0
-        if k == 0:
-            return 0
+            k = max(0, bisect_right(self._m, mono_ns) - 1)
         dt = mono_ns - self._m[k]
         t = self._t[k]
         return round(self._c[k] + self._f[k] * dt / NS_PER_S + self._p[k] * min(dt, t) / t)
@@ -94,8 +90,15 @@ class Discipline:
         p = np.asarray(self._p, dtype=np.float64)[kk]
         t = np.asarray(self._t, dtype=np.float64)[kk]
         dt = (m - starts[kk]).astype(np.float64)
-        out = np.rint(c + f * dt / NS_PER_S + p * np.minimum(dt, t) / t).astype(np.int64)
-        return np.where(k >= 1, out, 0)
+        return np.rint(c + f * dt / NS_PER_S + p * np.minimum(dt, t) / t).astype(np.int64)
+
+    def settle(self, mono_ns: int, correction_ns: int) -> None:
+        """Start converged: before its first update the servo already holds ``correction_ns``
+        at monotonic ``mono_ns`` and applies its frequency (a host whose daemon has run: its
+        clock was set and its drift file restored). Only before any update."""
+        if self.updates:
+            raise RuntimeError("settle() is for a servo that has not been updated yet")
+        self._m[0], self._c[0], self._f[0] = mono_ns, float(correction_ns), self.freq_ppb
 
     def remaining_at(self, mono_ns: int) -> int:
         """The part of the latest measured offset not yet slewed away at a monotonic instant

@@ -45,6 +45,11 @@ def _build(spec: ExperimentSpec, name: str, t0_ns: int) -> tuple[Oscillator, Dis
                                  math.radians(c.phase_deg), t0_ns) for c in n.thermal),
         replay=None if n.replay is None else replay_from_spec(n.replay, t0_ns),
     )  # fmt: skip
+    if servo is not None:
+        # a steady-state host: its daemon had converged before the run, so at t0 its system
+        # clock reads true time (the oscillator's offset lives on in the monotonic clock)
+        m0 = osc.monotonic_at(t0_ns)
+        servo.settle(m0, t0_ns - m0)
     return osc, servo
 
 
