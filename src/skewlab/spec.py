@@ -156,6 +156,9 @@ class AnalysisSpec(_Model):
 
     window_sizes_ms: list[int] = Field(default_factory=lambda: [50, 100, 500, 1000])
     window_offset_ms: int = 0  # window start = t − ((t − offset) mod size)
+    # per_event: each event's grid is shifted by a phase seeded by the event id and `seed`, so
+    # a workload on a fixed time grid does not lock onto the boundaries; fixed: one grid
+    window_phase: Literal["per_event", "fixed"] = "per_event"
 
     @field_validator("window_sizes_ms")
     @classmethod

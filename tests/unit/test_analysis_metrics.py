@@ -107,14 +107,16 @@ def write_run(
     window_sizes_ms: list[int] | None = None,
     window_offset_ms: int = 0,
     cw: dict[str, dict[int, list[dict[str, Any]]]] | None = None,
+    window_phase: str = "fixed",  # known answers are worked out on one window grid
 ) -> ResultsDir:
     root.mkdir(parents=True, exist_ok=True)
     nodes = [{"name": "co", "role": "coordinator"}] + [
         {"name": w, "role": "worker"} for w in receipts
     ]
     spec: dict[str, Any] = {"name": "kat", "seed": 3, "nodes": nodes, "sources": sources}
+    spec["analysis"] = {"window_phase": window_phase}
     if window_sizes_ms:
-        spec["analysis"] = {
+        spec["analysis"] |= {
             "window_sizes_ms": window_sizes_ms,
             "window_offset_ms": window_offset_ms,
         }

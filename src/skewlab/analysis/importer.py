@@ -386,7 +386,10 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
 
         nodes = [{"name": COORDINATOR, "role": "coordinator"}]
         nodes += [{"name": w, "role": "worker"} for w in ws]
-        write_json_atomic(res.spec_path, {"name": exp_id, "nodes": nodes, "sources": sources})
+        # windows on the original framework's one epoch-aligned grid, so its numbers compare
+        analysis = {"window_phase": "fixed"}
+        write_json_atomic(res.spec_path, {"name": exp_id, "nodes": nodes, "sources": sources,
+                                          "analysis": analysis})  # fmt: skip
         write_json_atomic(
             res.metadata_path,
             {

@@ -47,6 +47,10 @@ class AnalysisSettings:
 
     window_sizes_ns: tuple[int, ...] = tuple(s * NS_PER_MS for s in DEFAULT_WINDOW_SIZES_MS)
     window_offset_ns: int = 0
+    # "fixed": one grid for every event; "per_event": each event's grid shifted by a seeded
+    # phase (metrics.window_phase_ns), the spec's default (analysis.window_phase)
+    window_phase: str = "fixed"
+    phase_seed: int = 0
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> AnalysisSettings:
@@ -55,6 +59,8 @@ class AnalysisSettings:
         return cls(
             window_sizes_ns=tuple(sorted(int(s) * NS_PER_MS for s in sizes)),
             window_offset_ns=int(a.get("window_offset_ms", 0)) * NS_PER_MS,
+            window_phase=str(a.get("window_phase", "per_event")),
+            phase_seed=int(spec.get("seed") or 0),
         )
 
 

@@ -15,6 +15,7 @@ Column conventions inside the analysis frames:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -292,12 +293,44 @@ def causality_finish(raw: Raw, bounded: bool, truth: bool) -> Causality:
 # Tumbling windows (Flink): start = t − ((t − offset) mod size), window [start, start + size)
 
 
-def window_start(t: pl.Expr, size_ns: int, offset_ns: int) -> pl.Expr:
+Offset = int | pl.Expr  # the window grid's offset (ns): one for all events, or per event
+
+# Per-event window phase: ⌊2^32/φ⌋, the multiplier of a Weyl sequence (consecutive event ids get
+# phases spread evenly over the span, with no period that a cyclic workload could lock onto).
+PHASE_MULT = 2_654_435_769
+
+
+def window_phase_ns(seed: int, span_ns: int) -> pl.Expr:
+    """Each event's shift of the window grid, in [0, span) at µs steps: frac(id·α + β(seed))
+    · span with α = 1/φ, from the event id and the experiment's seed (the same for every
+    worker, source and for the truth, so only the boundary's phase changes, never which
+    readings are compared). docs/METHODOLOGY.md, Tumbling-window assignment."""
+    span_us = max(1, span_ns // 1000)
+    if span_us >= 2**35:
+        raise ValueError("window sizes too large for a per-event phase (lcm >= 9.5 h)")
+    beta = int.from_bytes(hashlib.sha256(f"window-phase/{seed}".encode()).digest()[:4], "big")
+
+    def u(v: int) -> pl.Expr:
+        return pl.lit(v, dtype=pl.UInt64)
+
+    h = ((pl.col("event_id") % u(2**32)) * u(PHASE_MULT) + u(beta)) % u(2**32)
+    return (((h // u(16)) * u(span_us)) // u(2**28) * u(1000)).cast(pl.Int64)
+
+
+def window_grid_offset(offset_ns: int, phase: str, seed: int, sizes_ns: tuple[int, ...]) -> Offset:
+    """The offset every window test uses: ``offset_ns`` (``fixed``: one grid for all events),
+    plus each event's ``window_phase_ns`` over the sizes' common multiple (``per_event``)."""
+    if phase == "fixed":
+        return offset_ns
+    return pl.lit(offset_ns, dtype=pl.Int64) + window_phase_ns(seed, math.lcm(*sizes_ns))
+
+
+def window_start(t: pl.Expr, size_ns: int, offset_ns: Offset) -> pl.Expr:
     """Start of the tumbling window holding t (floor modulo, so correct for any sign)."""
     return t - ((t - offset_ns) % size_ns)
 
 
-def window_index(t: pl.Expr, size_ns: int, offset_ns: int) -> pl.Expr:
+def window_index(t: pl.Expr, size_ns: int, offset_ns: Offset) -> pl.Expr:
     """Number of the tumbling window holding t: ⌊(t − offset)/size⌋, so window_start =
     offset + size·index and two times share a window exactly when their indices are equal (one
     integer division, cheaper than the modulo; used for every same-window comparison)."""
@@ -305,7 +338,7 @@ def window_index(t: pl.Expr, size_ns: int, offset_ns: int) -> pl.Expr:
 
 
 def window_exprs(
-    source: str, p: str, size: int, off: int, bounded: bool, truth: bool
+    source: str, p: str, size: int, off: Offset, bounded: bool, truth: bool
 ) -> dict[str, pl.Expr]:
     est, lo, hi, _ = _cols(source)
     w_true = window_index(pl.col("truth_ns"), size, off)
@@ -380,7 +413,7 @@ def commit_wait_exprs(
     p: str,
     deltas_ms: list[int],
     sizes: tuple[int, ...],
-    off: int,
+    off: Offset,
     truth: bool,
     names: set[str],
 ) -> Exprs:
@@ -542,7 +575,7 @@ def ordering_finish(raw: Raw, bounded: bool, truth: bool) -> Ordering:
 
 
 def agreement_exprs(
-    source: str, p: str, workers: list[str], size: int, off: int, bounded: bool
+    source: str, p: str, workers: list[str], size: int, off: Offset, bounded: bool
 ) -> dict[str, pl.Expr]:
     def col(i: int, kind: int) -> pl.Expr:
         return pl.col(f"w{i}_{source_columns(source)[kind]}")

@@ -260,7 +260,16 @@ def _windows(stats: Stats) -> list[Block]:
         H("Tumbling windows"),
         P(
             f"Window sizes {st['window_sizes_ms']} ms, offset {st['window_offset_ms']} ms; "
-            "start = t − ((t − offset) mod size), windows [start, start + size)."
+            "start = t − ((t − offset) mod size), windows [start, start + size). "
+            + (
+                "Each event's grid is shifted by its own phase (seeded by the event id and "
+                f"seed {st.get('window_phase_seed')}), so a workload on a fixed time grid does "
+                "not lock onto the boundaries: the rates are the clock's, not the start "
+                "instant's."
+                if st.get("window_phase") == "per_event"
+                else "One grid for every event: with events on a fixed time grid the rates also "
+                "depend on where the run started against the boundaries."
+            )
         ),
         Table(header, rows),
     ]

@@ -75,6 +75,14 @@ def analyze(
     return stats
 
 
+def _grid_offset(t: Traces) -> m.Offset:
+    """The window grid's offset for every window test: fixed, or per event (seeded)."""
+    st = t.settings
+    return m.window_grid_offset(
+        st.window_offset_ns, st.window_phase, st.phase_seed, st.window_sizes_ns
+    )
+
+
 def _sizes_ms(t: Traces) -> list[int]:
     return [s // NS_PER_MS for s in t.settings.window_sizes_ns]
 
@@ -198,7 +206,7 @@ def _worker(
     }
 
     exprs: Exprs = {}
-    off = t.settings.window_offset_ns
+    off = _grid_offset(t)
     for s in t.sources:
         b = t.bounded[s]
         exprs.update(m.readings_exprs(s, f"{s}/readings"))
@@ -266,7 +274,7 @@ def _prefixed(df: pl.DataFrame, prefix: str) -> pl.DataFrame:
 
 def _agreement_exprs(t: Traces) -> Exprs:
     exprs: Exprs = {}
-    off = t.settings.window_offset_ns
+    off = _grid_offset(t)
     for s in t.sources:
         for size in t.settings.window_sizes_ns:
             p = f"agree/{s}/{size // NS_PER_MS}"
@@ -482,6 +490,8 @@ def compute(t: Traces) -> Stats:
         "settings": {
             "window_sizes_ms": _sizes_ms(t),
             "window_offset_ms": t.settings.window_offset_ns / NS_PER_MS,
+            "window_phase": t.settings.window_phase,
+            "window_phase_seed": t.settings.phase_seed,
             "intervals": intervals,
         },
         "sources": t.sources,

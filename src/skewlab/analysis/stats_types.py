@@ -466,6 +466,8 @@ class IntervalSettings(TypedDict):
 class Settings(TypedDict):
     window_sizes_ms: list[int]
     window_offset_ms: float
+    window_phase: str  # "per_event" (seeded shift per event) or "fixed"
+    window_phase_seed: int
     intervals: IntervalSettings
 
 
