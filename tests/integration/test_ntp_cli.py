@@ -120,3 +120,16 @@ def test_bad_host_is_bad_input_not_a_root_hint() -> None:
         assert r.exit_code == 2, r.output
         assert f"--host {host}: not an address of this host" in r.stderr
         assert "root" not in r.stderr
+
+
+def test_query_to_a_closed_port_says_unreachable() -> None:
+    """issue 20, item 12: a port nothing listens on is 'unreachable', not 'timeout'."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    p = run_skewlab("ntp-query", "--json", "-n", "1", "--timeout", "0.3", f"127.0.0.1:{port}")
+    assert p.returncode == 1
+    (row,) = json.loads(p.stdout)["servers"]
+    assert row["verdict"] == "rejected" and "unreachable" in row["reason"], row

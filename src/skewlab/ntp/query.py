@@ -61,6 +61,31 @@ class QueryResult:
         }
 
 
+def port_refused(host: str, port: int, timeout_s: float) -> bool:
+    """Whether the host answers a request to ``port`` with ICMP port unreachable (nothing
+    listens there), which only a connected UDP socket is told of; the client's socket is not
+    connected (its receive path checks the source itself), so an unanswered burst looks like a
+    timeout until this one-datagram probe tells the two apart."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(min(timeout_s, 0.5))
+        try:
+            s.connect(addr)
+            s.send(b"\x23" + bytes(47))  # an NTPv4 client request, all times zero
+            s.recv(2048)
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            return False
+    return False
+
+
 def query(targets: list[tuple[str, int]], burst: int, timeout_s: float) -> QueryResult:
     """Take ``burst`` exchanges from each (host, port), keep each one's best, select."""
     outcomes: list[tuple[str, NtpSample | NtpError]] = []
@@ -74,6 +99,8 @@ def query(targets: list[tuple[str, int]], burst: int, timeout_s: float) -> Query
             try:
                 outcomes.append((client.name, client.best_of(burst)))
             except NtpError as e:
+                if e.reason == "timeout" and port_refused(host, port, timeout_s):
+                    e = NtpError("unreachable", "nothing listens on that port")
                 outcomes.append((client.name, e))
     sel = select(outcomes)
     rows: list[dict[str, Any]] = []
