@@ -295,13 +295,18 @@ COUNT = "__count__"
 
 def count(mask: pl.Expr) -> pl.Expr:
     """Count of rows where ``mask`` is true (null counts as false), split over time blocks by
-    collect_row."""
-    return mask.fill_null(False).sum().alias(COUNT)
+    collect_row (which sums the mask per block: the mask rides along on the expression)."""
+    m = mask.fill_null(False)
+    e = m.sum().alias(COUNT)
+    e._skewlab_mask = m  # type: ignore[attr-defined]
+    return e
 
 
 def rows() -> pl.Expr:
     """Count of rows, split over time blocks by collect_row."""
-    return pl.len().alias(COUNT)
+    e = pl.len().alias(COUNT)
+    e._skewlab_mask = pl.lit(True)  # type: ignore[attr-defined]
+    return e
 
 
 def _is_count(e: pl.Expr) -> bool:
@@ -392,11 +397,30 @@ def collect_row(
         row = lf.select([e.alias(k) for k, e in scalars.items()]).collect().row(0, named=True)
     if counts:
         assert blocks is not None
-        g = lf.group_by(blocks.column).agg([e.alias(k) for k, e in counts.items()]).collect()
+        # every mask evaluated once over the whole frame (vectorized), then summed per block
+        masks = [getattr(e, "_skewlab_mask", None) for e in counts.values()]
+        cols = [
+            (m if m is not None else e).alias(f"c{i}")
+            for i, (m, e) in enumerate(zip(masks, counts.values(), strict=True))
+        ]
+        plain_counts = [f"c{i}" for i, m in enumerate(masks) if m is None]
+        sel = lf.select(pl.col(blocks.column), *cols)
+        if plain_counts:  # a count without its mask: evaluate it per block
+            g = lf.group_by(blocks.column).agg(
+                [
+                    e.alias(f"c{i}")
+                    for i, (m, e) in enumerate(zip(masks, counts.values(), strict=True))
+                    if m is None
+                ]
+            )
+            sel = sel.drop(plain_counts).group_by(blocks.column).sum().join(g, on=blocks.column)
+        else:
+            sel = sel.group_by(blocks.column).sum()
+        g = sel.collect()
         at = g.get_column(blocks.column).cast(pl.Int64).to_numpy()
-        for k in counts:
+        for i, k in enumerate(counts):
             arr = np.zeros(blocks.count, dtype=np.int64)
-            arr[at] = g.get_column(k).cast(pl.Int64).to_numpy()
+            arr[at] = g.get_column(f"c{i}").cast(pl.Int64).to_numpy()
             row[k] = Counts(arr)
     if pcts:
         assert isinstance(frame, pl.DataFrame)
