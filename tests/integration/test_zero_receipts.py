@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,20 @@ from click.testing import CliRunner
 from skewlab.cli import cli
 
 
-@pytest.mark.parametrize("keep_counts", [True, False])
-def test_workers_without_receipts_analyse(tmp_path: Path, keep_counts: bool) -> None:
-    r = CliRunner().invoke(cli, ["simulate", "-n", "40", "-o", str(tmp_path / "out"), "-q",
-                                 "--no-figures"])  # fmt: skip
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("zero") / "out"
+    r = CliRunner().invoke(cli, ["simulate", "-n", "40", "-o", str(out), "-q", "--no-figures"])
     assert r.exit_code == 0, r.output
-    (d,) = (tmp_path / "out").iterdir()
+    (d,) = out.iterdir()
+    return d
+
+
+@pytest.mark.parametrize("keep_counts", [True, False])
+def test_workers_without_receipts_analyse(simulated: Path, tmp_path: Path,
+                                          keep_counts: bool) -> None:  # fmt: skip
+    d = tmp_path / simulated.name
+    shutil.copytree(simulated, d)
     for w in ("B", "C"):
         node = d / "traces" / w
         if keep_counts:  # the worker ran and received nothing: no parts, counts say so
@@ -31,7 +40,9 @@ def test_workers_without_receipts_analyse(tmp_path: Path, keep_counts: bool) -> 
             (node / "counts.json").write_text(json.dumps(c))
         else:  # the worker never started (its port was taken): no folder at all
             shutil.rmtree(node)
-    r = CliRunner().invoke(cli, ["analyze", str(d)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a user would see any warning on stderr
+        r = CliRunner().invoke(cli, ["analyze", str(d)])
     assert r.exit_code == 0, (r.output, r.exception)
     stats = json.loads((d / "stats.json").read_text())
     assert {w: s["accounting"]["received"] for w, s in stats["workers"].items()} == {

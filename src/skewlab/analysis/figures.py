@@ -115,7 +115,8 @@ def causality_violations(stats: Stats) -> Figure:
         _pct_bars(ax, rows, point, "tab:red", -0.2, 0.4, "violation: receipt estimate < send")
         _pct_bars(ax, rows, amb, "tab:orange", 0.2, 0.4, "bounded: intervals overlap (ambiguous)")
         ax.set_xlabel("share of events with both readings (%), 95% interval")
-        ax.legend(loc="lower right", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # nothing drawn (no receipts): no empty legend
+            ax.legend(loc="lower right", fontsize=7)
     ax.set_title("Causality in the nodes' own frames (truth: every receipt is after its send)")
     return fig
 
@@ -292,7 +293,8 @@ def commit_wait(t: Traces, stats: Stats) -> Figure:
     ax.set_xlabel("commit-wait = latest − earliest = 2ε (ms)")
     ax.set_ylabel("share of receipts with wait ≤ x (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing drawn (no receipts): no empty legend
+        ax.legend(fontsize=7)
     ax.set_title("Commit-wait (TrueTime): wait until earliest > the event's latest")
     return fig
 
