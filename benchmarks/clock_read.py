@@ -3,10 +3,13 @@
 Each source stands on a SyncState fed with a realistic stream of samples (a virtual-time run
 of the node, ``sim.node.NodeSim``, 10 minutes of 16 s polls); the node clock and sync state are
 built from the same one-node spec by ``clocks.node.node_sync`` reading the host clock, exactly
-as ``skewlab run``'s worker builds them. Per source we time batches of ``read(local)``
-calls with ``perf_counter_ns`` and report the median per-call cost over the batches.
-Also printed (not part of the result): the skewlab read on a disciplined clock, and the
-commit-wait cost per receipt of ``reading_at`` versus the batched ``readings_at``.
+as ``skewlab run``'s worker builds them, on the default host: disciplined (an NTP daemon's servo
+slews the system clock, so sources that watch for steps read the clock's gaps at the
+receipt's instant). Per source we time batches of ``read(local, truth)`` calls — what the
+worker calls for every receipt after one ``local_at(truth)`` — with ``perf_counter_ns`` and
+report the median per-call cost over the batches. Also printed (not part of the result): the
+same on a free-running node, and the commit-wait cost per receipt of ``reading_at`` versus the
+batched ``readings_at``.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ def _moved(s: NtpSample, d_ns: int) -> NtpSample:
 
 
 def _median_read(read, local_at, args: argparse.Namespace) -> float:  # type: ignore[no-untyped-def]
-    """Median over batches of the per-call cost (ns) of ``read(local)``."""
+    """Median over batches of the per-call cost (ns) of ``read(local, truth)``, the local
+    reading taken once per batch (once per receipt in the worker)."""
     per_call = []
     for _ in range(args.batches):
-        local = local_at(time.time_ns())
+        truth = time.time_ns()
+        local = local_at(truth)
         t = time.perf_counter_ns()
         for _ in range(args.batch):
-            read(local)
+            read(local, truth)
         per_call.append((time.perf_counter_ns() - t) / args.batch)
     return statistics.median(per_call)
 
@@ -76,19 +81,17 @@ def main() -> None:
         medians[src.name] = _median_read(read, local_at, args)
         r = read(local_at(time.time_ns()))
         print(f"{src.name:<11} {medians[src.name]:>8.0f} ns/read   status {r.status.name}")
-    # Informational: the skewlab read on a disciplined node clock (the gap is read back from
-    # the clock on every read to notice steps), and the commit-wait path: one reading_at per
-    # receipt versus readings_at over a batch of receipts (identical values).
-    dspec = solo_spec({**NODE, "discipline": "disciplined"}, sources=NAMES)
-    dclock, dstate = node_sync(dspec, SOLO, start)
-    dosc = dclock.oscillator
-    dsk = make_sources(["skewlab"], dstate)[0]
+    # Informational: the same sources on a free-running node (a gapless clock: no gap to read),
+    # and the commit-wait path: one reading_at per receipt versus readings_at over a batch of
+    # receipts (identical values).
+    fspec = solo_spec({**NODE, "discipline": "free"}, sources=NAMES)
+    fclock, fstate = node_sync(fspec, SOLO, start)
+    fsrc = make_sources(NAMES, fstate)
     for s in samples:
-        dstate.add(s)
-    print(
-        f"{'skewlab':<11} {_median_read(dsk.read, dosc.local_at, args):>8.0f} ns/read"
-        "   (disciplined node clock; not part of the result)"
-    )
+        fstate.add(s)
+    free = {x.name: _median_read(x.read, fclock.oscillator.local_at, args) for x in fsrc}
+    print("free-running node (not part of the result): " +
+          ", ".join(f"{k} {v:.0f} ns" for k, v in free.items()))  # fmt: skip
     sk = next(s for s in sources if s.name == "skewlab")
     last = samples[-1].t4_ns
     past = [last - 5 * S + k * (S // 2048) for k in range(2048)]  # receipts 5 s ago, 1 s span

@@ -263,6 +263,11 @@ class Oscillator:
     _wander: Wander | None = field(default=None, init=False, repr=False)
     plain: bool = field(default=True, init=False)  # True: offset and drift only
     gapless: bool = field(default=True, init=False)  # True: no steps/strobes/discipline: gap 0
+    # the latest non-plain evaluation (truth, servo updates then, step gap, slewing): a worker
+    # reads local_at(t) and then each source's gaps_at(t) for the same receipt; one tuple,
+    # replaced atomically
+    _last: tuple[int | None, int, int, int] = field(default=(None, 0, 0, 0), init=False,
+                                                    repr=False)  # fmt: skip
 
     def __post_init__(self) -> None:
         self.faults = tuple(sorted(self.faults, key=lambda f: f.at_ns))
@@ -366,20 +371,29 @@ class Oscillator:
         """local − monotonic at a true instant: the sum of steps, strobe and discipline."""
         if self.plain:
             return 0
-        return self._gap(truth_ns, self.monotonic_at(truth_ns))
+        steps, slew = self._split(truth_ns)
+        return steps + slew
 
     def gaps_at(self, truth_ns: int) -> tuple[int, int]:
         """(gap, step gap) at a true instant: the gap is local − monotonic; the step gap is the
         part of it not made by the discipline's slewing (steps and strobes only)."""
         if self.plain:
             return 0, 0
-        raw = self.monotonic_at(truth_ns)
-        g = self._gap(truth_ns, raw)
-        if self.discipline is None:
-            return g, g
-        return g, g - self.discipline.correction_at(raw)
+        steps, slew = self._split(truth_ns)
+        return steps + slew, steps
 
-    def _gap(self, t: int, raw: int) -> int:
+    def _split(self, t: int) -> tuple[int, int]:
+        """(steps and strobe, discipline's slewing) at a true instant; the latest instant's
+        values are reused (a receipt's local_at and its sources' gaps_at ask for the same t)
+        unless the servo was updated since."""
+        last = self._last
+        if last[0] == t and last[1] == self._updates():
+            return last[2], last[3]
+        return self._eval(t, self.monotonic_at(t))[1:]
+
+    def _eval(self, t: int, raw: int) -> tuple[int, int, int]:
+        """(raw, steps and strobe, slewing) at a true instant whose monotonic reading is raw;
+        remembered as the latest evaluation."""
         g = 0
         for f in self.faults:
             if f.at_ns > t:
@@ -390,17 +404,27 @@ class Oscillator:
                 into = t - f.at_ns
                 if into < f.duration_ns and f.period_ns > 0 and (2 * into // f.period_ns) % 2:
                     g += f.delta_ns
-        if self.discipline is not None:
-            g += self.discipline.correction_at(raw)
-        return g
+        disc = self.discipline
+        n = self._updates()
+        slew = 0 if disc is None else disc.correction_at(raw)
+        self._last = (t, n, g, slew)
+        return raw, g, slew
+
+    def _updates(self) -> int:
+        disc = self.discipline
+        return 0 if disc is None else getattr(disc, "updates", 0)
+
+    def _gap(self, t: int, raw: int) -> int:
+        _raw, steps, slew = self._eval(t, raw)
+        return steps + slew
 
     def local_at(self, truth_ns: int) -> int:
         """The node's realtime clock at a true instant."""
         if self.plain:
             t = truth_ns
             return t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
-        raw = self.monotonic_at(truth_ns)
-        return raw + self._gap(truth_ns, raw)
+        raw, steps, slew = self._eval(truth_ns, self.monotonic_at(truth_ns))
+        return raw + steps + slew
 
     def error_at(self, truth_ns: int) -> int:
         """local − true at a true instant, ns."""
