@@ -124,7 +124,8 @@ def causality_violations(stats: Stats) -> Figure:
 def ordering_consensus(stats: Stats) -> Figure:
     """How the order of one event's receipts at two workers is decided, all pairs pooled."""
     tot = stats["ordering"]["total"]
-    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * max(1, len(tot))))
+    nrows = len(tot) + sum(1 for o in tot.values() if o["bounded"])
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.5 * max(1, nrows)))
     if not tot:
         _note(ax, "fewer than two workers: no pairs to order")
         return fig
@@ -136,9 +137,14 @@ def ordering_consensus(stats: Stats) -> Figure:
         ("undecidable", "lightgray"),
     ]
     labels = []
-    for i, (s, o) in enumerate(tot.items()):
-        if o["bounded"]:
+    # bounded sources twice: judged by their intervals, and by their estimate used as a point
+    rows = [(s, o, True) for s, o in tot.items() if o["bounded"]]
+    rows += [(s, o, False) for s, o in tot.items()]
+    rows.sort(key=lambda r: list(tot).index(r[0]))
+    for i, (s, o, by_bounds) in enumerate(rows):
+        if by_bounds:
             b = o["bounded"]
+            assert b is not None
             vals = [
                 b["provable_correct"],
                 b["provable_wrong"],
@@ -146,7 +152,7 @@ def ordering_consensus(stats: Stats) -> Figure:
                 b["truth_ties"],
                 b["undecidable"],
             ]
-            labels.append(f"{s} (bounds)")
+            labels.append(f"{s} (intervals)")
         else:
             p = o["point"]
             vals = [
@@ -162,7 +168,8 @@ def ordering_consensus(stats: Stats) -> Figure:
         n = o["compared"] or 1
         left = 0.0
         if vals[0] is None:  # no truth: decided (unjudged) as one bar
-            dec = o["bounded"]["provable"] if o["bounded"] else o["point"]["decided"]
+            bo = o["bounded"]
+            dec = bo["provable"] if by_bounds and bo else o["point"]["decided"]
             ax.barh(
                 i,
                 100 * dec / n,
