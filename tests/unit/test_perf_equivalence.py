@@ -62,10 +62,10 @@ def oracle_reading_at(src: SkewlabSource, past_local_ns: int) -> Reading:
     widen = 0
     j = max(0, bisect_right([e.t4_local_ns for e in arch], past_local_ns) - 1)
     past_mono_ns = past_local_ns - arch[j].gap_ns
-    disc = getattr(getattr(src.state.clock, "oscillator", None), "discipline", None)
-    if disc is not None:
+    slew = src._slew_ppb()  # how fast the gap can move (the discipline's largest rate so far)
+    if slew is not None:
         dist = abs(past_local_ns - arch[j].t4_local_ns)
-        widen = -((-dist * round(disc.max_slew_ppb)) // S) if dist > 0 else 0
+        widen = -((-dist * slew) // S) if dist > 0 else 0
     ms = [e.sample.m_ns for e in arch]
     i = bisect_right(ms, past_mono_ns)
     near = arch[max(0, i - 1)] if i > 0 else arch[0]

@@ -58,6 +58,7 @@ class Discipline:
     _p: list[float] = field(default_factory=lambda: [0.0])  # phase to slew on the segment, ns
     _t: list[float] = field(default_factory=lambda: [1.0])  # its duration T_k, ns (> 0)
     updates: int = 0
+    max_rate_ppb: float = 0.0  # the largest |rate| the correction has had (all segments)
 
     @property
     def max_slew_ppb(self) -> float:
@@ -99,6 +100,7 @@ class Discipline:
         if self.updates:
             raise RuntimeError("settle() is for a servo that has not been updated yet")
         self._m[0], self._c[0], self._f[0] = mono_ns, float(correction_ns), self.freq_ppb
+        self.max_rate_ppb = max(self.max_rate_ppb, abs(self.freq_ppb))
 
     def remaining_at(self, mono_ns: int) -> int:
         """The part of the latest measured offset not yet slewed away at a monotonic instant
@@ -147,6 +149,8 @@ class Discipline:
         self._f.append(f)
         self._p.append(float(theta_ns))
         self._t.append(t_ns)
+        rate = abs(f) + abs(theta_ns) / t_ns * NS_PER_S  # bounds |f + p/T|
+        self.max_rate_ppb = max(self.max_rate_ppb, rate)
         self.updates += 1
 
     def follow(self, state: SyncState) -> None:

@@ -618,9 +618,15 @@ class SkewlabSource:
     # -- retrospective refinement ------------------------------------------------------------
 
     def _slew_ppb(self) -> int | None:
-        """The discipline's maximum slew (ppb), if the node clock has a discipline."""
+        """How fast the node clock's gap (local − monotonic) can have moved, ppb: the largest
+        rate its discipline's correction has had so far (what the host's kernel reports of its
+        adjustments), plus 1 ppm of margin; None without a discipline (the gap then moves only
+        by steps, which reset the model)."""
         disc = getattr(getattr(self.state.clock, "oscillator", None), "discipline", None)
-        return None if disc is None else round(disc.max_slew_ppb)
+        if disc is None:
+            return None
+        rate = getattr(disc, "max_rate_ppb", None)
+        return round(disc.max_slew_ppb if rate is None else rate + 1000.0)
 
     def _select(
         self, view: _ArchiveView, past_local_ns: int, past_mono_ns: int | None, slew: int | None
