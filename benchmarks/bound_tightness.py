@@ -131,6 +131,20 @@ def main() -> None:
           "broken promises: none (no source missed truth while SYNCHRONIZED)")  # fmt: skip
     for line in broken:
         print(f"  {line}")
+    # The price of coverage: skewlab without its frequency-change allowances and tension check
+    # (the model before them: wander only), on the same samples.
+    old = {"skewlab": {"freq_change_ppm": 0.0, "freq_rate_ppb_per_s": 0.0, "tension": 0.0}}
+    print("price of coverage (poll 64 s): skewlab with J = R = 0 and no tension check vs default")
+    for name in ("calm", "freq_step_1ppm_synced", "ramp_2ppm_10min", "replay_thermal_host"):
+        if name not in names:
+            continue
+        a = run_scenario(name, 64, args.hours, args.read_every_ms, args.seed).sources["skewlab"]
+        b = run_scenario(name, 64, args.hours, args.read_every_ms, args.seed,
+                         source_params=old).sources["skewlab"]  # fmt: skip
+        print(f"  {name:<26} default: coverage {a.coverage:.6f}, median synced half-width "
+              f"{_us(a.hw_synced_median)} µs | without: coverage {b.coverage:.6f} "
+              f"({b.misses_synchronized} misses while SYNCHRONIZED, worst {_us(b.worst_miss_ns)} "
+              f"µs), median synced half-width {_us(b.hw_synced_median)} µs")  # fmt: skip
     med = {s: float(np.median(np.concatenate(pooled[s]))) for s in BOUNDED}
     for s in BOUNDED:
         print(f"median synchronized half-width {s}: {med[s] / 1000:.1f} µs")
