@@ -113,3 +113,21 @@ def test_sweep_stops_at_once_on_sigterm(tmp_path: Path) -> None:
     for m in root.glob("cell-*/run/metadata.json"):
         assert json.loads(m.read_text())["status"] == "interrupted"
     _wait_for(lambda: not any(_alive(k) for k in kids), 10)
+
+
+def test_validate_interrupted_during_its_real_run(tmp_path: Path) -> None:
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(
+        "[workload]\nevents = 2000\ninterval_ms = 5\n[run]\nwarmup_s = 0\nbatch_rows = 50\n"
+    )
+    out = tmp_path / "out"
+    proc = _start("validate", str(cfg), "-o", str(out), "-q")
+
+    _wait_for(lambda: bool(list(out.rglob("traces/coordinator/events-*"))))  # 50 sends
+    err, kids = _interrupt(proc, signal.SIGTERM, 20)
+    assert proc.returncode == 143, err
+    _check_line(err, signal.SIGTERM, 143)
+    assert str(out) in err
+    metas = [json.loads(m.read_text()) for m in out.rglob("metadata.json")]
+    assert metas and all(m["status"] == "interrupted" for m in metas)
+    _wait_for(lambda: not any(_alive(k) for k in kids), 10)

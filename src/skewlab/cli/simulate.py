@@ -85,7 +85,12 @@ def _validate(spec: ExperimentSpec, out: Path, quiet: bool) -> None:
     from skewlab.sim.validate import format_comparison, validate
 
     progress = Progress(not quiet)
-    with interrupts(lambda e: interrupted_sim(e, progress)):
+
+    def after(_e: BaseException) -> str:
+        progress.end()
+        return f"every node process stopped; what was written is under {out} (status interrupted)"
+
+    with interrupts(after):
         try:
             report = validate(spec, out, progress=progress)
         except SimError as e:  # the spec cannot be simulated: bad input, as in `simulate`
