@@ -26,21 +26,25 @@ interval_ms = 10
 [run]
 warmup_s = 0.5
 
+# free-running hosts: the raw clocks' errors are what this test checks
 [[nodes]]
 name = "coordinator"
 role = "coordinator"
 offset_ms = 1.0
 drift_ppm = 10
+discipline = "free"
 
 [[nodes]]
 name = "B"
 offset_ms = 3.0
 drift_ppm = 40
+discipline = "free"
 
 [[nodes]]
 name = "C"
 offset_ms = -50.0   # 50 ms behind true time
 drift_ppm = 0
+discipline = "free"
 """
 
 
