@@ -25,9 +25,11 @@ Kind = Literal["exact", "rate", "promise", "scale"]
 
 # metric → (kind, why the two runs may differ). Kinds:
 # - exact: must be equal;
-# - rate: |sim − real| ≤ Z·√(se_real² + se_sim² + a²): se = the side of each run's 95 % block
-#   interval that faces the other value, / 1.96 (sampling within the run); a = the allowance,
-#   the between-run standard deviation of real runs beyond their own intervals (the host);
+# - rate: |sim − real| ≤ Z·√(p̄(1−p̄)·D·(1/n_real + 1/n_sim) + a²): the two-run test of one
+#   rate p̄ (pooled k/n) under one dependence, D = the design effect n/n_eff of the run whose
+#   dependence the data shows (a run at 0 or 1, or at the one-trial-per-block floor, shows
+#   none: the other run's is used; both or neither: the larger); a = the allowance, the
+#   between-run standard deviation of real runs beyond their own sampling (the host);
 # - promise: |sim − real| ≤ allowance (a bound holds or it does not: a broken promise in one
 #   mode and not the other is a disagreement, however few blocks the run spans);
 # - scale: max(sim, real) / min(sim, real) ≤ max(MIN_SCALE, exp(Z·√2·s)), s = the allowance,
@@ -47,22 +49,25 @@ METRICS: dict[str, tuple[Kind, str]] = {
 Z = 2.5  # ~99 % two-sided for one metric: a validation compares ~20, and must pass 9 in 10
 
 # Host allowances, derived from repeated real runs by ``derive_allowances`` (``benchmarks/
-# validate_calibration.py``): the 20 real runs of the default experiment (disciplined hosts,
-# 300 events, seeds 1-20) of two ``benchmarks/validate_passes.py`` runs on this 2-core host,
-# shared with other test processes, 2026-12-01. Rates: the between-run standard deviation not
-# explained by the runs' own intervals, largest over the sources (ordering: system's 0.47-0.85,
-# sd 0.10, of which 0.062 beyond sampling; causality: within sampling, so the floor); coverage:
-# the largest spread (max − min) of any source over the runs (every run: 1.0, so the floor);
-# scales: the largest between-run standard deviation of ln(value) (skewlab's MAE: 3.5-5.4 µs).
-# Floors keep a tolerance from vanishing with few runs. Rerun the benchmark when the default
-# experiment or the host changes, and record its output here (docs/SIMULATION.md).
+# validate_calibration.py``): the 20 real runs of the default experiment (disciplined hosts
+# with the servo of commit 2946ec4, 300 events, seeds 101-120) of two ``benchmarks/
+# validate_passes.py`` runs on this 2-core host, shared with other test processes,
+# 2026-12-01. Rates: the between-run standard deviation beyond each run's own sampling
+# p(1−p)·D/n, largest over the sources (every rate within sampling — all near 0 with
+# disciplined clocks — so the floors); coverage: the largest spread (max − min) of any source
+# (every run: 1.0, the floor); scales: the largest between-run standard deviation of
+# ln(value) (MAE: skewlab's 2.6-5.7 µs, the raw clock's 1.6-2.8 µs: both follow the host's
+# load through the NTP path). Floors keep a tolerance from vanishing with few runs. Rerun the
+# benchmark when the default experiment or the host changes, and record its output here
+# (docs/SIMULATION.md). The previous default (servo of commit 299085c) gave ordering 0.0616
+# (the raw clock's 0.47-0.85), MAE 0.1195.
 ALLOWANCES: dict[str, float] = {
     "received_fraction": 0.0,
-    "mae_ns": 0.1195,
+    "mae_ns": 0.1863,
     "coverage": 0.005,
     "causality_violation_rate": 0.005,
-    "ordering_wrong_rate": 0.0616,
-    "half_width_mean_ns": 0.0427,
+    "ordering_wrong_rate": 0.005,
+    "half_width_mean_ns": 0.0606,
 }
 
 # Floors of the derived allowances (see ALLOWANCES) and of the scale factor.
@@ -71,11 +76,26 @@ MIN_RATE, MIN_PROMISE, MIN_SCALE = 0.005, 0.005, 1.25
 
 @dataclass(frozen=True)
 class Value:
-    """A headline number; for rates also its 95 % interval."""
+    """A headline number; for rates also k, n, the effective n and the blocks (stats.json)."""
 
     value: float | None
     lo: float | None = None
     hi: float | None = None
+    k: int | None = None
+    n: int | None = None
+    n_eff: float | None = None
+    blocks: int | None = None
+
+    def deff(self) -> tuple[float, bool]:
+        """(design effect n/n_eff, whether the data shows it): not shown for a rate at 0 or 1
+        or at the one-trial-per-block floor (n_eff = blocks)."""
+        if not self.n or not self.n_eff:
+            return 1.0, False
+        d = max(1.0, self.n / self.n_eff)
+        floor = self.k in (0, self.n) or (
+            self.blocks is not None and self.n_eff <= self.blocks * (1 + 1e-9)
+        )
+        return d, not floor
 
 
 def headline_values(stats: dict[str, Any]) -> dict[str, dict[str, Value]]:
@@ -90,7 +110,7 @@ def headline_values(stats: dict[str, Any]) -> dict[str, dict[str, Value]]:
         if x is None or x.get("rate") is None:
             return Value(None)
         lo, hi = x.get("ci95") or (None, None)
-        return Value(x["rate"], lo, hi)
+        return Value(x["rate"], lo, hi, x.get("k"), x.get("n"), x.get("n_eff"), x.get("blocks"))
 
     for s, sm in stats["summary"].items():
         cw = sm.get("commit_wait_mean_ns")
@@ -110,12 +130,16 @@ def headline(stats: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return {s: {m: v.value for m, v in ms.items()} for s, ms in headline_values(stats).items()}
 
 
-def _se_toward(v: Value, other: float) -> float:
-    """Standard error of a rate from the side of its interval that faces ``other``."""
-    if v.value is None or v.lo is None or v.hi is None:
+def _sampling_var(real: Value, sim: Value) -> float:
+    """Variance of sim − real if both runs had one rate (pooled) and one dependence."""
+    if not real.n or not sim.n or real.value is None or sim.value is None:
         return 0.0
-    side = v.hi - v.value if other >= v.value else v.value - v.lo
-    return max(0.0, side) / 1.959963984540054
+    k_r = real.k if real.k is not None else real.value * real.n
+    k_s = sim.k if sim.k is not None else sim.value * sim.n
+    p = (k_r + k_s) / (real.n + sim.n)
+    (d_r, shown_r), (d_s, shown_s) = real.deff(), sim.deff()
+    d = d_s if shown_s and not shown_r else d_r if shown_r and not shown_s else max(d_r, d_s)
+    return p * (1 - p) * d * (1 / real.n + 1 / sim.n)
 
 
 def tolerance(metric: str, real: Value, sim: Value, allowances: dict[str, float]) -> float:
@@ -123,9 +147,7 @@ def tolerance(metric: str, real: Value, sim: Value, allowances: dict[str, float]
     kind, _ = METRICS[metric]
     allow = allowances[metric]
     if kind == "rate":
-        se_r = _se_toward(real, sim.value) if sim.value is not None else 0.0
-        se_s = _se_toward(sim, real.value) if real.value is not None else 0.0
-        return Z * math.sqrt(se_r**2 + se_s**2 + allow**2)
+        return Z * math.sqrt(_sampling_var(real, sim) + allow**2)
     if kind == "scale":
         return max(MIN_SCALE, math.exp(Z * math.sqrt(2) * allow))
     return allow
@@ -184,9 +206,10 @@ def derive_allowances(reals: Iterable[dict[str, Any]]) -> dict[str, float]:
             if len(xs) < 2:
                 continue
             if kind == "rate":
-                se2 = [(_se_toward(v, v.value) ** 2 + _se_toward(v, -1.0) ** 2) / 2
-                       for v in vals if v.value is not None]  # fmt: skip
-                excess = _sd(xs) ** 2 - sum(se2) / len(se2)
+                # each run's own sampling variance p(1−p)·D/n (D its design effect)
+                se2 = [v.value * (1 - v.value) * v.deff()[0] / v.n
+                       for v in vals if v.value is not None and v.n]  # fmt: skip
+                excess = _sd(xs) ** 2 - (sum(se2) / len(se2) if se2 else 0.0)
                 worst = max(worst, math.sqrt(max(0.0, excess)))
             elif kind == "promise":
                 worst = max(worst, max(xs) - min(xs))
