@@ -55,10 +55,17 @@ def feasible_polygon(
     fmax_ppb: float,
     j: float = 0.0,
     r: float = 0.0,
+    start: list[Vertex] | None = None,
 ) -> list[Vertex]:
-    """The polygon of (Y(anchor) − y_ref, f) consistent with every sample; [] if none is."""
+    """The polygon of (Y(anchor) − y_ref, f) consistent with every sample; [] if none is.
+    ``start``: a polygon known to contain the result (e.g. the same samples' polygon under
+    wider allowances), clipped instead of the whole (a, f) box — fewer vertices to clip."""
     big = 1e12  # ns: far wider than any offset relative to y_ref, small enough for exactness
-    poly: list[Vertex] = [(-big, -fmax_ppb), (big, -fmax_ppb), (big, fmax_ppb), (-big, fmax_ppb)]
+    poly: list[Vertex] = (
+        [(-big, -fmax_ppb), (big, -fmax_ppb), (big, fmax_ppb), (-big, fmax_ppb)]
+        if start is None
+        else list(start)
+    )
     # Tightest constraints first keeps intermediate polygons small.
     for s in sorted(samples, key=lambda s: s.lam_ns):
         d = (s.m_ns - anchor_ns) / NS_PER_S
@@ -216,11 +223,18 @@ def forward_interval(base, tau, a_hi, f_hi, a_lo, f_lo, fit_a, fit_f, w, j=0.0, 
 
 
 def build_model(
-    samples: list[Sample], w: float, fmax_ppb: float, j: float = 0.0, r: float = 0.0
+    samples: list[Sample],
+    w: float,
+    fmax_ppb: float,
+    j: float = 0.0,
+    r: float = 0.0,
+    poly: list[Vertex] | None = None,
 ) -> Model | None:
-    """The forward model anchored at the latest sample; None if the samples are inconsistent."""
+    """The forward model anchored at the latest sample; None if the samples are inconsistent.
+    ``poly``: their feasible polygon at that anchor, if already computed."""
     last = samples[-1]
-    poly = feasible_polygon(samples, last.m_ns, last.y_ns, w, fmax_ppb, j, r)
+    if poly is None:
+        poly = feasible_polygon(samples, last.m_ns, last.y_ns, w, fmax_ppb, j, r)
     if not poly:
         return None
     ht, hl = envelope(poly, True)

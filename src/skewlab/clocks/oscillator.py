@@ -52,7 +52,8 @@ class Wander:
     for a seed; the path is generated lazily in grid order so any query order gives the same
     values."""
 
-    __slots__ = ("_freq", "_phase", "_rng", "_sd", "step_ns", "t0_ns")
+    __slots__ = ("_arrays", "_freq", "_phase", "_rng", "_sd", "step_ns", "t0_ns")
+    AHEAD = 3600  # grid cells generated beyond the one asked for (same path: grid order)
 
     def __init__(self, sigma_ppb_per_sqrt_s: float, seed: int, t0_ns: int, step_s: float = 1.0):
         self.step_ns = max(1, round(step_s * NS_PER_S))
@@ -61,9 +62,11 @@ class Wander:
         self._rng = random.Random(seed)
         self._freq: list[float] = [0.0]  # ppb during grid cell k
         self._phase: list[float] = [0.0]  # ns at the start of grid cell k
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # the lists, for numpy
 
     def _extend(self, k: int) -> None:
         freq, phase, step, rng, sd = self._freq, self._phase, self.step_ns, self._rng, self._sd
+        k += self.AHEAD  # generate ahead, so the numpy copies are rebuilt rarely
         while len(freq) <= k:
             phase.append(phase[-1] + freq[-1] * step / NS_PER_S)
             freq.append(freq[-1] + rng.gauss(0.0, sd))
@@ -88,8 +91,13 @@ class Wander:
         top = int(k.max())
         if top >= len(self._freq):
             self._extend(top)
-        freq = np.asarray(self._freq, dtype=np.float64)[k]
-        phase = np.asarray(self._phase, dtype=np.float64)[k]
+        arrays = self._arrays
+        if arrays is None or len(arrays[0]) != len(self._freq):
+            arrays = (np.asarray(self._freq, dtype=np.float64),
+                      np.asarray(self._phase, dtype=np.float64))  # fmt: skip
+            self._arrays = arrays
+        freq = arrays[0][k]
+        phase = arrays[1][k]
         into = (dt - k * self.step_ns).astype(np.float64)
         out = np.rint(phase + freq * into / NS_PER_S).astype(np.int64)
         return np.where(dt > 0, out, 0)

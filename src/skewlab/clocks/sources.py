@@ -489,7 +489,10 @@ class SkewlabSource:
         self.register.append(smp)
         if len(self.register) > self.window:
             del self.register[0]
-        model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
+        last = self.register[-1]
+        poly = feasible_polygon(self.register, last.m_ns, last.y_ns, self.w, self.fmax_ppb,
+                                self.j, self.r)  # fmt: skip
+        model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r, poly)
         if model is None:  # the new sample contradicts the model: keep only it
             self.inconsistent += 1
             self._reset()
@@ -497,7 +500,7 @@ class SkewlabSource:
             self.register.append(smp)
             model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
             assert model is not None  # one sample is always consistent
-        elif self.tension > 0 and len(self.register) >= 4 and self._tense():
+        elif self.tension > 0 and len(self.register) >= 4 and self._tense(poly):
             self.tensions += 1
             keep = self.register[-max(2, len(self.register) // 4) :]
             self._reset()
@@ -526,15 +529,16 @@ class SkewlabSource:
             self.step_thr_ns,
         )  # fmt: skip
 
-    def _tense(self) -> bool:
+    def _tense(self, poly: list) -> bool:
         """True when the register is consistent with its allowances but not with them scaled
         by ``tension`` (λ, J and R; the wander allowance kept): its samples strain the model —
         a frequency change beyond J shows this way long before the region empties."""
         k = self.tension
         tight = [Sample(x.m_ns, x.y_ns, round(x.lam_ns * k)) for x in self.register]
         last = tight[-1]
+        # the tighter polygon lies inside ``poly`` (every constraint only narrows): clip that
         return not feasible_polygon(tight, last.m_ns, last.y_ns, self.w, self.fmax_ppb,
-                                    self.j * k, self.r * k)  # fmt: skip
+                                    self.j * k, self.r * k, start=poly)  # fmt: skip
 
     def _reset(self) -> None:
         self.register.clear()
