@@ -20,6 +20,15 @@ def test_the_stamp_is_the_arrival_not_the_late_read() -> None:
     rx.bind(("127.0.0.1", 0))
     assert stamps.enable(rx)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Linux turns receive stamping on for the whole stack lazily (a deferred static key) when
+    # the first socket asks; a datagram that arrives before that is stamped at the read
+    # instead. Warm up until a datagram read late carries an earlier stamp.
+    for _ in range(50):
+        tx.sendto(b"w", rx.getsockname())
+        time.sleep(0.01)
+        _d, _a, warm = stamps.recv_stamped(rx, 100)
+        if warm is not None and warm < time.time_ns() - 5_000_000:
+            break
     sent = time.time_ns()
     tx.sendto(b"x", rx.getsockname())
     time.sleep(0.2)  # the reader is late, as a busy node's thread would be
