@@ -59,6 +59,8 @@ class Discipline:
     _t: list[float] = field(default_factory=lambda: [1.0])  # its duration T_k, ns (> 0)
     updates: int = 0
     max_rate_ppb: float = 0.0  # the largest |rate| the correction has had (all segments)
+    # the latest segment (m, c, f, p, T) in one tuple: the hot path's one attribute read
+    _seg: tuple[int, float, float, float, float] = (_START, 0.0, 0.0, 0.0, 1.0)
 
     @property
     def max_slew_ppb(self) -> float:
@@ -67,6 +69,10 @@ class Discipline:
 
     def correction_at(self, mono_ns: int) -> int:
         """Correction (ns) added to the monotonic reading to give the realtime clock."""
+        m, c, f, p, t = self._seg  # the latest segment (replaced whole by update/settle)
+        if mono_ns >= m:
+            dt = mono_ns - m
+            return round(c + f * dt / NS_PER_S + p * (dt if dt < t else t) / t)
         k = len(self._t) - 1  # _t is appended last: segment k is complete (poller thread)
         if mono_ns < self._m[k]:
             k = max(0, bisect_right(self._m, mono_ns) - 1)
@@ -100,6 +106,7 @@ class Discipline:
         if self.updates:
             raise RuntimeError("settle() is for a servo that has not been updated yet")
         self._m[0], self._c[0], self._f[0] = mono_ns, float(correction_ns), self.freq_ppb
+        self._seg = (mono_ns, float(correction_ns), self.freq_ppb, 0.0, 1.0)
         self.max_rate_ppb = max(self.max_rate_ppb, abs(self.freq_ppb))
 
     def remaining_at(self, mono_ns: int) -> int:
@@ -149,6 +156,7 @@ class Discipline:
         self._f.append(f)
         self._p.append(float(theta_ns))
         self._t.append(t_ns)
+        self._seg = (mono_now_ns, c_now, f, float(theta_ns), t_ns)
         rate = abs(f) + abs(theta_ns) / t_ns * NS_PER_S  # bounds |f + p/T|
         self.max_rate_ppb = max(self.max_rate_ppb, rate)
         self.updates += 1

@@ -271,6 +271,8 @@ class Oscillator:
     _wander: Wander | None = field(default=None, init=False, repr=False)
     plain: bool = field(default=True, init=False)  # True: offset and drift only
     gapless: bool = field(default=True, init=False)  # True: no steps/strobes/discipline: gap 0
+    # True: the monotonic reading is offset and drift only (no wander, sinusoid, replay, fault)
+    mono_plain: bool = field(default=True, init=False)
     # the latest non-plain evaluation (truth, servo updates then, step gap, slewing): a worker
     # reads local_at(t) and then each source's gaps_at(t) for the same receipt; one tuple,
     # replaced atomically
@@ -289,12 +291,14 @@ class Oscillator:
         self.plain = (self._wander is None and not self.faults and discipline is None
                       and not self.sinusoids and self.replay is None)  # fmt: skip
         self.gapless = discipline is None and all(f.kind == "freq" for f in self.faults)
+        self.mono_plain = (self._wander is None and not self.faults and not self.sinusoids
+                           and self.replay is None)  # fmt: skip
 
     def monotonic_at(self, truth_ns: int) -> int:
         """The monotonic reading (never steps, never slewed) at a true instant."""
         t = truth_ns
         raw = t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
-        if self.plain:
+        if self.mono_plain:
             return raw
         if self._wander is not None:
             raw += round(self._wander.phase_ns(t))
@@ -428,10 +432,17 @@ class Oscillator:
 
     def local_at(self, truth_ns: int) -> int:
         """The node's realtime clock at a true instant."""
+        t = truth_ns
         if self.plain:
-            t = truth_ns
             return t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
-        raw, steps, slew = self._eval(truth_ns, self.monotonic_at(truth_ns))
+        disc = self.discipline
+        if self.mono_plain and disc is not None:  # a disciplined host's usual clock: inlined
+            raw = t + self.offset_ns + (t - self.t0_ns) * self.drift_ppb // NS_PER_S
+            n = getattr(disc, "updates", 0)
+            slew = disc.correction_at(raw)
+            self._last = (t, n, 0, slew)
+            return raw + slew
+        raw, steps, slew = self._eval(t, self.monotonic_at(t))
         return raw + steps + slew
 
     def error_at(self, truth_ns: int) -> int:
