@@ -252,3 +252,29 @@ def test_existing_name_is_refused_not_renamed(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2 and "already exists; choose another --name" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["x"]
+
+
+def test_worker_lists_as_the_original_coordinator_wrote_them(tmp_path: Path) -> None:
+    """The original coordinator wrote ``workers_sent``/``workers_failed`` as comma-joined
+    ``host:port`` lists (quoted in the CSV; empty when none): imported as their counts, the
+    addresses kept as legacy columns; a field that is neither a count nor addresses is one line
+    naming file, line and column."""
+    src = write_legacy(tmp_path / "lists")
+    rows = [
+        "1,0,1000000000,2024-01-01T00:00:01Z,0.5,1000500000,0.1,1000100000,10.5,"
+        '"host-a:9000,host-b:9000",',
+        '2,1,2000000000,2024-01-01T00:00:02Z,0.5,2000500000,,,10,"host-a:9000,host-b:9000",',
+    ]
+    (src / "coordinator.csv").write_text("\n".join([COORD_HEADER, *rows]) + "\n")
+    res = import_legacy(src, tmp_path / "out")
+    t = pq.read_table(next((res.root / "traces" / "coordinator").glob("*.parquet"))).to_pylist()
+    assert [r["workers_sent"] for r in t] == [2, 2]
+    assert [r["workers_failed"] for r in t] == [0, 0]  # empty: none failed
+    assert [r["legacy_workers_sent_addresses"] for r in t] == ["host-a:9000,host-b:9000"] * 2
+    bad = tmp_path / "bad"
+    write_legacy(bad)
+    (bad / "coordinator.csv").write_text(
+        COORD_HEADER + '\n1,0,1000000000,x,0.5,1000500000,0.1,1000100000,10.5,"a b",0\n'
+    )
+    with pytest.raises(LegacyImportError, match=r"coordinator\.csv:2: column workers_sent"):
+        import_legacy(bad, tmp_path / "out2")

@@ -27,7 +27,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,22 @@ class Table:
     rows: int
     sha256: str
     lines: list[int]  # the file line of each data row (1 = header)
+    # the text of worker-count columns written as address lists ("host:port,host:port")
+    address_lists: dict[str, list[str | None]] = field(default_factory=dict)
+
+
+_ADDRESS = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
+
+
+def _parse_workers(text: str) -> int:
+    """A worker-count column: an integer, or — as the original coordinator wrote it — the
+    comma-joined ``host:port`` addresses of those workers (their number)."""
+    if _INT.match(text):
+        return int(text)
+    parts = [p.strip() for p in text.split(",")]
+    if not all(_ADDRESS.match(p) for p in parts):
+        raise ValueError("not an integer nor a list of host:port addresses")
+    return len(parts)
 
 
 def _parse_int(text: str) -> int:
@@ -152,7 +168,11 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
         parsers: list[Callable[[str], Any] | None] = []
         for h in header:
             k = _kind(h)
+            if h in UINT16:
+                parsers.append(_parse_workers)
+                continue
             parsers.append(_parse_int if k == "int" else _parse_float if k == "float" else None)
+        lists: dict[str, list[str | None]] = {h: [] for h in header if h in UINT16}
         cols: list[list[Any]] = [[] for _ in header]
         lines: list[int] = []
         rows = 0
@@ -166,10 +186,13 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
                 )
             for i, (name, raw) in enumerate(zip(header, rec, strict=True)):
                 text = raw.strip()
+                if name in lists:
+                    lists[name].append(None if _INT.match(text) else text)
                 if text == "":
                     if name in NOT_EMPTY:
                         raise LegacyImportError(f"{path}:{line}: column {name}: empty")
-                    cols[i].append(None)
+                    # the original coordinator left a worker list empty when there were none
+                    cols[i].append(0 if name in UINT16 else None)
                     continue
                 parse = parsers[i]
                 if parse is None:
@@ -178,7 +201,9 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
                 try:
                     v = parse(text)
                 except ValueError:
-                    what = "an integer" if parse is _parse_int else "a number"
+                    what = ("an integer" if parse is _parse_int else
+                            "an integer nor a list of host:port addresses"
+                            if parse is _parse_workers else "a number")  # fmt: skip
                     raise LegacyImportError(
                         f"{path}:{line}: column {name}: {text!r} is not {what}"
                     ) from None
@@ -195,7 +220,8 @@ def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = 
         raise LegacyImportError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
     except UnicodeDecodeError as e:
         raise LegacyImportError(f"{path}: not UTF-8 text ({e.reason})") from None
-    return Table(path, header, dict(zip(header, cols, strict=True)), rows, digest, lines)
+    kept = {h: v for h, v in lists.items() if any(x for x in v)}  # lists seen in this file
+    return Table(path, header, dict(zip(header, cols, strict=True)), rows, digest, lines, kept)
 
 
 def _delay_ns(path: Path, values: list[float | None]) -> list[int | None]:
@@ -326,6 +352,11 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
         cols.update(_reading_cols("chronotick", (est, none_co, none_co, none_co)))
     legacy = [h for h in co.header if h not in MAPPED]
     cols.update({f"legacy_{h}": c[h] for h in legacy})
+    # worker lists written as addresses: their count is workers_sent/failed; the addresses
+    # themselves are kept (empty string: none; null: the row gave a count)
+    for h, texts in co.address_lists.items():
+        legacy.append(f"{h}_addresses")
+        cols[f"legacy_{h}_addresses"] = [t if t is not None else None for t in texts]
     schema = _schema(
         send_schema(sources),
         ("scheduled_delay_ns", "pacing_error_ns", "workers_sent", "workers_failed"),
