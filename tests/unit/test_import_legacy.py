@@ -278,3 +278,32 @@ def test_worker_lists_as_the_original_coordinator_wrote_them(tmp_path: Path) -> 
     )
     with pytest.raises(LegacyImportError, match=r"coordinator\.csv:2: column workers_sent"):
         import_legacy(bad, tmp_path / "out2")
+
+
+def test_original_definitions_are_reported_beside_skewlabs(tmp_path: Path) -> None:
+    """The original analysis's causality counts, by hand from the files above, with B's e2
+    ChronoTick reading moved to 1999.95 ms: the coordinator recorded no ChronoTick reading of
+    e2, so the original compared it with send_time_ns (2000 ms) and counted a violation, where
+    skewlab (same source only) leaves it undecided."""
+    b_rows = [B_ROWS[0], "2,B,1,1999900000,2000000000,0.2,1.0,2000600000,0.1,1e-6,0.1,0.9,"
+              "model,0.0,1999950000,1999900000,2000000000,0.2,0.3"]  # fmt: skip
+    res = import_legacy(write_legacy(tmp_path / "src", b_rows=b_rows), tmp_path / "out")
+    orig = json.loads(res.metadata_path.read_text())["import"]["original_definitions"]
+    w = orig["workers"]
+    # B: system e2 1999.9 < 2000 (1 of 2); ntp e1 1000.4 < 1000.5 (1 of 2); chronotick e1
+    # 1000.3 vs 1000.1 (after), e2 1999.95 vs send_time 2000 (violation, vs send_time)
+    assert w["B"]["system"] == {"compared": 2, "violations": 1, "vs_send_time": 0}
+    assert w["B"]["ntp"] == {"compared": 2, "violations": 1, "vs_send_time": 0}
+    assert w["B"]["chronotick"] == {"compared": 2, "violations": 1, "vs_send_time": 1}
+    # C: e1 ties are not violations; e3 has no ntp and no ChronoTick reading
+    assert w["C"]["system"] == {"compared": 3, "violations": 0, "vs_send_time": 0}
+    assert w["C"]["ntp"] == {"compared": 2, "violations": 0, "vs_send_time": 0}
+    assert w["C"]["chronotick"] == {"compared": 2, "violations": 0, "vs_send_time": 1}
+    stats = analyze(res, make_figures=False)
+    sk = stats["workers"]["B"]["sources"]["chronotick"]["causality"]
+    assert (sk["violations"], sk["decided"]) == (0, 1)  # skewlab: e2 undecided
+    from skewlab.analysis.report import blocks, to_markdown
+
+    report = to_markdown(blocks(stats))
+    assert "The original framework's definitions" in report
+    assert "| B | chronotick | 1/2 | 1 | 0/1 |" in report

@@ -375,6 +375,7 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
             by_id.setdefault(e, i)  # first row of a duplicated id
 
         files: dict[str, Any] = {co.path.name: {"rows": co.rows, "sha256": co.sha256}}
+        original: dict[str, dict[str, dict[str, int]]] = {}
         for w, t in ws.items():
             r = t.columns
             n = t.rows
@@ -410,6 +411,14 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
             for s, (e, lo_, hi_, st) in sends.items():
                 cs, ce, clo, chi = send_source_columns(s)
                 rc.update({cs: st, ce: e, clo: lo_, chi: hi_})
+            coord_send = from_coord("send_time_ns")
+            worker_reads = {"system": r["receive_time_ns"], "ntp": r["ntp_timestamp_ns"]}
+            if ct:
+                worker_reads["chronotick"] = r.get("ct_timestamp_ns", none)
+            original[w] = {
+                src: original_causality(reads, sends[src][0], coord_send)
+                for src, reads in worker_reads.items()
+            }
             legacy_w = [h for h in t.header if h not in MAPPED]
             rc.update({f"legacy_{h}": r[h] for h in legacy_w})
             _write(res.root, w, _schema(receipt_schema(sources), (), legacy_w), rc)
@@ -435,6 +444,9 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
                     "files": files,
                     "chronotick": ct,
                     "mapping": MAPPING,
+                    # the original analysis's own causality counts, to reproduce what it
+                    # published (report: "The original framework's definitions")
+                    "original_definitions": {"rule": ORIGINAL_RULE, "workers": original},
                 },
             },
         )
@@ -444,6 +456,31 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
         shutil.rmtree(res.root, ignore_errors=True)  # never leave a half-imported folder
         raise
     return res
+
+
+ORIGINAL_RULE = (
+    "the original framework's causality check: a receipt violates causality when the worker's "
+    "reading of a source is earlier than the coordinator's reading of that source, and, when "
+    "the coordinator recorded no reading of it (its ct_* columns are empty), earlier than the "
+    "coordinator's send_time_ns (its system clock); system: receive_time_ns < send_time_ns"
+)
+
+
+def original_causality(worker: list[int | None], coord: list[int | None],
+                       coord_send: list[int | None]) -> dict[str, int]:  # fmt: skip
+    """The original analysis's count for one worker and source: receipts with a worker reading
+    compared with the coordinator's reading of the same source, or with its send_time_ns where
+    it recorded none (``compared``), and those earlier (``violations``); ``vs_send_time`` of
+    them were compared with send_time_ns (a different clock: skewlab leaves them undecided)."""
+    compared = violations = vs_send = 0
+    for wr, cr, cs in zip(worker, coord, coord_send, strict=True):
+        ref = cr if cr is not None else cs
+        if wr is None or ref is None:
+            continue
+        compared += 1
+        violations += wr < ref
+        vs_send += cr is None
+    return {"compared": compared, "violations": violations, "vs_send_time": vs_send}
 
 
 # What each skewlab source and column was made from (recorded in metadata.json and the report).

@@ -132,7 +132,42 @@ def _frames(stats: Stats) -> list[Block]:
             Table(["source / column", "made from"], [[k, v] for k, v in imp["mapping"].items()])
         )
         b.append(Table(["metric", "frame", "available"], [list(r) for r in IMPORT_FRAMES]))
+        b += _original_definitions(stats, imp)
     return b
+
+
+def _original_definitions(stats: Stats, imp: dict) -> list[Block]:
+    """Imported traces: the original analysis's own causality counts next to skewlab's
+    frame-consistent ones, so a user reproduces what was published and sees the frames."""
+    orig = imp.get("original_definitions")
+    if not orig:
+        return []
+    rows = []
+    for w, per in orig["workers"].items():
+        for s, o in per.items():
+            c = stats["workers"].get(w, {}).get("sources", {}).get(s, {}).get("causality") or {}
+            rows.append([w, s, f"{o['violations']}/{o['compared']}", str(o["vs_send_time"]),
+                         f"{c.get('violations', NA)}/{c.get('decided', NA)}"])  # fmt: skip
+    return [
+        H("The original framework's definitions"),
+        P(
+            f"Counted as the original analysis counted them — {orig['rule']}. skewlab compares "
+            "only readings of the same source (each node in its own frame) and leaves a receipt "
+            "undecided when the coordinator recorded no reading of that source; the column "
+            "'vs send_time_ns' counts the receipts where the two definitions differ in what they "
+            "compare."
+        ),
+        Table(
+            [
+                "worker",
+                "source",
+                "original: violations/compared",
+                "vs send_time_ns",
+                "skewlab: violations/decided",
+            ],
+            rows,
+        ),
+    ]
 
 
 def _title(stats: Stats) -> list[Block]:
