@@ -356,7 +356,7 @@ def import_legacy(src: Path, out: Path, name: str | None = None) -> ResultsDir:
     # themselves are kept (empty string: none; null: the row gave a count)
     for h, texts in co.address_lists.items():
         legacy.append(f"{h}_addresses")
-        cols[f"legacy_{h}_addresses"] = [t if t is not None else None for t in texts]
+        cols[f"legacy_{h}_addresses"] = texts
     schema = _schema(
         send_schema(sources),
         ("scheduled_delay_ns", "pacing_error_ns", "workers_sent", "workers_failed"),
