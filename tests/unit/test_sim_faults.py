@@ -22,20 +22,11 @@ from skewlab.sim.node import T0_NS
 from skewlab.sim.simulate import simulate
 from skewlab.spec import ExperimentSpec, from_dict
 from skewlab.trace import load_receipts, read_parts
+from tests.integration.test_reliability_faults import FREE_NODES  # the same hosts
 
 BOUNDED = ["truetime", "clockbound", "skewlab"]
 SYNC, FREE, UNSYNC = 2, 1, 0
 S = 1_000_000_000
-
-
-# free-running hosts (the default nodes, undisciplined): the faults' effects on the bounds are
-# then the bounds' own (a servo would slew ClockBound's |offset| term away during an outage)
-FREE_NODES = [
-    {"name": "coordinator", "role": "coordinator", "offset_ms": 1.0, "drift_ppm": 10.0,
-     "discipline": "free"},
-    {"name": "B", "offset_ms": 3.0, "drift_ppm": 40.0, "discipline": "free"},
-    {"name": "C", "offset_ms": -2.0, "drift_ppm": -25.0, "discipline": "free"},
-]  # fmt: skip
 
 
 def _spec(events: int, faults: list[dict], **extra: Any) -> ExperimentSpec:
