@@ -179,6 +179,37 @@ class NtpSpec(_Model):
     servers: int = Field(1, ge=1, le=7)
 
 
+class TruthSpec(_Model):
+    """Measured truth (docs/METHODOLOGY.md, "Measured truth"): every coordinator and worker runs
+    a truth prober — frequent NTP exchanges with a reference clock, on its own socket and
+    thread, recorded as ``traces/<node>/truth-*.parquet`` and never read by a clock source.
+    The analysis bounds each receipt's and send's time in the reference's timescale from the
+    exchanges around it."""
+
+    # None: the launcher decides (on for `skewlab deploy` over ssh and slurm, off for local runs,
+    # whose emulated nodes have exact truth); true/false: always/never.
+    measured: bool | None = None
+    # "embedded": a fault-free NTP server in the ntp-server node process (on the coordinator's
+    # host unless placed elsewhere); or HOST:PORT of an NTP server to use as the reference.
+    reference: str = "embedded"
+    rate_hz: float = Field(10.0, ge=0.1, le=1000)  # exchanges per second per node
+    timeout_s: float = Field(0.25, gt=0, le=10)  # one exchange's reply deadline
+    # The largest rate at which reference − node clock may change between exchanges (ppm):
+    # each exchange's bound widens by this × the distance to it. 500 ppm is the Linux kernel's
+    # frequency limit for a disciplined clock (MAXFREQ), far beyond a crystal's ±100 ppm.
+    max_drift_ppm: float = Field(500.0, gt=0, le=100_000)
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_ok(cls, v: str) -> str:
+        if v == "embedded":
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("reference is 'embedded' or HOST:PORT of an NTP server")
+        return v
+
+
 class RunSpec(_Model):
     """Run-loop settings of the local launcher."""
 
@@ -228,6 +259,7 @@ class ExperimentSpec(_Model):
     commit_wait: CommitWaitSpec = Field(default_factory=CommitWaitSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     network: NetworkSpec = Field(default_factory=NetworkSpec)  # link emulation (net/)
+    truth: TruthSpec = Field(default_factory=TruthSpec)  # measured truth (node/prober.py)
     faults: list[FaultSpec] = Field(default_factory=list)  # nemesis schedule (nemesis/)
 
     @field_validator("name")

@@ -168,6 +168,23 @@ def ntp_row(sample: Any) -> tuple[Any, ...]:
     return tuple(getattr(sample, name) for name in NTP_SCHEMA.names)
 
 
+# -- truth traces: traces/<node>/truth-NNNNNN.parquet, written by a node's truth prober
+# (node/prober.py), read by the analysis (analysis/truth.py). One row per valid exchange with the
+# reference clock; T1/T4 on the node's clock (what its sources read), T2/T3 on the reference's.
+TRUTH_PREFIX = "truth"
+TRUTH_SCHEMA = pa.schema(
+    [
+        pa.field("t1_ns", pa.int64(), nullable=False),  # node clock, read just before sending
+        pa.field("t2_ns", pa.int64(), nullable=False),  # reference: request received
+        pa.field("t3_ns", pa.int64(), nullable=False),  # reference: reply sent
+        pa.field("t4_ns", pa.int64(), nullable=False),  # node clock at the reply's arrival
+        pa.field("truth_t1_ns", pa.int64()),  # host clock at T1 (exact truth on emulated runs)
+        pa.field("truth_t4_ns", pa.int64()),  # host clock at T4
+    ],
+    metadata=_META,
+)
+
+
 # -- link traces: traces/_links/<from>~<to>.parquet, written by the link emulator (net/link.py),
 # read by the analysis (analysis/links.py). 1: first version. 2: the file metadata's
 # ``skewlab.link`` JSON also holds ``requested``: per direction, the figures the link was asked

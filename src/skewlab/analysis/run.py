@@ -44,6 +44,7 @@ from skewlab.analysis.stats_util import (
     plain,
     rate,
 )
+from skewlab.analysis.truth import measured_truth
 from skewlab.store import ResultsDir, write_json_atomic
 from skewlab.trace import part_files, send_source_columns, source_columns
 
@@ -466,6 +467,7 @@ def compute(t: Traces) -> Stats:
     sends, blocks, intervals = block_grid(t, sends, truth)
     sent = sends.get_column("event_id").n_unique()
     coordinator = _coordinator(t, truth, sends, blocks)
+    measured = measured_truth(t, sends, blocks, truth)  # None without truth traces
     key = _send_key(sends, sent)
     fallback = _send_side(t, sends, sent) if _needs_fallback(t) else None
     del sends
@@ -506,6 +508,8 @@ def compute(t: Traces) -> Stats:
         "rate_definitions": RATE_DEFINITIONS,
         "summary_rates": SUMMARY_RATES,
     }
+    if measured is not None:
+        doc["measured_truth"] = measured
     return plain(doc)  # type: ignore[no-any-return]  # counts' block splits are not written
 
 

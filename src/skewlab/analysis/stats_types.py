@@ -448,6 +448,82 @@ class LinkSummary(TypedDict):
     back: LinkDirection
 
 
+# -- measured truth (analysis/truth.py; docs/METHODOLOGY.md, "Measured truth") -------------------
+
+
+class Judged(TypedDict):
+    """Claims judged against measured truth intervals: each is certainly right, certainly wrong
+    or undecided (the truth interval allows both). Wrong lies within [certainly_wrong,
+    possibly_wrong] = [k₁, k₁ + k₂]; rates are over ``claims``. With exact truth (emulated
+    clocks) ``exact_wrong`` is the exact count over the same claims, side by side."""
+
+    claims: int
+    certainly_right: int
+    certainly_wrong: int  # k₁
+    undecided: int  # k₂ (a claim without a truth interval is undecided)
+    possibly_wrong: int  # k₁ + k₂
+    certainly_wrong_rate: Rate | None
+    possibly_wrong_rate: Rate | None
+    undecided_rate: Rate | None
+    exact_wrong: int | None
+    exact_wrong_rate: Rate | None
+
+
+class MaeBounds(TypedDict):
+    """Mean |estimate − truth| over readings with a truth interval: at least ``lo_ns``, at most
+    ``hi_ns``; ``exact_ns`` with exact truth."""
+
+    n: int
+    lo_ns: float | None
+    hi_ns: float | None
+    exact_ns: float | None
+
+
+class MeasuredWindow(TypedDict):
+    point: Judged
+    bounded: Judged | None
+
+
+class MeasuredOrdering(TypedDict):
+    point: Judged
+    bounded: Judged | None
+
+
+class MeasuredSource(TypedDict):
+    kind: Kind
+    mae: MaeBounds
+    coverage: Judged | None  # bounded sources: "wrong" = missed, "right" = covered
+    causality: Judged  # violation claims of the estimates: wrong = the receipt was not earlier
+    causality_bounded: Judged | None  # violating intervals
+    windows: dict[str, MeasuredWindow]  # window size (ms) →
+    ordering: MeasuredOrdering  # over every pair of workers
+
+
+class MeasuredNode(TypedDict):
+    """One node's truth prober and the intervals it gave its receipts (workers) or sends."""
+
+    exchanges: int
+    delay_ns: Dist  # δ of the exchanges
+    intervals: int  # receipts or sends given a truth interval
+    no_interval: int  # without one: no exchange, or exchanges that contradict the drift bound
+    inconsistent_exchange_pairs: int  # consecutive exchanges the drift bound cannot join
+    half_width_ns: Dist
+    nearest_exchange_ns: Dist  # distance from a receipt/send to its nearest exchange (local)
+    drift_term_ns: int | None  # max_drift × the median nearest distance
+    decided_by: str
+    exact_coverage: Rate | None  # exact truth inside the interval (emulated clocks)
+
+
+class MeasuredTruth(TypedDict):
+    available: bool
+    reference: dict[str, Any] | None  # metadata.json "measured_truth"
+    max_drift_ppm: float
+    exact_truth: bool  # exact counts are reported beside the bounded ones
+    nodes: dict[str, MeasuredNode]
+    causality_truth: Judged  # every matched receipt: wrong = not after its send (must be 0)
+    sources: dict[str, MeasuredSource]
+
+
 # -- the document ------------------------------------------------------------------------------
 
 
@@ -496,6 +572,7 @@ Stats = TypedDict(
         "rate_definitions": dict[str, RateDefinition],
         "summary_rates": dict[str, str],  # summary name → its RATE_DEFINITIONS key
         "network": NotRequired[dict[str, LinkSummary]],  # only with emulated links
+        "measured_truth": NotRequired[MeasuredTruth],  # only with truth traces
         "reports": NotRequired[list[str]],  # only when figures and reports were made
     },
 )

@@ -31,6 +31,7 @@ from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
 from skewlab.timebase import host_ns, monotonic_s
 
 NTP_NODE = "ntp-server"  # node name of the embedded NTP server
+TRUTH_REFERENCE = "truth-reference"  # path name of the probes (traces/_links/<node>~…)
 STOP_ASK_S = 3.0  # after "stop" over the control channel, wait this long before SIGTERM
 STOP_TERM_S = 3.0  # after SIGTERM, wait this long before SIGKILL
 LOST_GRACE_S = 2.0  # after a node's control connection drops, wait this long for its exit code
@@ -188,6 +189,44 @@ class Orchestrator:
     def ntp_address(self) -> str | None:
         """An external NTP server (host:port) to use instead of the embedded one, or None."""
         return None
+
+    # Whether nodes record measured truth when the spec leaves it to the launcher
+    # (truth.measured unset): off here and for local runs (emulated nodes on one host have exact
+    # truth), on for ssh and slurm (deploy/remote.py).
+    measured_truth_default = False
+
+    def measures_truth(self) -> bool:
+        """Whether every coordinator and worker runs a truth prober (node/prober.py)."""
+        m = self.spec.truth.measured
+        return self.measured_truth_default if m is None else m
+
+    def truth_facts(self, reference: str | None = None) -> dict[str, Any]:
+        """What metadata.json says about measured truth: the reference and the prober."""
+        t = self.spec.truth
+        if not self.measures_truth():
+            why = ("truth.measured = false" if t.measured is False else
+                   f"off by default with the {self.launcher_name} launcher (truth.measured)")
+            return {"enabled": False, "why": why}  # fmt: skip
+        embedded = t.reference == "embedded"
+        return {
+            "enabled": True,
+            "reference": reference,
+            "reference_kind": (
+                f"embedded: a fault-free NTP server in the {NTP_NODE} node process on host "
+                f"{self.node_address(NTP_NODE)} (serving that host's clock)"
+                if embedded else "external NTP server (truth.reference)"
+            ),
+            "prober": {
+                "rate_hz": t.rate_hz,
+                "timeout_s": t.timeout_s,
+                "thread": "its own thread and UDP socket in every coordinator and worker process",
+                "timestamps": "T1 read before sending; T4 the kernel's receive stamp "
+                "(SO_TIMESTAMPNS) where available (per node: counts.truth_kernel_timestamps); "
+                "hardware timestamps not implemented",
+            },
+            "max_drift_ppm": t.max_drift_ppm,
+            "trace": "traces/<node>/truth-*.parquet",
+        }
 
     # -- helpers --------------------------------------------------------------------------------
     def _log_path(self, name: str) -> Path:
@@ -467,12 +506,25 @@ class Orchestrator:
         ready = lambda m: m.type == "ready"  # noqa: E731
         ntp_arg = self.ntp_address()
         ntp_more: list[str] = []  # NTP servers 1.. (ntp.servers > 1)
-        if ntp_arg is None:
-            self._spawn("ntp-server", NTP_NODE, [])
+        measure = self.measures_truth()
+        embedded_ref = measure and spec.truth.reference == "embedded"
+        if ntp_arg is None or embedded_ref:
+            # the embedded truth reference lives in the ntp-server node process (alone in it
+            # when the experiment's NTP server is external)
+            ref = ["--truth-reference", "also" if ntp_arg is None else "only"]
+            self._spawn("ntp-server", NTP_NODE, ref if embedded_ref else [])
             ntp_ready = self._wait_for(ready, {NTP_NODE}, 15, "the NTP server")[NTP_NODE]
-            ntp_arg = hostport(self.node_address(NTP_NODE), ntp_ready.body["port"])
-            ntp_more = more_ntp_servers(self.node_address(NTP_NODE), ntp_ready.body)
+            if ntp_arg is None:
+                ntp_arg = hostport(self.node_address(NTP_NODE), ntp_ready.body["port"])
+                ntp_more = more_ntp_servers(self.node_address(NTP_NODE), ntp_ready.body)
         self.progress(f"NTP server ready on {ntp_arg}")
+        truth_ref: str | None = None
+        if embedded_ref:
+            truth_ref = hostport(self.node_address(NTP_NODE), ntp_ready.body["truth_port"])
+        elif measure:
+            truth_ref = spec.truth.reference
+        self.meta["measured_truth"] = self.truth_facts(truth_ref)
+        self._save_meta()
         from skewlab.net.link import Network
 
         self.net = net = Network.start(spec, res)  # via(src, dst, addr): relay or addr itself
@@ -487,6 +539,7 @@ class Orchestrator:
                     "--ntp",
                     net.via(w.name, NTP_NODE, ntp_arg),
                     *extra_ntp_args(net, w.name, ntp_more),
+                    *_truth_args(net, w.name, truth_ref),
                 ],
             )
         wait_s = spec.run.warmup_s + spec.run.ready_timeout_s + 10
@@ -499,6 +552,7 @@ class Orchestrator:
         self.progress(f"workers ready: {', '.join(waddrs)}")
 
         extra = ["--ntp", net.via(coord, NTP_NODE, ntp_arg), *extra_ntp_args(net, coord, ntp_more)]
+        extra += _truth_args(net, coord, truth_ref)
         for wa in waddrs:
             extra += ["--worker", wa]
         self._spawn("coordinator", coord, extra)
@@ -531,6 +585,14 @@ class Orchestrator:
             {n: (p.done or {}) for n, p in self.procs.items()},
             monotonic_s() - started,
         )
+
+
+def _truth_args(net: Any, node: str, reference: str | None) -> list[str]:
+    """``--truth`` for a node's prober (none without measured truth); through a relay emulated
+    as the node's path to the NTP server when that path is emulated."""
+    if reference is None:
+        return []
+    return ["--truth", net.via_like(node, TRUTH_REFERENCE, NTP_NODE, reference)]
 
 
 def source_commit() -> str | None:

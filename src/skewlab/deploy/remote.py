@@ -20,6 +20,8 @@ AGENT_TIMEOUT_S = 60.0  # one agent command on a host (probe, stage, signal, pac
 class RemoteLauncher(Orchestrator):
     """Nodes on the hosts of a cluster file; the control server listens on control_address."""
 
+    measured_truth_default = True  # real hosts have no exact truth: measure it (truth.measured)
+
     def __init__(
         self,
         spec: ExperimentSpec,

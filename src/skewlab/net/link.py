@@ -396,6 +396,23 @@ class Network:
             h, port = self.hub.add_link(p, self.relayed[p], (host.strip("[]"), int(port_s)))
         return f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
 
+    def via_like(self, src: str, dst: str, like: str, hostport: str) -> str:
+        """The relay address for traffic src → ``dst`` emulated as the path src → ``like`` is
+        (its own relay and trace, the same settings), or ``hostport`` when that path is not
+        emulated: measured truth's probes cross the network the node's NTP traffic crosses."""
+        from skewlab.net.profiles import path_name
+
+        settings = self.relayed.get(path_name(src, like))
+        if self.hub is None or settings is None:
+            return hostport
+        p = path_name(src, dst)
+        if p in self.hub.links:
+            h, port = self.hub.links[p].address
+        else:
+            host, _, port_s = hostport.rpartition(":")
+            h, port = self.hub.add_link(p, settings, (host.strip("[]"), int(port_s)))
+        return f"[{h}]:{port}" if ":" in h else f"{h}:{port}"
+
     def close(self, drain_s: float = 1.0) -> None:
         """Let queued datagrams go out, stop the relays and write traces/_links/<path>.parquet."""
         if self.hub is None:

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--worker", action="append", default=[], help="NAME=HOST:PORT")
     ap.add_argument("--bind", help="address this node binds its sockets to (default: run.host)")
+    ap.add_argument("--truth", type=_hostport, help="HOST:PORT of the truth reference (prober)")
+    ap.add_argument("--truth-reference", choices=["also", "only"],
+                    help="ntp-server: also (or only) serve the fault-free truth reference")
     a = ap.parse_args(argv)
     spec = spec_mod.load(a.spec)
     if a.bind:  # a deployed node binds its own host's address, not the launcher's
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         a.ntp[0] if a.ntp else None,
         list(a.ntp),
         event_key=keys.events,
+        truth_addr=a.truth,
+        truth_reference=a.truth_reference,
     )
     ctx.install_signals()
     try:

@@ -38,6 +38,8 @@ class NodeContext:
     ntp_addrs: list[tuple[str, int]] = field(default_factory=list)  # all servers (multi-server)
     signalled: threading.Event = field(default_factory=threading.Event)  # SIGINT/SIGTERM seen
     event_key: bytes | None = field(default=None, repr=False)  # the run's event HMAC key
+    truth_addr: tuple[str, int] | None = None  # measured truth's reference (node/prober.py)
+    truth_reference: str | None = None  # ntp-server node: serve the reference (also|only)
 
     def install_signals(self) -> None:
         def _stop(signum: int, _frame: object) -> None:

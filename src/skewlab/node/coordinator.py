@@ -13,6 +13,7 @@ from skewlab.net import wire
 from skewlab.node.context import PROGRESS_EVERY_S, NodeContext
 from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import Pacer, delays_ns
+from skewlab.node.prober import start_prober
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
 from skewlab.node.udp import _connected, bind_udp
 from skewlab.timebase import cpu_s
@@ -27,6 +28,7 @@ def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> in
     clock, state = ctx.node_sync()
     sock = bind_udp(spec.run.host, node.port, "the coordinator")
     poller = _start_sync(ctx, clock, state)
+    prober = start_prober(ctx, clock)  # measured truth: its own thread and socket, or None
     sources = make_sources(spec.sources, state, spec.source_params)
     writer = PartWriter(ctx.results.node_dir(ctx.name), "events", send_schema(spec.sources),
                         spec.run.batch_rows)  # fmt: skip
@@ -41,8 +43,10 @@ def run_coordinator(ctx: NodeContext, workers: list[tuple[str, str, int]]) -> in
         counts["cpu_run_s"] = round(cpu_s() - cpu0, 3)  # sending phase only
     finally:
         poller.stop()
+        truth_counts = prober.stop() if prober is not None else {}
         writer.flush()
         sock.close()
+    counts.update(truth_counts)
     counts.update(rows=writer.rows_written, parts=writer.parts_written, **poller.counts())
     ctx.report_done(counts)
     return 0

@@ -17,7 +17,8 @@ def run_ntp_server(ctx: NodeContext) -> int:
     apply the spec's NTP faults to them (skewlab.nemesis.ntp)."""
     spec = ctx.spec
     servers: list[NtpServer] = []
-    for k in range(spec.ntp.servers):
+    count = 0 if ctx.truth_reference == "only" else spec.ntp.servers
+    for k in range(count):
         port = spec.ntp.port + k if spec.ntp.port else 0
         try:
             servers.append(NtpServer(spec.run.host, port, seed=spec.seed * 100 + k).start())
@@ -29,16 +30,20 @@ def run_ntp_server(ctx: NodeContext) -> int:
                 " (choose another ntp.port, or 0 for any free port)"
             ) from None
     ports = [s.port for s in servers]
+    # measured truth's reference: one more server, fault-free (no nemesis reaches it)
+    reference = NtpServer(spec.run.host, 0).start() if ctx.truth_reference else None
     retired: list[NtpServer] = []
 
     def rebind(k: int) -> NtpServer:
         retired.append(servers[k])
         return NtpServer(spec.run.host, ports[k], seed=spec.seed * 100 + k).start()
 
-    has_faults = any(f.kind in NTP_KINDS for f in spec.faults)
+    has_faults = count > 0 and any(f.kind in NTP_KINDS for f in spec.faults)
     recorder = FaultRecorder(ctx.results.nemesis_dir, ctx.name) if has_faults else None
-    nemesis = NtpNemesis(spec.faults, servers, ctx.t0_ns, recorder, rebind).start()
-    ctx.link.send("ready", port=ports[0], ports=ports)
+    faults = spec.faults if count else []  # serving only the reference: no NTP faults
+    nemesis = NtpNemesis(faults, servers, ctx.t0_ns, recorder, rebind).start()
+    ctx.link.send("ready", port=ports[0] if ports else None, ports=ports,
+                  truth_port=reference.port if reference else None)  # fmt: skip
     ctx.link.stop_event.wait()
     nemesis.stop()
     counts: Counter[str] = Counter()
@@ -56,5 +61,8 @@ def run_ntp_server(ctx: NodeContext) -> int:
     if len(servers) > 1:
         out["servers"] = per_server
     out.update(nemesis.counts())
+    if reference is not None:
+        reference.stop()
+        out["truth_reference"] = dict(reference.counters)
     ctx.link.send("done", counts=out)
     return 0

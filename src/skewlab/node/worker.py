@@ -15,6 +15,7 @@ from skewlab.node.commit_wait import CommitWaitEvaluator
 from skewlab.node.context import NodeContext
 from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import effective_commit_wait_ms
+from skewlab.node.prober import start_prober
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
 from skewlab.node.udp import bind_udp, udp_drops
 from skewlab.timebase import cpu_s, monotonic_ns, monotonic_s
@@ -172,6 +173,7 @@ def run_worker(ctx: NodeContext) -> int:
     clock, state = ctx.node_sync()
     sock = bind_udp(spec.run.host, node.port, f"worker {ctx.name}")
     poller = _start_sync(ctx, clock, state)
+    prober = start_prober(ctx, clock)  # measured truth: its own thread and socket, or None
     sources = make_sources(spec.sources, state, spec.source_params)
     node_dir = ctx.results.node_dir(ctx.name)
     writer = PartWriter(node_dir, "events", receipt_schema(spec.sources), spec.run.batch_rows,
@@ -196,6 +198,8 @@ def run_worker(ctx: NodeContext) -> int:
         cw_counts["run_s"] = round(monotonic_s() - wall0, 3)
     finally:
         poller.stop()
+        if prober is not None:
+            cw_counts.update(prober.stop())
         writer.flush()
         cw_counts.update(cw.stop())
         cw_counts["kernel_drops"] = udp_drops(sock)  # shed by the kernel: receive buffer full

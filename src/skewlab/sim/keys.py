@@ -134,6 +134,14 @@ SPEC_KEYS: dict[str, str] = {
     "faults[].offset_ms": HONOURED,
     "faults[].path": HONOURED,
     "faults[].ramp_s": HONOURED,  # the oscillator's ramp (clocks/oscillator.py)
+    # measured truth: a real prober's NTP exchanges over sockets; the simulator has exact truth
+    # at every reading and records no truth trace (docs/SIMULATION.md)
+    **{
+        f"truth.{k}": "n/a: measured truth is a real-socket probe of a reference clock "
+        "(traces/<node>/truth-*); a simulated run has exact truth at every reading and "
+        "writes no truth trace"
+        for k in ("measured", "reference", "rate_hz", "timeout_s", "max_drift_ppm")
+    },
 }
 
 
