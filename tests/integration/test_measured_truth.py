@@ -1,0 +1,155 @@
+"""Measured truth against exact truth (issue 18 acceptance): a real `skewlab run` with emulated
+clocks on this host and truth probes on, each node's NTP and probe path on another network
+profile — loopback, lan, datacenter and the asymmetric wan — so one run covers all four. Every
+receipt and send gets a measured truth interval that contains its exact true time (coverage
+1.0), and every bounded count brackets the exact count of the same claims."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from skewlab.analysis.truth import ppb_of, truth_intervals
+from skewlab.store import ResultsDir
+from skewlab.trace import TRUTH_PREFIX, part_files
+from tests.conftest import run_skewlab
+
+CONFIG = """
+name = "measured"
+[[nodes]]
+name = "coordinator"
+role = "coordinator"
+offset_ms = 1.0
+drift_ppm = 10.0
+[[nodes]]
+name = "B"           # an undisciplined clock: +3 ms, +40 ppm and wander
+offset_ms = 3.0
+drift_ppm = 40.0
+wander_ppb = 20.0
+discipline = "free"
+[[nodes]]
+name = "C"
+offset_ms = -2.0
+drift_ppm = -25.0
+[[nodes]]
+name = "D"
+offset_ms = 0.5
+drift_ppm = 5.0
+discipline = "free"
+[workload]
+events = 150
+interval_ms = 10
+[run]
+warmup_s = 0.5
+[truth]
+measured = true
+rate_hz = 20
+[network]
+profile = "loopback"           # the events' paths, and D's NTP and probes
+[network.links."B~ntp-server"]
+profile = "lan"
+[network.links."C~ntp-server"]
+profile = "datacenter"
+[network.links."coordinator~ntp-server"]
+profile = "wan"                # asymmetric: 30 ms out, 20 ms back
+"""
+PATH_PROFILE = {"B": "lan", "C": "datacenter", "D": "loopback", "coordinator": "wan"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> ResultsDir:
+    tmp = tmp_path_factory.mktemp("measured-truth")
+    cfg = tmp / "exp.toml"
+    cfg.write_text(CONFIG)
+    out = tmp / "results"
+    r = run_skewlab("run", "-c", str(cfg), "-o", str(out), "--no-figures", "-q", timeout=240)
+    assert r.returncode == 0, r.stderr + r.stdout
+    [d] = list(out.iterdir())
+    return ResultsDir(d)
+
+
+def _judged(tree: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every Judged structure in a stats subtree, with where it is."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(tree, dict):
+        if "certainly_wrong" in tree:
+            return [(path, tree)]
+        for k, v in tree.items():
+            out += _judged(v, f"{path}/{k}")
+    return out
+
+
+def test_measured_truth_contains_exact_truth_on_every_path(run: ResultsDir) -> None:
+    stats = json.loads(run.stats_path.read_text())
+    mt = stats["measured_truth"]
+    assert mt["available"] and mt["exact_truth"] and stats["truth_available"]
+    meta = json.loads(run.metadata_path.read_text())
+    ref = meta["measured_truth"]
+    assert ref["enabled"] and ref["reference"] and ref["prober"]["rate_hz"] == 20
+    assert mt["reference"] == ref
+    ppb = ppb_of(mt["max_drift_ppm"])
+    for node, profile in PATH_PROFILE.items():
+        n = mt["nodes"][node]
+        assert n["exchanges"] > 0, node
+        assert n["no_interval"] == 0 and n["inconsistent_exchange_pairs"] == 0, (node, n)
+        cov = n["exact_coverage"]
+        assert cov["k"] == cov["n"] == n["intervals"] > 0, (node, profile, cov)
+        # the same from the traces themselves, by the one formula
+        files = part_files(run.node_dir(node), TRUTH_PREFIX)
+        assert files
+        counts = json.loads(run.node_counts_path(node).read_text())
+        assert counts["truth_exchanges"] == n["exchanges"]
+    # the wan path's half-width is its round trip's (~25 ms), loopback's far below a ms
+    assert mt["nodes"]["coordinator"]["half_width_ns"]["p50_ns"] > 10e6
+    assert mt["nodes"]["D"]["half_width_ns"]["p50_ns"] < 2e6
+    assert "decided_by" in mt["nodes"]["D"]
+
+
+def test_traces_recomputed_contain_truth(run: ResultsDir) -> None:
+    """Independently of the analysis's frames: every receipt's and send's (local, truth) pair
+    from the events traces against the node's truth trace."""
+    from skewlab.analysis.truth import Exchanges
+
+    for node in PATH_PROFILE:
+        t = pl.read_parquet([str(f) for f in part_files(run.node_dir(node), TRUTH_PREFIX)])
+        t = t.sort("t1_ns")
+        ex = Exchanges(*[t.get_column(c).to_numpy() for c in ("t1_ns", "t2_ns", "t3_ns",
+                                                               "t4_ns")])  # fmt: skip
+        ev = pl.read_parquet([str(f) for f in part_files(run.node_dir(node), "events")])
+        lo, hi, ok, _ = truth_intervals(ev.get_column("local_ns").to_numpy(), ex, ppb_of(500.0))
+        truth = ev.get_column("truth_ns").to_numpy()
+        assert ok.all(), node
+        assert np.all((lo <= truth) & (truth <= hi)), node
+
+
+def test_bounded_counts_bracket_exact_counts(run: ResultsDir) -> None:
+    stats = json.loads(run.stats_path.read_text())
+    mt = stats["measured_truth"]
+    items = _judged(mt["sources"]) + [("causality_truth", mt["causality_truth"])]
+    assert len(items) > 20
+    for where, j in items:
+        assert j["exact_wrong"] is not None, where
+        assert j["certainly_wrong"] <= j["exact_wrong"] <= j["possibly_wrong"], (where, j)
+        assert j["certainly_right"] + j["certainly_wrong"] + j["undecided"] == j["claims"]
+        for r in ("certainly_wrong_rate", "possibly_wrong_rate", "undecided_rate"):
+            if j["claims"]:
+                assert j[r]["method"] == "block" and j[r]["ci95"] is not None, (where, r)
+    # exact counts are the analysis's own: coverage misses and window errors, pooled
+    for s, src in mt["sources"].items():
+        per = [stats["workers"][w]["sources"][s] for w in ("B", "C", "D")]
+        if src["coverage"] is not None:
+            bq = [p["bound_quality"]["coverage"] for p in per]
+            assert src["coverage"]["claims"] == sum(b["n"] for b in bq)
+            assert src["coverage"]["exact_wrong"] == sum(b["n"] - b["k"] for b in bq)
+        for size, w in src["windows"].items():
+            assert w["point"]["exact_wrong"] == sum(p["windows"][size]["wrong"] for p in per)
+        mae = src["mae"]
+        assert mae["lo_ns"] <= mae["exact_ns"] <= mae["hi_ns"], (s, mae)
+    # no receipt before its send, and the truth check says so with certainty for most
+    ct = mt["causality_truth"]
+    assert ct["certainly_wrong"] == 0 and ct["exact_wrong"] == 0
