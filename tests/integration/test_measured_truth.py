@@ -7,7 +7,6 @@ receipt and send gets a measured truth interval that contains its exact true tim
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,7 +91,7 @@ def test_measured_truth_contains_exact_truth_on_every_path(run: ResultsDir) -> N
     ref = meta["measured_truth"]
     assert ref["enabled"] and ref["reference"] and ref["prober"]["rate_hz"] == 20
     assert mt["reference"] == ref
-    ppb = ppb_of(mt["max_drift_ppm"])
+    assert ppb_of(mt["max_drift_ppm"]) == 500_000  # the default, 500 ppm
     for node, profile in PATH_PROFILE.items():
         n = mt["nodes"][node]
         assert n["exchanges"] > 0, node
@@ -130,7 +129,7 @@ def test_traces_recomputed_contain_truth(run: ResultsDir) -> None:
 def test_bounded_counts_bracket_exact_counts(run: ResultsDir) -> None:
     stats = json.loads(run.stats_path.read_text())
     mt = stats["measured_truth"]
-    items = _judged(mt["sources"]) + [("causality_truth", mt["causality_truth"])]
+    items = [*_judged(mt["sources"]), ("causality_truth", mt["causality_truth"])]
     assert len(items) > 20
     for where, j in items:
         assert j["exact_wrong"] is not None, where
