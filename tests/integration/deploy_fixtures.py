@@ -246,3 +246,33 @@ def files_holding(root: Path, needles: list[bytes] | None = None) -> list[str]:
                     else KEY_HEX.search(data)):  # fmt: skip
                 out.append(str(p))
     return out
+
+
+def check_measured_truth(res: Path, nodes: tuple[str, ...], exact: bool) -> None:
+    """A deploy recorded measured truth by default (issue 18 item 4): metadata.json names the
+    reference and the prober's settings, every node's truth trace came back, and the analysis
+    gave every receipt and send an interval (containing the exact truth when there is one)."""
+    import json
+
+    meta = json.loads((res / "metadata.json").read_text())
+    mt = meta["measured_truth"]
+    assert mt["enabled"] is True and mt["reference"], mt
+    assert mt["reference_kind"].startswith("embedded") and mt["prober"]["rate_hz"] == 10.0
+    assert mt["max_drift_ppm"] == 500.0
+    stats = json.loads((res / "stats.json").read_text())
+    st = stats["measured_truth"]
+    assert st["available"] and st["exact_truth"] is exact and st["reference"] == mt
+    for n in nodes:
+        assert list((res / "traces" / n).glob("truth-*.parquet")), n
+        counts = meta["nodes"][n]["counts"] or json.loads(
+            (res / "traces" / n / "counts.json").read_text()
+        )  # a node stopped on a failure may not have reported them over the control channel
+        assert counts["truth_exchanges"] > 0 and counts["truth_hardware_timestamps"] is False
+        node = st["nodes"][n]
+        assert node["exchanges"] == counts["truth_exchanges"]
+        assert node["intervals"] > 0 and node["no_interval"] == 0, (n, node)
+        if exact:
+            cov = node["exact_coverage"]
+            assert cov["k"] == cov["n"] == node["intervals"], (n, cov)
+        else:
+            assert node["exact_coverage"] is None

@@ -14,6 +14,7 @@ from skewlab.deploy.orchestrator import pid_alive
 from skewlab.trace import load_receipts, read_parts
 from tests.conftest import skewlab_cmd
 from tests.integration.deploy_fixtures import (
+    check_measured_truth,
     experiment,
     files_holding,
     key_like_cmdlines,
@@ -73,6 +74,7 @@ def test_slurm_sbatch_from_login_node(slurm: dict[str, str], tmp_path: Path) -> 
     for w in ("W0", "W1"):
         ids = load_receipts(res / "traces" / w, sources).column("event_id").to_pylist()
         assert stats["workers"][w]["accounting"]["received"] == len(set(ids)) > 0
+    check_measured_truth(res, ("coordinator", "W0", "W1"), exact=True)  # on by default
     for n, info in meta["nodes"].items():
         assert not pid_alive(info["pid"]), n
     assert len(looked_at) >= 4  # srun clients and the nodes of the job steps

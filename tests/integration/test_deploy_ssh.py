@@ -22,6 +22,7 @@ from skewlab.trace import load_receipts, part_files, read_parts
 from tests.conftest import run_skewlab, skewlab_cmd
 from tests.integration.deploy_fixtures import (
     Sshd,
+    check_measured_truth,
     experiment,
     files_holding,
     free_port,
@@ -87,6 +88,8 @@ def test_ssh_two_hosts_copy_back(sshd: Sshd, tmp_path: Path) -> None:
         counts = json.loads((res / "traces" / w / "counts.json").read_text())
         assert len(ids) == len(set(ids)) == counts["received"] == meta["accounting"][w]["received"]
         assert stats["workers"][w]["accounting"]["received"] == len(ids)
+    # measured truth by default, its traces copied back; exact truth here lies inside it
+    check_measured_truth(res, ("coordinator", "W0", "W1"), exact=True)
     _assert_all_stopped(meta)
 
 
@@ -181,6 +184,8 @@ def test_ssh_worker_killed_mid_deploy(sshd: Sshd, tmp_path: Path) -> None:
     w1 = json.loads((res / "traces" / "W1" / "counts.json").read_text())["received"]
     assert 0 < w0 < 3000 and 0 < w1 < 3000
     assert stats["workers"]["W1"]["accounting"]["received"] == w1
+    # real clocks: no exact truth, measured truth instead (W0 was killed: only W1 is checked)
+    check_measured_truth(res, ("W1",), exact=False)
     _assert_all_stopped(meta)
 
 
