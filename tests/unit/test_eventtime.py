@@ -1,0 +1,125 @@
+"""Known answers for the event-time analysis (skewlab.analysis.eventtime), worked by hand.
+
+Times are written in ms and scaled to ns; the tick is Flink's millisecond. The first trace is the
+one Apache Flink 1.20 was run on by hand while writing this module (per-event watermarks,
+Java WindowOperator): its firings and late side output are the answers below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skewlab.analysis import eventtime as et
+
+MS = et.NS_PER_MS
+
+
+def _ms(*xs: int) -> np.ndarray:
+    return np.array(xs, dtype=np.int64) * MS
+
+
+def _windows(o: et.Outcome) -> dict[int, tuple[list[int], int, int]]:
+    """start (ms) → (sorted element indexes, firings, fire index)."""
+    out = {}
+    for k, s in enumerate(o.window_start):
+        members = sorted(int(e) for e in o.pair_elem[o.pair_start == s])
+        out[int(s) // MS] = (members, int(o.window_firings[k]), int(o.window_fire_index[k]))
+    return out
+
+
+# arrival order: (element index) 0..7 with timestamps 5, 12, 9, 11, 8, 20, 10, 13 ms
+TRACE = _ms(5, 12, 9, 11, 8, 20, 10, 13)
+TUMBLING_10 = et.WindowSpec(10 * MS, 10 * MS)
+
+
+def test_out_of_order_arrival_against_flink() -> None:
+    """D = 0, allowed lateness 2 ms, tumbling 10 ms. Watermark after 12 is 11: [0, 10) (max
+    timestamp 9) fires with {5}; 9 and 8 meet cleanup 9 + 2 = 11 ≤ 11 and are dropped (side
+    output). 20 moves it to 19: [10, 20) fires with {12, 11}; 10 and 13 are within lateness
+    (cleanup 21 > 19), each re-fires it. [20, 30) fires only at the end of input."""
+    o = et.process(TRACE, 0, 2 * MS, TUMBLING_10)
+    assert o.dropped.tolist() == [False, False, True, False, True, False, False, False]
+    assert o.late.tolist() == [False, False, True, False, True, False, True, True]
+    assert not o.partially_dropped.any()
+    assert _windows(o) == {0: ([0], 1, 1), 10: ([1, 3, 6, 7], 3, 5), 20: ([5], 1, -1)}
+
+
+def test_watermark_definition_and_delay() -> None:
+    """Watermark before each arrival = max so far − D − 1 ms. With D = 5 ms, 10 arrives behind
+    the watermark (14) yet is not late: its window [10, 20) has not fired (max timestamp 19).
+    Max out-of-orderness is 20 − 10 = 10 ms: the delay that keeps every arrival ahead."""
+    w = et.watermark_before(TRACE, 5 * MS)
+    assert w[0] == et.NO_WATERMARK
+    assert (w[1:] // MS).tolist() == [-1, 6, 6, 6, 6, 14, 14]
+    assert et.max_out_of_orderness(TRACE) == 10 * MS
+    o = et.process(TRACE, 5 * MS, 0, TUMBLING_10)
+    assert not o.late.any() and not o.dropped.any()
+    assert _windows(o) == {0: ([0, 2, 4], 1, 5), 10: ([1, 3, 6, 7], 1, -1), 20: ([5], 1, -1)}
+
+
+def test_ties_at_boundaries() -> None:
+    """A timestamp equal to a window's end belongs to the next window; an element whose window's
+    max timestamp equals the watermark is late (the window fired) but kept; max timestamp +
+    lateness equal to the watermark drops it."""
+    assert (et.window_start(_ms(9, 10, 19, 20), 10 * MS) // MS).tolist() == [0, 10, 10, 20]
+    assert (et.window_start(_ms(3, 13), 10 * MS, offset_ns=3 * MS) // MS).tolist() == [3, 13]
+    # 20 → watermark 19 = max timestamp of [10, 20): 19 is late, fires it again (L = 1 ms)
+    o = et.process(_ms(10, 20, 19), 0, 1 * MS, TUMBLING_10)
+    assert o.late.tolist() == [False, False, True] and not o.dropped.any()
+    assert _windows(o)[10] == ([0, 2], 2, 1)
+    # 21 → watermark 20 = 19 + 1: cleanup time reached, 19 dropped
+    o = et.process(_ms(10, 21, 19), 0, 1 * MS, TUMBLING_10)
+    assert o.dropped.tolist() == [False, False, True]
+    assert _windows(o)[10] == ([0], 1, 1)
+    # ns readings are floored to the ms first: 9.999999 ms is 9 ms
+    assert et.event_timestamps(np.array([9_999_999, 10_000_000])).tolist() == [9 * MS, 10 * MS]
+
+
+def test_idle_stream_and_firing_instants() -> None:
+    """A worker idle after 3 ms: [0, 10) waits for the next arrival (at 50 ms) to fire; the
+    last window fires only with the end of input's final watermark (index −1)."""
+    o = et.process(_ms(1, 3, 50), 0, 0, TUMBLING_10)
+    assert _windows(o) == {0: ([0, 1], 1, 2), 50: ([2], 1, -1)}
+
+
+def test_sliding_windows_and_partial_drops() -> None:
+    """Sliding 10 ms by 5 ms: 7 belongs to [0, 10) and [5, 15). After 13 (watermark 12) its
+    window [0, 10) is past lateness 0 (9 ≤ 12) but [5, 15) is still open (14 > 12): 7 is
+    partially dropped, not in the side output. After 16 (watermark 15) both are past (14 ≤ 15):
+    dropped."""
+    win = et.WindowSpec(10 * MS, 5 * MS)
+    assert win.per_element == 2 and win.name == "sliding_10_5"
+    o = et.process(_ms(1, 13, 7), 0, 0, win)
+    # 7 meets watermark 12: [0, 10) max 9 ≤ 12 dropped; [5, 15) max 14 > 12 on time
+    assert o.partially_dropped.tolist() == [False, False, True]
+    assert o.late.tolist() == [False, False, True] and not o.dropped.any()
+    o = et.process(_ms(1, 16, 7), 0, 0, win)
+    assert o.dropped.tolist() == [False, False, True]  # both its windows past lateness
+    assert sorted(_windows(o)) == [-5, 0, 10, 15]
+
+
+def test_lossless_delay_is_the_smallest() -> None:
+    """The smallest delay with no drop: at it nothing is dropped, one tick less drops."""
+    rng = np.random.default_rng(7)
+    ts = et.event_timestamps(
+        np.cumsum(rng.integers(0, 4 * MS, 500)) + rng.integers(-9, 9, 500) * MS
+    )
+    for win in (TUMBLING_10, et.WindowSpec(20 * MS, 5 * MS)):
+        for lateness in (0, 3 * MS):
+            d = et.lossless_delay(ts, win, lateness)
+            assert d > 0
+            assert not et.process(ts, d, lateness, win).dropped.any()
+            less = et.process(ts, d - MS, lateness, win)
+            assert less.dropped.any() or less.partially_dropped.any()
+    d = et.max_out_of_orderness(ts)
+    assert not et.process(ts, d, 0, TUMBLING_10).late.any()
+    assert (ts <= et.watermark_before(ts, d - MS)).any()  # one tick less: someone is behind
+
+
+def test_content_difference() -> None:
+    """Against true time: the source stamps element 1 at 11 ms instead of 9 ms; [0, 10) and
+    [10, 20) both differ, [20, 30) does not; one element assigned differently."""
+    truth = et.process(_ms(2, 9, 25), 0, 0, TUMBLING_10)
+    src = et.process(_ms(2, 11, 25), 0, 0, TUMBLING_10)
+    assert et.content_difference(src, truth) == (2, 3, 1)
+    assert et.content_difference(truth, truth) == (0, 2, 0)
