@@ -152,3 +152,35 @@ def test_bounded_counts_bracket_exact_counts(run: ResultsDir) -> None:
     # no receipt before its send, and the truth check says so with certainty for most
     ct = mt["causality_truth"]
     assert ct["certainly_wrong"] == 0 and ct["exact_wrong"] == 0
+
+
+def test_an_external_reference(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """truth.reference = HOST:PORT: the probes go to that server (here an NTP server in this
+    test's process, serving this host's clock), metadata.json names it, and measured truth still
+    contains the exact truth."""
+    from skewlab.ntp.server import NtpServer
+
+    tmp = tmp_path_factory.mktemp("measured-truth-ext")
+    with NtpServer("127.0.0.1", 0) as ref:
+        cfg = tmp / "exp.toml"
+        cfg.write_text(f'name = "extref"\n[workload]\nevents = 40\ninterval_ms = 10\n'
+                       f'[run]\nwarmup_s = 0\n[truth]\nmeasured = true\n'
+                       f'reference = "127.0.0.1:{ref.port}"\n')  # fmt: skip
+        out = tmp / "results"
+        r = run_skewlab("run", "-c", str(cfg), "-o", str(out), "--no-figures", "-q",
+                        timeout=180)  # fmt: skip
+        answered = ref.counters["answered"]
+    assert r.returncode == 0, r.stderr + r.stdout
+    [d] = list(out.iterdir())
+    res = ResultsDir(d)
+    meta = json.loads(res.metadata_path.read_text())
+    assert meta["measured_truth"]["reference"] == f"127.0.0.1:{ref.port}"
+    assert meta["measured_truth"]["reference_kind"].startswith("external")
+    mt = json.loads(res.stats_path.read_text())["measured_truth"]
+    total = sum(n["exchanges"] for n in mt["nodes"].values())
+    assert 0 < total <= answered
+    for node, n in mt["nodes"].items():
+        cov = n["exact_coverage"]
+        assert cov["k"] == cov["n"] == n["intervals"] > 0, (node, cov)
+        counts = json.loads(res.node_counts_path(node).read_text())
+        assert counts["truth_reference"] == f"127.0.0.1:{ref.port}"

@@ -4,12 +4,18 @@ paths, detection of a step, and judged counts that bracket the exact ones."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from skewlab.analysis import analyze
 from skewlab.analysis.stats_util import Blocks, collect_row
 from skewlab.analysis.truth import (
     SLACK_NS,
@@ -21,6 +27,8 @@ from skewlab.analysis.truth import (
     ppb_of,
     truth_intervals,
 )
+from skewlab.trace import TRUTH_SCHEMA
+from tests.unit.test_analysis_metrics import write_run
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -150,3 +158,102 @@ def test_judged_counts_bracket_the_exact_count() -> None:
     # by brute force
     exact = int((est // size != truth // size).sum())
     assert j["exact_wrong"] == exact
+
+
+# -- a known answer through the whole analysis -------------------------------------------------
+# Coordinator "co", workers A and B; every node's clock reads true time (local = truth), and each
+# node's truth trace has an exchange every 500 ms whose path takes h each way with no server
+# hold (T2 = T1 + h = T3, T4 = T1 + 2h): its truth interval at L is [L − h, L + h] (plus ρ·D
+# and 4 ns, a few ns here: ρ = 0.001 ppm). h: co 1 ms, A 0.1 ms, B 2 ms. Times in ms.
+H_MS = {"co": 1.0, "A": 0.1, "B": 2.0}
+KAT_SENDS = [
+    {"event_id": i + 1, "truth": t, "local": t, "system": t, "truetime": (t - 1, t, t + 1)}
+    for i, t in enumerate([1000, 2000, 3000, 4000])
+]  # fmt: skip
+KAT_RECEIPTS = {
+    # truth, system (point), truetime (earliest, estimate, latest); the categories below
+    "A": [(1001, 1001, (1000, 1001, 1002)),   # after send: undecided ([1000.9, 1001.1] vs
+          #   send [999, 1001]); cover: certain; window 10: right
+          (2002, 2002, (2002, 2003, 2004)),   # after: certain; cover: undecided (e 2002 >
+          #   lo 2001.9, hi 2002.1 < l); window: right
+          (3010, 3099, (3011, 3012, 3013)),   # after: certain; cover: certainly missed;
+          #   window 30: right (3099 is still window 30)
+          (4020, 4100, (4019, 4020, 4021))],  # after: certain; cover: certain; window 41 ≠ 40:
+          #   certainly wrong
+    "B": [(1005, 1005, (1004, 1005, 1006)),   # after: certain ([1003, 1007]); cover: undecided;
+          #   window: right
+          (2003, 1999, (2010, 2011, 2012)),   # after: undecided ([2001, 2005] vs [1999, 2001]);
+          #   cover: certainly missed; window 19 ≠ 20: certainly wrong
+          (3010, 3010, (3000, 3010, 3020)),   # after: certain; cover: certain; window: right
+          (4099, 4099, (4098, 4099, 4100))],  # after: certain; cover: undecided; window:
+          #   [4097, 4101] straddles 41: undecided (exact: right)
+}  # fmt: skip
+
+
+def _write_truth(root: Path, node: str, h_ms: float) -> None:
+    h = round(h_ms * MS)
+    t1 = [k * 500 * MS for k in range(11)]
+    cols = {"t1_ns": t1, "t2_ns": [t + h for t in t1], "t3_ns": [t + h for t in t1],
+            "t4_ns": [t + 2 * h for t in t1], "truth_t1_ns": t1,
+            "truth_t4_ns": [t + 2 * h for t in t1]}  # fmt: skip
+    pq.write_table(pa.Table.from_pydict(cols, schema=TRUTH_SCHEMA),
+                   root / "traces" / node / "truth-000000.parquet")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kat(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("truth-kat")
+    receipts = {
+        w: [{"event_id": i + 1, "truth": t, "local": t, "system": s, "truetime": tt}
+            for i, (t, s, tt) in enumerate(rows)]
+        for w, rows in KAT_RECEIPTS.items()
+    }  # fmt: skip
+    res = write_run(root, KAT_SENDS, receipts, window_sizes_ms=[100])
+    spec = json.loads(res.spec_path.read_text())
+    spec["truth"] = {"max_drift_ppm": 0.001}
+    res.spec_path.write_text(json.dumps(spec))
+    for node, h in H_MS.items():
+        _write_truth(root, node, h)
+    return analyze(res, make_figures=False)  # type: ignore[return-value]
+
+
+def _counts(j: dict[str, Any]) -> tuple[int, int, int, int, int | None]:
+    return (j["claims"], j["certainly_right"], j["certainly_wrong"], j["undecided"],
+            j["exact_wrong"])  # fmt: skip
+
+
+def test_known_answer_through_the_analysis(kat: dict[str, Any]) -> None:
+    mt = kat["measured_truth"]
+    assert mt["exact_truth"] is True and mt["max_drift_ppm"] == 0.001
+    # every receipt after its send: 8 claims, 2 undecided (A's event 1, B's event 2)
+    assert _counts(mt["causality_truth"]) == (8, 6, 0, 2, 0)
+    tt, sy = mt["sources"]["truetime"], mt["sources"]["system"]
+    # coverage: certain A1 A4 B3; missed A3 B2 (exactly missed too); undecided A2 B1 B4
+    assert _counts(tt["coverage"]) == (8, 3, 2, 3, 2)
+    # 100 ms windows by the system estimate: wrong A4 B2; undecided B4 (exactly right)
+    assert _counts(sy["windows"]["100"]["point"]) == (8, 5, 2, 1, 2)
+    # ordering A|B by the system estimate: e1 A first, right; e2 claims B first, undecided
+    # ([2001.9, 2002.1] vs [2001, 2005]; exactly wrong: 2002 < 2003), e3 undecided (a true tie:
+    # not wrong); e4 claims B first, A certainly first: wrong
+    assert _counts(sy["ordering"]["point"]) == (4, 1, 1, 2, 2)
+    # B's event 2 is stamped 1999 against a send stamped 2000: a claimed violation; the truth
+    # intervals ([2001, 2005] vs [1999, 2001]) touch, so it stays undecided (exactly: wrong)
+    assert _counts(sy["causality"]) == (1, 0, 0, 1, 1)
+    assert _counts(tt["causality_bounded"]) == (0, 0, 0, 0, 0)
+    # MAE bounds of the system clock (ms): at least (88.9 + 79.9 + 2)/8, at most
+    # (0.1 + 0.1 + 89.1 + 80.1 + 2 + 6 + 2 + 2)/8, exactly (89 + 80 + 4)/8
+    mae = sy["mae"]
+    assert mae["n"] == 8
+    assert mae["lo_ns"] == pytest.approx(170.8 / 8 * MS, abs=10)
+    assert mae["hi_ns"] == pytest.approx(181.4 / 8 * MS, abs=10)
+    assert mae["exact_ns"] == 173 / 8 * MS
+    # per node: half-width h (+ a few ns), every interval holds the exact truth
+    for node, h in H_MS.items():
+        n = mt["nodes"][node]
+        assert n["exchanges"] == 11 and n["no_interval"] == 0
+        assert n["half_width_ns"]["p50_ns"] == pytest.approx(h * MS, abs=10)
+        assert (n["exact_coverage"]["k"], n["exact_coverage"]["n"]) == (4, 4)
+        assert n["decided_by"].startswith("the exchanges' round trip")
+    # rates: k/n with block intervals (1 s blocks: no NTP traces, no ntp.poll_s)
+    r = tt["coverage"]["possibly_wrong_rate"]
+    assert (r["k"], r["n"], r["method"]) == (5, 8, "block")
