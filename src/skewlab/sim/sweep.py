@@ -29,6 +29,7 @@ import itertools
 import json
 import re
 from concurrent.futures import as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,29 +112,62 @@ def load_sweep(path: Path) -> dict[str, Any]:
     return data
 
 
-def cells(sweep: dict[str, Any]) -> list[tuple[dict[str, Any], ExperimentSpec]]:
-    """Every grid combination: (its parameters, its validated spec)."""
+def _base_data(sweep: dict[str, Any]) -> dict[str, Any]:
+    """The base spec as a plain dict: ``base_spec`` (a resolved spec carried to a Slurm task),
+    else the ``base`` file, else the default spec."""
     from skewlab import spec as spec_mod
 
+    if sweep.get("base_spec") is not None:
+        return copy.deepcopy(sweep["base_spec"])
     base = spec_mod.load(sweep["base"]) if sweep.get("base") else ExperimentSpec()
-    base_data = json.loads(base.to_json())
+    return json.loads(base.to_json())
+
+
+def _cell(sweep: dict[str, Any], base_data: dict[str, Any],
+          params: dict[str, Any]) -> ExperimentSpec:  # fmt: skip
+    """One cell's validated spec: the base, the fixed settings, then its grid values."""
+    data = copy.deepcopy(base_data)
+    for k, v in (sweep.get("set") or {}).items():
+        set_path(data, k, v)
+    for k, v in params.items():
+        if k == WORKERS_KEY:
+            with_workers(data, int(v))
+        elif k == "network" and isinstance(v, str):
+            data["network"] = {"profile": v, "links": data["network"].get("links", {})}
+        else:
+            set_path(data, k, v)
+    label = ", ".join(f"{k}={v}" for k, v in params.items())
+    return from_dict(data, f"sweep cell ({label})")
+
+
+def cells(sweep: dict[str, Any]) -> list[tuple[dict[str, Any], ExperimentSpec]]:
+    """Every grid combination: (its parameters, its validated spec)."""
+    base_data = _base_data(sweep)
     keys = list(sweep["grid"])
     out = []
     for combo in itertools.product(*(sweep["grid"][k] for k in keys)):
         params = dict(zip(keys, combo, strict=True))
-        data = copy.deepcopy(base_data)
-        for k, v in (sweep.get("set") or {}).items():
-            set_path(data, k, v)
-        for k, v in params.items():
-            if k == WORKERS_KEY:
-                with_workers(data, int(v))
-            elif k == "network" and isinstance(v, str):
-                data["network"] = {"profile": v, "links": data["network"].get("links", {})}
-            else:
-                set_path(data, k, v)
-        label = ", ".join(f"{k}={v}" for k, v in params.items())
-        out.append((params, from_dict(data, f"sweep cell ({label})")))
+        out.append((params, _cell(sweep, base_data, params)))
     return out
+
+
+def cell_at(sweep: dict[str, Any], index: int) -> tuple[dict[str, Any], ExperimentSpec]:
+    """The grid combination number ``index`` (the order of ``cells``), built alone: what a
+    Slurm array task runs without building every other cell."""
+    keys = list(sweep["grid"])
+    sizes = [len(sweep["grid"][k]) for k in keys]
+    total = 1
+    for n in sizes:
+        total *= n
+    if not 0 <= index < total:
+        raise SpecError(f"sweep {sweep.get('name')!r}: no cell {index} (it has {total})")
+    params: dict[str, Any] = {}
+    rest = index
+    for k, n in zip(reversed(keys), reversed(sizes), strict=True):  # last key varies fastest
+        rest, j = divmod(rest, n)
+        params[k] = sweep["grid"][k][j]
+    params = {k: params[k] for k in keys}
+    return params, _cell(sweep, _base_data(sweep), params)
 
 
 def mode_name(real: bool) -> str:
@@ -216,6 +250,56 @@ def table_row(params: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+@dataclass
+class SweepPlan:
+    """A sweep resolved against its folder: every cell's parameters, spec, key and folder, the
+    rows of cells already completed (reused) and the grid indices still to run. Both launchers
+    (local pool, Slurm array) start from it and end with ``finish_sweep``."""
+
+    sweep: dict[str, Any]
+    root: Path
+    real: bool
+    grid: list[tuple[dict[str, Any], ExperimentSpec]]
+    keys: list[str]
+    dirs: list[Path]
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    todo: list[int] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.grid) - len(self.todo)
+
+    def cell_args(self, i: int, figures: bool) -> tuple[str, str, dict[str, Any], bool, bool, str]:
+        """What ``_run_cell`` takes for cell ``i``."""
+        params, spec = self.grid[i]
+        return (spec.to_json(), str(self.dirs[i]), params, self.real, figures, self.keys[i])
+
+
+def plan_sweep(sweep_file: Path, out: Path, real: bool = False) -> SweepPlan:
+    """Load the sweep file, build every cell and sort them into completed and to run."""
+    sweep = load_sweep(sweep_file)
+    root = out / sweep["name"]
+    root.mkdir(parents=True, exist_ok=True)
+    grid = cells(sweep)
+    keys = [cell_key(spec, real) for _p, spec in grid]
+    plan = SweepPlan(sweep, root, real, grid, keys,
+                     [cell_dir(root, i, k) for i, k in enumerate(keys)])  # fmt: skip
+    for i, (d, key) in enumerate(zip(plan.dirs, keys, strict=True)):
+        if is_completed(d, key):
+            plan.rows[i] = json.loads((d / "row.json").read_text())
+        else:
+            plan.todo.append(i)
+    return plan
+
+
+def finish_sweep(plan: SweepPlan) -> list[str]:
+    """sweep.csv, sweep.parquet and the figures from every cell's row (all must be there)."""
+    ordered = [plan.rows[i] for i in range(len(plan.grid))]
+    files = write_table(plan.root, ordered)
+    files += sweep_figures(plan.root, ordered, list(plan.sweep["grid"]))
+    return files
+
+
 def run_sweep(
     sweep_file: Path,
     out: Path,
@@ -226,33 +310,23 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Run every cell not yet completed, then write sweep.csv, sweep.parquet and figures."""
     say = progress or (lambda _s: None)
-    sweep = load_sweep(sweep_file)
-    root = out / sweep["name"]
-    root.mkdir(parents=True, exist_ok=True)
-    grid = cells(sweep)
-    todo, rows, skipped = [], {}, 0
-    for i, (params, spec) in enumerate(grid):
-        key = cell_key(spec, real)
-        d = cell_dir(root, i, key)
-        if is_completed(d, key):
-            rows[i] = json.loads((d / "row.json").read_text())
-            skipped += 1
-        else:
-            todo.append((i, (spec.to_json(), str(d), params, real, figures, key)))
-    say(f"sweep {sweep['name']}: {len(grid)} cells, {skipped} already done, {len(todo)} to run")
+    plan = plan_sweep(sweep_file, out, real)
+    root, rows, skipped = plan.root, plan.rows, plan.skipped
+    todo = [(i, plan.cell_args(i, figures)) for i in plan.todo]
+    say(f"sweep {plan.sweep['name']}: {len(plan.grid)} cells, {skipped} already done, "
+        f"{len(todo)} to run")  # fmt: skip
     if real:
         jobs = 1  # real runs share the host clock and CPU: one at a time keeps them honest
     try:
         _run_cells(todo, rows, jobs, say)
     except KeyboardInterrupt as e:  # SIGINT/SIGTERM: running cells stopped, none started after
         for _i, a in todo:
-            _mark_interrupted(Path(a[1]))
+            mark_interrupted(Path(a[1]))
         e.results = root  # type: ignore[attr-defined]
         e.cells_done = skipped + sum(1 for i, _a in todo if i in rows)  # type: ignore[attr-defined]
         raise
-    ordered = [rows[i] for i in range(len(grid))]
-    files = write_table(root, ordered)
-    files += sweep_figures(root, ordered, list(sweep["grid"]))
+    files = finish_sweep(plan)
+    ordered = [rows[i] for i in range(len(plan.grid))]
     return {"root": str(root), "rows": ordered, "ran": len(todo), "skipped": skipped,
             "files": files}  # fmt: skip
 
@@ -273,7 +347,7 @@ def _run_cells(todo: list[tuple[int, Any]], rows: dict[int, Any], jobs: int, say
             say(f"cell {futures[f]} done")
 
 
-def _mark_interrupted(d: Path) -> None:
+def mark_interrupted(d: Path) -> None:
     """A cell cut short (no marker): its run's metadata says ``interrupted``, not ``running``."""
     meta_path = d / "run" / "metadata.json"
     if (d / MARKER).exists() or not meta_path.exists():
