@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -118,17 +118,31 @@ def validate(experiment: Path | None, events: int | None, seed: int | None, out:
 @click.command()
 @click.argument("sweep_file", type=click.Path(path_type=Path, dir_okay=False))
 @opt.out(help="Base folder; the sweep goes to OUT/<sweep name>/.")
-@opt.jobs(2, "Cells run in parallel (process pool). --real runs one at a time.")
+@opt.jobs(2, "Cells run in parallel (process pool). --real runs one at a time. With "
+          "--launcher slurm: the array's limit of tasks at once (%N), default the cluster "
+          "file's slurm.array_limit.")  # fmt: skip
 @click.option("--real", is_flag=True, help="Run each cell in real time (local launcher).")
 @click.option("--figures", "cell_figures", is_flag=True,
               help="Also make every cell's own figures (slower).")  # fmt: skip
+@click.option("--launcher", type=click.Choice(["local", "slurm"]),
+              help="local: a process pool here (default); slurm: the cells as one Slurm job "
+                   "array. Default: the cluster file's `launcher` if it is slurm.")  # fmt: skip
+@click.option("--cluster", "cluster_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Cluster file (its [slurm] settings: partition, time, memory, array limit, "
+                   "sbatch options; workdir when there is no shared file system).")  # fmt: skip
+@click.option("--resume", is_flag=True,
+              help="Slurm: after a cancelled or partly failed array (or one still queued), "
+                   "submit only the cells still missing.")  # fmt: skip
 @opt.quiet()
-def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool,
+@click.pass_context
+def sweep(ctx: click.Context, sweep_file: Path, out: Path, jobs: int, real: bool,
+          cell_figures: bool, launcher: str | None, cluster_file: Path | None, resume: bool,
           quiet: bool) -> None:  # fmt: skip
     """Run a grid of experiment variants (docs/SIMULATION.md), in simulation unless --real.
 
     Resumable: cells with a `completed` marker are not rerun. Writes OUT/<name>/sweep.csv,
-    sweep.parquet and figures/vs_<parameter>.png, and prints the table.
+    sweep.parquet and figures/vs_<parameter>.png, and prints the table. With --launcher slurm
+    the cells run as one Slurm job array (docs/DEPLOYMENT.md).
     """
     from skewlab.deploy.local import LaunchError
     from skewlab.sim.simulate import SimError
@@ -137,11 +151,24 @@ def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool
 
     if not sweep_file.exists():
         fail(f"sweep file {sweep_file} does not exist", 2)
+    cluster = None
+    if cluster_file is not None:
+        from skewlab.deploy import cluster as cluster_mod
+
+        try:
+            cluster = cluster_mod.load(cluster_file)
+        except SpecError as e:
+            fail(str(e), 2)
+    name = launcher or (cluster.launcher if cluster and cluster.launcher == "slurm" else "local")
     say = None if quiet else lambda s: click.echo(s, err=True)
     with interrupts(interrupted_sweep):
         try:
-            r = run_sweep(sweep_file, out, jobs=jobs, real=real, figures=cell_figures,
-                          progress=say)  # fmt: skip
+            if name == "slurm":
+                r = _slurm_sweep(ctx, sweep_file, out, jobs, real, cell_figures, cluster,
+                                 resume, say)  # fmt: skip
+            else:
+                r = run_sweep(sweep_file, out, jobs=jobs, real=real, figures=cell_figures,
+                              progress=say)  # fmt: skip
         except SpecError as e:
             fail(str(e), 2)
         except SimError as e:  # the spec cannot be simulated: bad input, as in `simulate`
@@ -149,7 +176,35 @@ def sweep(sweep_file: Path, out: Path, jobs: int, real: bool, cell_figures: bool
         except LaunchError as e:
             fail(str(e))
     click.echo(format_table(r["rows"]))
+    if name == "slurm":
+        job = f" in Slurm array job {r['job_id']}" if r["job_id"] else ""
+        peak = f" (at most {r['peak_concurrency']} at once)" if r["timeline"] else ""
+        click.echo(f"\n{r['ran']} cell(s) run{job}{peak}, {r['skipped']} reused; "
+                   f"table and figures in {r['root']}")  # fmt: skip
+        return
     click.echo(f"\n{r['ran']} cell(s) run, {r['skipped']} reused; table and figures in {r['root']}")
+
+
+def _slurm_sweep(
+    ctx: click.Context, sweep_file: Path, out: Path, jobs: int, real: bool, figures: bool,
+    cluster: Any, resume: bool, say: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The sweep as one Slurm job array (skewlab.sim.sweep_slurm); failed cells are printed
+    with their exit code and log tail before the one-line error."""
+    from click.core import ParameterSource
+
+    from skewlab.deploy.cluster import ClusterSpec
+    from skewlab.sim.sweep_slurm import SweepFailed, run_sweep_slurm
+
+    explicit = ctx.get_parameter_source("jobs") is ParameterSource.COMMANDLINE
+    try:
+        return run_sweep_slurm(sweep_file, out, cluster or ClusterSpec(), real=real,
+                               figures=figures, resume=resume,
+                               limit=jobs if explicit else None, progress=say)  # fmt: skip
+    except SweepFailed as e:
+        click.echo(str(e), err=True)
+        fail(f"{len(e.failures)} cell(s) failed in array job {e.job}; "
+             "--resume submits only the missing cells")  # fmt: skip
 
 
 def interrupted_sweep(e: BaseException) -> str:
@@ -158,5 +213,9 @@ def interrupted_sweep(e: BaseException) -> str:
     root = getattr(e, "results", None)
     if root is None:
         return "no cell was started"
+    job = getattr(e, "slurm_job", None)
+    if job:
+        return (f"array job {job} cancelled (scancel {job}); {done} cell(s) completed and kept "
+                f"in {root}; --resume submits only the missing cells")  # fmt: skip
     return (f"{done} cell(s) completed and kept in {root}; cells cut short are marked "
             "interrupted; the same command resumes")  # fmt: skip

@@ -6,7 +6,8 @@ probe   pre-flight facts as one JSON line: version, host, kernel, boot id, clock
 signal  send SIGTERM/SIGKILL to a node PID, but only if that PID is still that skewlab node
 stage   write spec.json (from stdin) into a fresh remote results folder
 remove  delete a staged folder after its traces were copied back
-pack    write the traces of some nodes as a tar stream to stdout (copy-back)
+pack    write the traces of some nodes (or named paths inside the folder: a Slurm sweep's
+        cells) as a tar stream to stdout (copy-back)
 
 Every argument arrives as one shell-quoted word; nothing here runs a shell.
 """
@@ -120,24 +121,35 @@ def stage(directory: str) -> dict[str, Any]:
     return {"staged": str(d), "bytes": len(data)}
 
 
+SWEEP_COPY = "skewlab-sweep.json"  # marks a Slurm sweep's folder on a node (copy mode)
+
+
 def remove(directory: str) -> dict[str, Any]:
-    """Delete a remote results copy, but only a folder that ``stage`` made (has spec.json)."""
+    """Delete a remote results copy, but only a folder that ``stage`` made (has spec.json) or a
+    Slurm sweep's task folder (has ``SWEEP_COPY``)."""
     import shutil
 
     d = Path(directory)
-    if not (d / "spec.json").is_file():
+    if not (d / "spec.json").is_file() and not (d / SWEEP_COPY).is_file():
         return {"removed": False, "reason": "not a staged skewlab folder"}
     shutil.rmtree(d)
     return {"removed": True, "reason": str(d)}
 
 
-def pack(directory: str, nodes: list[str]) -> None:
+def pack(directory: str, nodes: list[str], paths: list[str] | None = None) -> None:
+    """The traces of ``nodes`` and the relative ``paths`` (missing ones skipped; nothing
+    outside the folder) as one tar stream on stdout."""
     root = Path(directory)
+    names = [f"traces/{n}" for n in nodes]
+    for rel in paths or []:
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise SystemExit(f"pack: {rel!r} is not a path inside {directory}")
+        names.append(rel)
     with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
-        for n in nodes:
-            p = root / "traces" / n
-            if p.is_dir():
-                tar.add(p, arcname=f"traces/{n}")
+        for name in names:
+            p = root / name
+            if p.exists():
+                tar.add(p, arcname=name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     pk = sub.add_parser("pack")
     pk.add_argument("--dir", required=True)
     pk.add_argument("--node", action="append", default=[])
+    pk.add_argument("--path", action="append", default=[], help="relative path to include")
     a = ap.parse_args(argv)
     if a.cmd == "pack":
-        pack(a.dir, a.node)
+        pack(a.dir, a.node, a.path)
         return 0
     if a.cmd == "probe":
         out = probe(a)

@@ -71,6 +71,12 @@ class SlurmSettings(_Model):
     sbatch_args: list[str] = Field(default_factory=list)  # e.g. ["--qos=short"]
     srun_args: list[str] = Field(default_factory=list)  # added to every job step
     poll_s: float = Field(1.0, gt=0, le=60)  # job state poll interval while waiting for sbatch
+    # `skewlab sweep --launcher slurm`: the cells as one job array (docs/DEPLOYMENT.md)
+    array_limit: int = Field(4, ge=1)  # array tasks running at once (sbatch --array=...%N)
+    task_time_limit: str | None = None  # sbatch --time per array task (default: time_limit)
+    task_mem: str | None = None  # sbatch --mem per array task, e.g. "2G" (default: Slurm's)
+    cpus_per_task: int = Field(1, ge=1)  # sbatch --cpus-per-task
+    cells_per_task: int = Field(1, ge=1)  # cells one array task runs, one after another
 
 
 class ClusterSpec(_Model):
