@@ -133,12 +133,14 @@ class _Refining:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.horizons: list[int | None] = []  # what the pass let it know: receipt + Δ
 
     def read(self, local_ns: int) -> Reading:
         return Reading(local_ns, local_ns - 1000, local_ns + 1000, Status.SYNCHRONIZED)
 
-    def reading_at(self, past_local_ns: int) -> Reading:
+    def reading_at(self, past_local_ns: int, known_until: int | None = None) -> Reading:
         self.calls.append(past_local_ns)
+        self.horizons.append(known_until)
         return Reading(past_local_ns, past_local_ns - 100, past_local_ns + 100, Status.SYNCHRONIZED)
 
 
@@ -176,6 +178,14 @@ def test_commit_wait_evaluates_at_t_plus_delta(tmp_path: Path) -> None:
     assert summary["commit_wait_evaluated"] == {"10": 3, "20": 2}
     assert summary["commit_wait_not_done_at_stop"] == {"10": 0, "20": 1}
     assert ref.calls.count(0) == 2 and ref.calls.count(6 * ms) == 1
+    # each evaluation knows only what the node knew at receipt + Δ, however late it runs
+    assert sorted(zip(ref.calls, ref.horizons, strict=True)) == [
+        (0, 10 * ms),
+        (0, 20 * ms),
+        (3 * ms, 13 * ms),
+        (3 * ms, 23 * ms),
+        (6 * ms, 16 * ms),
+    ]
     # joined beside receipts by event id (receipts written by a plain writer here)
     w = PartWriter(tmp_path, "events", receipt_schema([]), 10)
     for eid, local in enumerate([0, 3 * ms, 6 * ms]):
@@ -209,3 +219,62 @@ def test_commit_wait_poll_evaluates_what_was_due_at_its_start(tmp_path: Path) ->
     assert summary["commit_wait_evaluated"] == {"1": 9}
     assert summary["commit_wait_not_done_at_stop"] == {"1": 1}
     assert summary["commit_wait_batches"] == 3
+
+
+def test_batched_readings_equal_one_read_at_the_instant(tmp_path: Path) -> None:
+    """The receive loop evaluates its receipts' readings on arrays, in batches, after the
+    fact; each row must equal what one ``read`` at the receipt's instant gives (a disciplined
+    host whose servo and sources have taken a realistic stream of samples; a step under way
+    so the gaps matter), for every default source."""
+    from benchmarks.clock_read import NAMES, NODE, _moved
+
+    from skewlab.clocks.node import node_sync
+    from skewlab.sim.node import SOLO, T0_NS, NodeSim, solo_spec
+
+    s_ns = 1_000_000_000
+    now = time.time_ns()
+    start = now - 300 * s_ns
+    faults = [{"kind": "clock_step", "node": SOLO, "at_s": 299.5, "delta_ms": 7}]
+    spec = solo_spec(NODE, sources=NAMES, ntp={"poll_s": 16}, faults=faults)
+    sim = NodeSim(spec, SOLO, T0_NS)
+    sim.run_until(T0_NS + 290 * s_ns)
+    clock, state = node_sync(spec, SOLO, start)
+    sources = make_sources(NAMES, state)
+    for smp in sim.state.history:
+        state.add(_moved(smp, start - T0_NS))
+    rx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx_sock.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    codec = wire.WireCodec(NAMES, KEY)
+    writer = PartWriter(tmp_path, "events", receipt_schema(NAMES), 100,
+                        wire_sentinel_columns(NAMES))  # fmt: skip
+    stop = threading.Event()
+    rx = Receiver(rx_sock, codec, clock, sources, writer, 400, stop)
+    t = threading.Thread(target=rx.run)
+    t.start()
+    flat = [2, 5, 4, 6] + [0, wire.NO_VALUE, wire.NO_VALUE, wire.NO_VALUE] * (len(NAMES) - 1)
+    for eid in range(300):
+        tx.sendto(codec.encode_flat(wire.KIND_EVENT, eid, eid, 10 * eid, flat),
+                  rx_sock.getsockname())  # fmt: skip
+        if eid % 50 == 0:
+            time.sleep(0.03)  # some batches end on the delay, some on the size
+    time.sleep(0.3)
+    stop.set()
+    t.join(timeout=10)
+    writer.flush()
+    rows = read_parts(tmp_path, "events").to_pylist()
+    assert len(rows) == 300 and rx.batches >= 2
+    assert [r["send_system_estimate_ns"] for r in rows[:2]] == [5, 5]
+    assert rows[0]["send_ntp_estimate_ns"] is None and rows[0]["send_ntp_status"] == 0
+    osc = clock.oscillator
+    for r in rows:
+        truth = r["truth_ns"]
+        local = osc.local_at(truth)
+        assert r["local_ns"] == local
+        for src in sources:
+            want = src.read(local, truth)
+            got = tuple(r[f"{src.name}_{c}"] for c in
+                        ("estimate_ns", "earliest_ns", "latest_ns", "status"))  # fmt: skip
+            assert got == (want[0], want[1], want[2], int(want[3])), (src.name, truth)
+    rx_sock.close()
+    tx.close()

@@ -93,8 +93,8 @@ def test_clockbound_on_a_disciplined_node_reads_the_daemons_remaining_offset() -
 
     from skewlab.clocks.node import node_sync
     from skewlab.clocks.sources import make_sources
+    from skewlab.clocks.track import SourceTrack
     from skewlab.ntp.client import compute_sample
-    from skewlab.sim.vector import SourceTrack
     from skewlab.spec import from_dict
     from skewlab.timebase import VirtualClock
 

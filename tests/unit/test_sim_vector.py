@@ -101,3 +101,32 @@ def test_disciplined_arrays_equal_scalar_at_a_realistic_poll_with_a_rate_change(
     spec = solo_spec(node, sources=ALL, seed=5, faults=faults, ntp={"poll_s": 64, "burst": 4},
                      network=ntp_path(exp_delay(100, 50), exp_delay(100, 50), 0.0))  # fmt: skip
     assert _check(spec, 5, end_s=1800, gap_ms=1500, min_samples=25) > 1000
+
+
+def test_track_before_the_first_sample_reads_no_value() -> None:
+    """A worker's track records the sources' state when the receive loop starts, possibly
+    before any sample (None snapshots): every array read then gives no value, status 0, for
+    every source, also beside later snapshots in the same batch."""
+    from skewlab.clocks.node import node_sync
+    from skewlab.clocks.sources import make_sources
+    from skewlab.clocks.track import SourceTrack
+
+    spec = solo_spec({"offset_ms": 1}, sources=ALL, ntp={"poll_s": 4})
+    clock, state = node_sync(spec, SOLO, T0)
+    sources = make_sources(ALL, state)
+    track = SourceTrack(sources)
+    track.record(T0)  # nothing known yet
+    sim = NodeSim(spec, SOLO, T0)
+    sim.run_until(T0 + 30 * S)
+    first = sim.state.history[0]
+    state.add(first)
+    track.record(first.truth_t4_ns)
+    assert first.truth_t4_ns > T0
+    t = np.array([T0, first.truth_t4_ns + MS], dtype=np.int64)
+    local, gap, sgap = clock.oscillator.local_gaps_at_array(t)
+    for src, r in zip(sources, track.read(t, local, gap, sgap), strict=True):
+        if src.name == "system":
+            assert r.valid.all()
+            continue
+        assert not r.valid[0] and r.status[0] == 0, src.name
+        assert r.valid[1] and r.status[1] > 0, src.name

@@ -85,17 +85,19 @@ class Discipline:
         float operations in the same order; numpy's rint rounds half to even like ``round``).
         Exact for any instant up to the latest update: segments are only ever appended, each
         starting at the monotonic instant it was applied, so later updates never change the
-        correction of an earlier instant."""
+        correction of an earlier instant. Safe while another thread updates: ``_t`` is
+        appended last, so its length counts the complete segments."""
         import numpy as np
 
+        n = len(self._t)
         m = np.asarray(mono_ns, dtype=np.int64)
-        starts = np.asarray(self._m, dtype=np.int64)
+        starts = np.asarray(self._m[:n], dtype=np.int64)
         k = np.searchsorted(starts, m, side="right") - 1
         kk = np.maximum(k, 0)
-        c = np.asarray(self._c, dtype=np.float64)[kk]
-        f = np.asarray(self._f, dtype=np.float64)[kk]
-        p = np.asarray(self._p, dtype=np.float64)[kk]
-        t = np.asarray(self._t, dtype=np.float64)[kk]
+        c = np.asarray(self._c[:n], dtype=np.float64)[kk]
+        f = np.asarray(self._f[:n], dtype=np.float64)[kk]
+        p = np.asarray(self._p[:n], dtype=np.float64)[kk]
+        t = np.asarray(self._t[:n], dtype=np.float64)[kk]
         dt = (m - starts[kk]).astype(np.float64)
         return np.rint(c + f * dt / NS_PER_S + p * np.minimum(dt, t) / t).astype(np.int64)
 

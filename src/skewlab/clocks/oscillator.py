@@ -358,7 +358,22 @@ class Oscillator:
         """``gaps_at`` for an int64 array: (gap, step gap). With a discipline the slewing is
         its correction at each monotonic reading (exact for instants up to its latest update:
         evaluate an instant only once the servo has been fed every sample before it)."""
+        return self.local_gaps_at_array(truth_ns)[1:]
+
+    def local_at_array(self, truth_ns: np.ndarray) -> np.ndarray:
+        """``local_at`` for an int64 array of true instants, exactly (integer ns)."""
+        return self.local_gaps_at_array(truth_ns)[0]
+
+    def local_gaps_at_array(
+        self, truth_ns: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(local, gap, step gap) for an int64 array of true instants, the monotonic reading
+        computed once: what a batch of receipts needs (``local_at`` and ``gaps_at`` of each)."""
         t = np.asarray(truth_ns, dtype=np.int64)
+        raw = self.monotonic_at_array(t)
+        if self.gapless:
+            z = np.zeros(t.shape, dtype=np.int64)
+            return raw, z, z
         g = np.zeros(t.shape, dtype=np.int64)
         for f in self.faults:
             if f.kind == "step":
@@ -368,16 +383,9 @@ class Oscillator:
                 on = (into >= 0) & (into < f.duration_ns) & ((2 * into // f.period_ns) % 2 == 1)
                 g = g + np.where(on, f.delta_ns, 0)
         if self.discipline is None:
-            return g, g
-        slew = self.discipline.correction_at_array(self.monotonic_at_array(t))
-        return g + slew, g
-
-    def local_at_array(self, truth_ns: np.ndarray) -> np.ndarray:
-        """``local_at`` for an int64 array of true instants, exactly (integer ns)."""
-        raw = self.monotonic_at_array(truth_ns)
-        if self.gapless:
-            return raw
-        return raw + self.gaps_at_array(truth_ns)[0]
+            return raw + g, g, g
+        gap = g + self.discipline.correction_at_array(raw)
+        return raw + gap, gap, g
 
     def gap_at(self, truth_ns: int) -> int:
         """local − monotonic at a true instant: the sum of steps, strobe and discipline."""

@@ -374,7 +374,8 @@ class _ArchiveView:
         self.entries = entries
         self.t4_local_ns = t4_local_ns  # entries' T4 on the realtime clock, archive order
         self.m_ns = m_ns  # entries' T4 on the monotonic timescale, archive order
-        self.groups: dict[tuple[int, int], _Chosen] = {}  # (window start, epoch) → samples
+        # (window start, end, epoch) → samples
+        self.groups: dict[tuple[int, int, int], _Chosen | None] = {}
         # Both lists ascending (no backward step of the realtime clock in the archive): then
         # numpy's searchsorted(side="right") is exactly bisect_right and selection vectorizes.
         self.sorted = all(a <= b for a, b in pairwise(t4_local_ns)) and all(
@@ -591,8 +592,13 @@ class SkewlabSource:
         clock is gapless."""
         np = _np()
         n = len(local)
-        if not snaps:
+        if not snaps or all(sn is None for sn in snaps):
             return _no_readings(n)
+        if any(sn is None for sn in snaps):  # before the first sample: no reading
+            absent = np.array([sn is None for sn in snaps], dtype=bool)
+            k = np.where((k >= 0) & absent[np.maximum(k, 0)], -1, k)
+            stand_in = next(sn for sn in snaps if sn is not None)
+            snaps = [stand_in if sn is None else sn for sn in snaps]
         have = k >= 0
         kk = np.where(have, k, 0)
         ints = np.array([(sn[1], sn[3], sn[4], sn[16]) for sn in snaps], dtype=np.int64)[kk]
@@ -633,10 +639,13 @@ class SkewlabSource:
         return round(disc.max_slew_ppb if rate is None else rate + 1000.0)
 
     def _select(
-        self, view: _ArchiveView, past_local_ns: int, past_mono_ns: int | None, slew: int | None
-    ) -> tuple[_Chosen, int, int, int]:
+        self, view: _ArchiveView, past_local_ns: int, past_mono_ns: int | None, slew: int | None,
+        known_until: int | None = None,
+    ) -> tuple[_Chosen, int, int, int] | None:  # fmt: skip
         """The samples a past instant is evaluated on: (chosen, monotonic instant, widening for
-        an inexact local → monotonic mapping (ns), T4 local of the nearest earlier sample)."""
+        an inexact local → monotonic mapping (ns), T4 local of the nearest earlier sample);
+        only samples known by local time ``known_until`` (T4 local ≤ it) if given, None when
+        no sample was known then."""
         arch = view.entries
         widen = 0
         if past_mono_ns is None:
@@ -646,23 +655,37 @@ class SkewlabSource:
             if slew is not None:
                 widen = _growth(abs(past_local_ns - ej.t4_local_ns), slew)
         i = bisect_right(view.m_ns, past_mono_ns)
-        near = arch[i - 1] if i > 0 else arch[0]
-        chosen = self._chosen(view, max(0, i - self.window // 2), near.epoch)
+        known = len(arch) if known_until is None else bisect_right(view.t4_local_ns, known_until)
+        if known == 0:
+            return None
+        near = arch[min(i, known) - 1] if i > 0 else arch[0]
+        lo_i = max(0, i - self.window // 2)
+        hi_i = min(lo_i + self.window, known)
+        if lo_i >= hi_i:  # every sample of the window came later: the newest known ones
+            lo_i = max(0, hi_i - self.window // 2)
+        chosen = self._chosen(view, lo_i, hi_i, near.epoch)
         return chosen, past_mono_ns, widen, near.t4_local_ns
 
-    def _chosen(self, view: _ArchiveView, lo_i: int, epoch: int) -> _Chosen:
-        """The samples of the window starting at archive index lo_i, of one epoch (memoized)."""
-        key = (lo_i, epoch)
+    def _chosen(self, view: _ArchiveView, lo_i: int, hi_i: int, epoch: int) -> _Chosen | None:
+        """The samples of archive indices [lo_i, hi_i) of one epoch (memoized); None if the
+        window holds none of that epoch."""
+        key = (lo_i, hi_i, epoch)
         chosen = view.groups.get(key)
         if chosen is None:
             arch = view.entries
-            smp = tuple(e.sample for e in arch[lo_i : lo_i + self.window] if e.epoch == epoch)
+            smp = tuple(e.sample for e in arch[lo_i:hi_i] if e.epoch == epoch)
+            if not smp:
+                return None
             chosen = _Chosen(smp, max(s.m_ns for s in smp), smp[0].m_ns, smp[-1].m_ns)
             view.groups[key] = chosen
         return chosen
 
-    def reading_at(self, past_local_ns: int, past_mono_ns: int | None = None) -> Reading:
-        """The interval for a past local reading, using samples before *and after* it.
+    def reading_at(
+        self, past_local_ns: int, past_mono_ns: int | None = None, known_until: int | None = None
+    ) -> Reading:
+        """The interval for a past local reading, using samples before *and after* it: every
+        sample archived now, or only those known by local time ``known_until`` (T4 ≤ it: what
+        the node knew then, e.g. receipt + Δ for commit-wait, however late this is evaluated).
 
         Pass the monotonic reading taken with it (``past_mono_ns``) for an exact mapping;
         otherwise the gap of the nearest earlier sample is used, widened by the discipline's
@@ -670,18 +693,23 @@ class SkewlabSource:
         view = self._view
         if view is None:
             return _NONE
-        chosen, mono, widen, t4 = self._select(view, past_local_ns, past_mono_ns,
-                                               self._slew_ppb())  # fmt: skip
+        sel = self._select(view, past_local_ns, past_mono_ns, self._slew_ppb(), known_until)
+        if sel is None or sel[0] is None:
+            return _NONE
+        chosen, mono, widen, t4 = sel
         if mono - chosen.max_m_ns > self.unsync_ns:
             return _NONE
         r = interval_near(list(chosen.samples), mono, self.w, self.fmax_ppb, self.grid_ns,
                           self.j, self.r)  # fmt: skip
         return self._finish(chosen, mono, widen, t4, r)
 
-    def readings_at(self, past_local_ns: Sequence[int]) -> list[Reading]:
+    def readings_at(
+        self, past_local_ns: Sequence[int], known_until: Sequence[int] | None = None
+    ) -> list[Reading]:
         """``reading_at`` for many past local readings (each mapped through the nearest earlier
-        sample's gap): queries on the same samples are evaluated together, vectorized
-        (``estimator.intervals_arrays_near``); every result is bit-identical to ``reading_at``'s."""
+        sample's gap; ``known_until``: one horizon per reading, as ``reading_at``'s): queries on
+        the same samples are evaluated together, vectorized (``estimator.intervals_arrays_near``);
+        every result is bit-identical to ``reading_at``'s."""
         view = self._view
         out = [_NONE] * len(past_local_ns)
         if view is None:
@@ -691,7 +719,8 @@ class SkewlabSource:
             import numpy as np
 
             loc = np.asarray(past_local_ns, dtype=np.int64)
-            est, lo, hi, st, t4 = self._columns_vectorized(view, loc, slew)
+            horizon = None if known_until is None else np.asarray(known_until, dtype=np.int64)
+            est, lo, hi, st, t4 = self._columns_vectorized(view, loc, slew, horizon)
             by_status = (None, _FREE, _SYNC)
             for k, e, lo_k, hi_k, s_k, t4_k in zip(
                 np.flatnonzero(st).tolist(),
@@ -703,7 +732,11 @@ class SkewlabSource:
         unsync = self.unsync_ns
         pending: dict[int, tuple[_Chosen, list[tuple[int, int, int, int]]]] = {}
         for k, loc in enumerate(past_local_ns):
-            chosen, mono, widen, t4 = self._select(view, loc, None, slew)
+            sel = self._select(view, loc, None, slew,
+                               None if known_until is None else int(known_until[k]))  # fmt: skip
+            if sel is None or sel[0] is None:
+                continue
+            chosen, mono, widen, t4 = sel
             if mono - chosen.max_m_ns > unsync:
                 continue
             pending.setdefault(id(chosen), (chosen, []))[1].append((k, mono, widen, t4))
@@ -725,26 +758,28 @@ class SkewlabSource:
                     out[k] = Reading(est, lo - widen, hi + widen, status, t4)
         return out
 
-    def readings_columns(self, past_local_ns):  # type: ignore[no-untyped-def]
+    def readings_columns(self, past_local_ns, known_until=None):  # type: ignore[no-untyped-def]
         """``readings_at`` as int64 arrays (estimate, earliest, latest, T4) and an int8 status
-        array, for an int64 array of past local readings; where status is 0 (UNSYNCHRONIZED)
-        the values are meaningless (no reading). Same values as ``readings_at``; the commit-wait
-        pass uses this (no Python object per receipt)."""
+        array, for an int64 array of past local readings (and of horizons ``known_until``);
+        where status is 0 (UNSYNCHRONIZED) the values are meaningless (no reading). Same values
+        as ``readings_at``; the commit-wait pass uses this (no Python object per receipt)."""
         import numpy as np
 
         loc = np.asarray(past_local_ns, dtype=np.int64)
+        horizon = None if known_until is None else np.asarray(known_until, dtype=np.int64)
         view = self._view
         if view is not None and view.sorted and len(loc) >= BATCH_MIN:
-            return self._columns_vectorized(view, loc, self._slew_ppb())
-        rs = self.readings_at(loc.tolist())
+            return self._columns_vectorized(view, loc, self._slew_ppb(), horizon)
+        rs = self.readings_at(loc.tolist(), None if horizon is None else horizon.tolist())
         st = np.array([int(r[3]) for r in rs], dtype=np.int8)
         cols = [np.array([0 if r[3] == 0 else r[i] for r in rs], dtype=np.int64)
                 for i in (0, 1, 2, 4)]  # fmt: skip
         return cols[0], cols[1], cols[2], st, cols[3]
 
-    def _columns_vectorized(self, view: _ArchiveView, loc, slew: int | None):  # type: ignore[no-untyped-def]
+    def _columns_vectorized(self, view: _ArchiveView, loc, slew: int | None, horizon=None):  # type: ignore[no-untyped-def]
         """The vectorized ``readings_at`` (archive lists ascending): selection with numpy
-        searchsorted, one ``intervals_arrays_near`` call per sample group."""
+        searchsorted (``_select``'s rules), one ``intervals_arrays_near`` call per sample
+        group."""
         import numpy as np
 
         n = len(loc)
@@ -757,22 +792,35 @@ class SkewlabSource:
         j = np.maximum(np.searchsorted(t4s, loc, side="right") - 1, 0)
         mono = loc - gaps[j]
         i = np.searchsorted(ms, mono, side="right")
-        near = np.maximum(i - 1, 0)
+        if horizon is None:
+            known = np.full(n, len(ms), dtype=np.int64)
+        else:
+            known = np.searchsorted(t4s, horizon, side="right")
+        near = np.where(i > 0, np.minimum(i, known) - 1, 0)
         lo_i = np.maximum(i - self.window // 2, 0)
+        hi_i = np.minimum(lo_i + self.window, known)
+        lo_i = np.where(lo_i >= hi_i, np.maximum(hi_i - self.window // 2, 0), lo_i)
+        none = known == 0  # no sample known by the horizon: no reading
+        near = np.maximum(near, 0)
         epoch = epochs[near]
         if slew is None:
             widen = np.zeros(n, dtype=np.int64)
         else:  # _ceil_rate(|local − T4 of the earlier sample|, slew), exact in Python ints
-            widen = np.array([-((-d * slew) // NS_PER_S) if d > 0 else 0
-                              for d in np.abs(loc - t4s[j]).tolist()], dtype=np.int64)  # fmt: skip
+            q, r = np.divmod(np.abs(loc - t4s[j]), NS_PER_S)  # no int64 overflow: d = q·1e9 + r
+            widen = q * slew - ((-r * slew) // NS_PER_S)
         t4_near = t4s[near]
-        keys, inverse = np.unique(lo_i.astype(np.int64) * (1 << 32) + epoch, return_inverse=True)
+        a = len(ms) + 1  # indices are ≤ the archive's length: one int64 key per group
+        keys, inverse = np.unique((epoch * a + lo_i) * a + hi_i, return_inverse=True)
         inverse = inverse.reshape(-1)
         w, fmax, unsync, grid = self.w, self.fmax_ppb, self.unsync_ns, self.grid_ns
         j, rr = self.j, self.r
         for g, key in enumerate(keys.tolist()):
-            chosen = self._chosen(view, key >> 32, key & 0xFFFFFFFF)
-            idx = np.flatnonzero(inverse == g)
+            rest, end_i = divmod(key, a)
+            ep_g, first_i = divmod(rest, a)
+            chosen = None if end_i <= 0 else self._chosen(view, first_i, end_i, ep_g)
+            if chosen is None:
+                continue
+            idx = np.flatnonzero((inverse == g) & ~none)
             idx = idx[mono[idx] - chosen.max_m_ns <= unsync]
             if len(idx) == 0:
                 continue

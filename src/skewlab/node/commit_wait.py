@@ -15,6 +15,7 @@ from skewlab.trace import CW_NO_REFINEMENT, PartWriter, commit_wait_prefix, comm
 
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
 CW_BATCH = 65_536  # commit-wait receipts evaluated together at most (one call per source)
+CW_MIN_POLL_S = 0.02  # the evaluation thread wakes at most 50 times a second
 CW_MAX_BACKLOG = 4_000_000  # receipts awaiting their longest T+Δ (16 B each); more: shed, counted
 
 
@@ -65,7 +66,10 @@ class CommitWaitEvaluator:
             for d in self.delays_ms
         ]  # fmt: skip
         shortest = min(self.delays_ms) if self.delays_ms else 1000
-        self.poll_s = poll_s if poll_s is not None else min(0.5, shortest / 1000 / 10)
+        # values stand on what was known at receipt + Δ whenever a pass runs; the period only
+        # bounds how long receipts wait (memory) and the recorded age
+        self.poll_s = (poll_s if poll_s is not None
+                       else min(0.5, max(CW_MIN_POLL_S, shortest / 1000 / 10)))  # fmt: skip
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="commit-wait", daemon=True)
         self.evaluated = [0] * len(self.delays_ms)
@@ -120,10 +124,12 @@ class CommitWaitEvaluator:
             self._thread.start()
         return self
 
-    def _evaluate(self, ids, locals_, now_local: int) -> list[Any]:  # type: ignore[no-untyped-def]
+    def _evaluate(self, ids, locals_, now_local: int, delta_ns: int = 0) -> list[Any]:  # type: ignore[no-untyped-def]
         """Columns for due receipts evaluated when the clock read ``now_local``: each source's
         retrospective readings of the whole batch at once where the source can (identical
-        results), else one by one. ``ids``, ``locals_``: int arrays."""
+        results), else one by one, on what the source knew at receipt + Δ (``known_until``):
+        a later evaluation pass sees no sample taken after then. ``ids``, ``locals_``: int
+        arrays."""
         import numpy as np
         import pyarrow as pa
 
@@ -137,7 +143,7 @@ class CommitWaitEvaluator:
                 continue
             if colfn is not None:
                 try:
-                    _est, lo, hi, st, _t4 = colfn(locals_)
+                    _est, lo, hi, st, _t4 = colfn(locals_, locals_ + delta_ns)
                 except Exception:  # counted below, receipt by receipt
                     pass
                 else:
@@ -145,23 +151,24 @@ class CommitWaitEvaluator:
                     cols += (pa.array(lo, mask=none), pa.array(hi, mask=none), pa.array(st))
                     continue
             loc_list = locals_.tolist()
+            horizon = (locals_ + delta_ns).tolist()
             rs: list[Reading | None] | None = None
             if many is not None:
                 try:
-                    rs = many(loc_list)
+                    rs = many(loc_list, horizon)
                 except Exception:  # counted below, receipt by receipt
                     rs = None
             if rs is None:
-                rs = [self._one(fn, local) for local in loc_list]
+                rs = [self._one(fn, local, h) for local, h in zip(loc_list, horizon, strict=True)]
             cols.append(pa.array([None if r is None else r[1] for r in rs], type=pa.int64()))
             cols.append(pa.array([None if r is None else r[2] for r in rs], type=pa.int64()))
             cols.append(pa.array([None if r is None else int(r[3]) for r in rs], type=pa.int8()))
         return cols
 
-    def _one(self, fn: Callable[[int], Reading], local_ns: int) -> Reading | None:
+    def _one(self, fn: Callable[..., Reading], local_ns: int, known_until: int) -> Reading | None:
         """One retrospective reading; a broken source must not lose the trace: count it."""
         try:
-            return fn(local_ns)
+            return fn(local_ns, known_until=known_until)
         except Exception as e:
             self.errors += 1
             if self.first_error is None:
@@ -196,7 +203,7 @@ class CommitWaitEvaluator:
                     break
                 ids = np.frombuffer(self._ids[start : start + n], dtype=np.uint64)
                 c0 = thread_cpu_s()
-                cols = self._evaluate(ids, locs[:n], self.local_now())  # age: as evaluated
+                cols = self._evaluate(ids, locs[:n], self.local_now(), delta)  # age: as evaluated
                 c1 = thread_cpu_s()
                 w.append_columns(cols)
                 self.cpu_eval_s += c1 - c0

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
+from skewlab.clocks.base import Readings
 from skewlab.clocks.oscillator import NodeClock
 from skewlab.clocks.sources import make_sources
+from skewlab.clocks.track import SourceTrack, simulable
 from skewlab.net import wire
 from skewlab.node.commit_wait import CommitWaitEvaluator
 from skewlab.node.context import NodeContext
 from skewlab.node.counting import Strided, _summary
 from skewlab.node.patterns import effective_commit_wait_ms
 from skewlab.node.prober import start_prober
+from skewlab.node.receipts import packet_fields, receipt_columns, wire_columns
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
 from skewlab.node.udp import bind_udp, udp_drops
 from skewlab.timebase import cpu_s, monotonic_ns, monotonic_s
@@ -24,9 +30,26 @@ from skewlab.trace import PartWriter, receipt_schema, wire_sentinel_columns
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 
 
+BATCH_RECEIPTS = 1024  # receipts whose readings are evaluated together (at most)
+BATCH_DELAY_NS = 20_000_000  # a queued receipt is evaluated at most this long after it arrived
+IDLE_POLL_MS = 100  # an idle receive loop waits this long for a datagram between its checks
+
+
 class Receiver:
     """The worker's receive loop and its exact counts (kept apart from process setup so tests
-    can drive it over a socket pair)."""
+    can drive it over a socket pair).
+
+    Per datagram the loop only reads the host clock (the receipt's true instant), decodes and
+    checks the packet, dedupes it and queues it; sources that read a host service
+    (``clocks.track.simulable`` false: chrony, ChronoTick...) are read right there, at the
+    receipt's instant. The queued receipts' local readings and the readings of every other
+    source are evaluated together on arrays (``_evaluate``) when BATCH_RECEIPTS are queued or
+    the oldest has waited BATCH_DELAY_NS, and at the end: the node clock's
+    ``local_gaps_at_array`` and each source's ``read_many`` on the snapshot in force at each
+    receipt's true instant (``SourceTrack``), the same kernels as one ``read`` at the instant,
+    and the same path as the simulator's. A value is a function of the receipt's instant and
+    the state then, not of when it is computed.
+    """
 
     def __init__(
         self,
@@ -40,19 +63,44 @@ class Receiver:
         control_lost: Callable[[], bool] = lambda: False,
         signalled: threading.Event | None = None,
         idle_exit_s: float = 5.0,
-        on_receipt: Callable[[int, int], None] | None = None,
+        on_receipts: Callable[[Any, Any], None] | None = None,
+        track: SourceTrack | None = None,
     ) -> None:
+        """``on_receipts(event ids, local readings)`` (numpy arrays) gets each batch of receipts
+        as it is evaluated (commit-wait). Without ``track`` the array-readable sources are
+        tracked on their sync state from now on (``SourceTrack.follow``)."""
         self.sock = sock
         self.codec = codec
         self.clock = clock
         self.sources = list(sources)
+        # sources read on arrays (through ``track``: built here, recording now, when the caller
+        # has not subscribed one to the sync state) and sources read at the instant
+        arrayed = [s for s in self.sources if simulable(s)]
+        if track is None:
+            track = SourceTrack(arrayed)
+            states = {id(s.state): s.state for s in arrayed}
+            if not states:
+                track.record(clock.host.now_ns())
+            for state in states.values():
+                track.follow(state, clock.host.now_ns)
+        elif [id(s) for s in track.sources] != [id(s) for s in arrayed]:
+            raise ValueError("the track must hold exactly the array-readable sources")
+        self.track = track
+        self._where = [("a", arrayed.index(s)) if simulable(s) else ("i", 0)
+                       for s in self.sources]  # fmt: skip
+        k = 0
+        for i, (kind, _) in enumerate(self._where):
+            if kind == "i":
+                self._where[i] = ("i", k)
+                k += 1
+        self.instant = [s for s in self.sources if not simulable(s)]
         self.writer = writer
         self.total = total_events
         self.stop = stop
         self.control_lost = control_lost
         self.signalled = signalled or threading.Event()
         self.idle_exit_ns = int(idle_exit_s * 1e9)
-        self.on_receipt = on_receipt
+        self.on_receipts = on_receipts
         # one bit per event id: dedupe (written through now, so its pages are resident from the
         # start and memory does not creep as event ids grow)
         self.seen = bytearray(b"\0") * ((total_events >> 3) + 1)
@@ -63,7 +111,10 @@ class Receiver:
         self.coordinator_sent: int | None = None  # from the end-of-stream marker
         self.rejected: Counter[str] = Counter()
         self.costs = Strided(total_events)  # receive → row buffered, ns (strided sample)
+        self.batches = 0
         self.exit_reason = ""
+        self._last_rx = 0
+        self._head_format = codec.head.format
 
     def run(self) -> None:
         """Receive until stopped (stop/signal), or until control is lost and events stopped."""
@@ -76,39 +127,52 @@ class Receiver:
         decode = self.codec.decode_fields
         werr = wire.WireError
         kind_event = wire.KIND_EVENT
-        append = self.writer.append
-        readers = [s.read for s in self.sources]
+        instant = [s.read for s in self.instant]
         seen = self.seen
         total = self.total
         rejected = self.rejected
-        add_cost = self.costs.add
         stride = self.costs.stride
-        push = self.on_receipt
         stop = self.stop
+        evaluate = self._evaluate
+        truths: list[int] = []
+        packets: list[bytes] = []  # the datagrams, decoded again on arrays
+        at_instant: list[tuple] = []
+        marks: list[int] = []  # sampled receipts' ns from receipt to queued
+        add_truth, add_packet, add_instant = truths.append, packets.append, at_instant.append
+        batch = BATCH_RECEIPTS
         received = dup = reordered = 0
         max_seq = -1
-        last_rx = mono()
+        self._last_rx = mono()
         drain_until = 0
-        sock.settimeout(0.1)
+        sock.setblocking(False)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         try:
             while True:
-                if stop.is_set() and not drain_until:
-                    if not self.control_lost() or self.signalled.is_set():
-                        # asked to stop: read what is already queued, without waiting
-                        drain_until = mono() + int(STOP_DRAIN_S * 1e9)
-                        sock.settimeout(0.0)
-                    elif mono() - last_rx > self.idle_exit_ns:
-                        self.exit_reason = "control lost and no events"
-                        break
                 try:
                     data = recv(bufsize)
-                except (TimeoutError, BlockingIOError):
+                except BlockingIOError:  # nothing queued
                     if drain_until:
                         self.exit_reason = "signal" if self.signalled.is_set() else "stop"
                         break
+                    if stop.is_set():
+                        if not self.control_lost() or self.signalled.is_set():
+                            # asked to stop: read what is already queued, without waiting
+                            drain_until = mono() + int(STOP_DRAIN_S * 1e9)
+                            continue
+                        if mono() - self._last_rx > self.idle_exit_ns:
+                            self.exit_reason = "control lost and no events"
+                            break
+                    wait_ms = IDLE_POLL_MS
+                    if truths:  # evaluate the queued receipts once the oldest is due
+                        age = now_ns() - truths[0]
+                        if age >= BATCH_DELAY_NS:
+                            evaluate(truths, packets, at_instant, marks)
+                            continue
+                        wait_ms = -(-(BATCH_DELAY_NS - age) // 1_000_000)
+                    poller.poll(wait_ms)
                     continue
                 truth = now_ns()
-                local = local_at(truth)
                 if drain_until and mono() > drain_until:
                     self.exit_reason = "stop (drain time limit)"
                     break
@@ -117,8 +181,8 @@ class Receiver:
                 except werr as e:
                     rejected[e.reason] += 1
                     continue
-                last_rx = mono()
                 if v[2] != kind_event:
+                    self._last_rx = mono()
                     self.end_markers += 1
                     self.coordinator_sent = v[6]
                     continue
@@ -137,17 +201,61 @@ class Receiver:
                     reordered += 1
                 else:
                     max_seq = seq
-                row = (eid, seq, truth, local, v[8])
-                for read in readers:
-                    row += read(local, truth)[:4]  # (estimate, earliest, latest, status)
-                append(row + v[10:])
-                if push is not None:
-                    push(eid, local)
+                add_truth(truth)
+                add_packet(data)
+                if instant:
+                    local = local_at(truth)
+                    add_instant(tuple(read(local, truth)[:4] for read in instant))
                 received += 1
                 if received % stride == 0:
-                    add_cost(now_ns() - truth)
+                    marks.append(now_ns() - truth)
+                if len(truths) >= batch:
+                    evaluate(truths, packets, at_instant, marks)
+                    if (
+                        stop.is_set()
+                        and not drain_until
+                        and (not self.control_lost() or self.signalled.is_set())
+                    ):  # asked to stop while events keep coming: drain for a limited time
+                        drain_until = mono() + int(STOP_DRAIN_S * 1e9)
         finally:
+            if truths:
+                evaluate(truths, packets, at_instant, marks)
             self.received, self.duplicates, self.reordered = received, dup, reordered
+
+    def _evaluate(self, truths: list[int], packets: list[bytes], at_instant: list[tuple],
+                  marks: list[int]) -> None:  # fmt: skip
+        """Evaluate the queued receipts (lists emptied in place): local readings and every
+        array-readable source's readings on arrays, rows buffered as columns, receipts handed
+        to commit-wait. The per-packet cost samples taken in the loop get the batch's
+        evaluation cost per receipt added."""
+        now_ns = self.clock.host.now_ns
+        t0 = now_ns()
+        n = len(truths)
+        t = np.array(truths, dtype=np.int64)
+        local, gap, step_gap = self.clock.oscillator.local_gaps_at_array(t)
+        arrays = self.track.read(t, local, gap, step_gap)
+        instant = _instant_readings(at_instant, len(self.instant)) if self.instant else []
+        reads = [arrays[k] if kind == "a" else instant[k] for kind, k in self._where]
+        rec = packet_fields(packets, self._head_format, self.codec.head_len)
+        eid = rec["f6"].astype(np.uint64)
+        wire_fields = [rec[f"f{j}"] for j in range(10, 10 + 4 * self.codec.n)]
+        cols = receipt_columns(eid, rec["f7"].astype(np.uint64), t, local,
+                               rec["f8"].astype(np.int64), reads,
+                               wire_columns(wire_fields))  # fmt: skip
+        self.writer.append_columns(cols)
+        if self.on_receipts is not None:
+            self.on_receipts(eid, local)
+        truths.clear()
+        packets.clear()
+        at_instant.clear()
+        self.batches += 1
+        self._last_rx = monotonic_ns()
+        if marks:
+            share = (now_ns() - t0) // n
+            add = self.costs.add
+            for cost in marks:
+                add(cost + share)
+            marks.clear()
 
     def counts(self) -> dict[str, Any]:
         """Exact counts of this worker (``lost`` needs the coordinator's end marker)."""
@@ -183,7 +291,7 @@ def run_worker(ctx: NodeContext) -> int:
     rx = Receiver(
         sock, ctx.codec(), clock, sources, writer, spec.workload.events,
         ctx.link.stop_event, lambda: ctx.link.lost, ctx.signalled, spec.run.idle_exit_s,
-        cw.push if cw.active else None,
+        cw.push_many if cw.active else None,
     )  # fmt: skip
     cw_counts: dict[str, Any] = {}
     try:
@@ -209,3 +317,18 @@ def run_worker(ctx: NodeContext) -> int:
                   **poller.counts())  # fmt: skip
     ctx.report_done(counts)
     return 0
+
+
+def _instant_readings(rows: list[tuple], n_sources: int) -> list[Readings]:
+    """Readings taken at the instant (one tuple of (estimate, earliest, latest, status) per
+    source per receipt) as arrays; None values (no reading) are invalid."""
+    out = []
+    for k in range(n_sources):
+        col = [r[k] for r in rows]
+        valid = np.array([x[0] is not None for x in col], dtype=bool)
+        vals = [np.array([0 if x[j] is None else x[j] for x in col], dtype=np.int64)
+                for j in range(3)]  # fmt: skip
+        st = np.array([int(x[3]) for x in col], dtype=np.int8)
+        st[~valid] = 0
+        out.append(Readings(vals[0], vals[1], vals[2], st, valid))
+    return out

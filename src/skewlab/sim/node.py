@@ -23,6 +23,7 @@ from skewlab.clocks.base import ClockSource, Reading, Readings
 from skewlab.clocks.node import node_sync
 from skewlab.clocks.oscillator import Oscillator
 from skewlab.clocks.sources import make_sources
+from skewlab.clocks.track import SourceTrack
 from skewlab.nemesis.schedule import ntp_server_name
 from skewlab.nemesis.timed import in_force, windows
 from skewlab.net.distributions import LognormalDelay
@@ -34,7 +35,6 @@ from skewlab.ntp.client import NtpError, compute_sample
 from skewlab.ntp.packet import ns_to_short, short_to_ns
 from skewlab.ntp.sample import NtpSample
 from skewlab.ntp.server import SERVER_PRECISION
-from skewlab.sim.vector import SourceTrack
 from skewlab.spec import ExperimentSpec, from_dict
 from skewlab.timebase import VirtualClock
 from skewlab.trace import DELIVERED, LOST, PartWriter

@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skewlab import __version__
-from skewlab.clocks.base import Readings
 from skewlab.clocks.oscillator import Oscillator
 from skewlab.clocks.sources import source_facts
 from skewlab.nemesis.record import FaultRecorder
@@ -42,6 +41,7 @@ from skewlab.net.wire import MAC_LEN
 from skewlab.node.commit_wait import CommitWaitEvaluator
 from skewlab.node.context import wire_codec
 from skewlab.node.patterns import delays_ns, drain_ns
+from skewlab.node.receipts import masked, reading_columns, receipt_columns
 from skewlab.sim.keys import refuse
 from skewlab.sim.node import (
     CLIENT_TURN_NS,
@@ -91,20 +91,6 @@ class SimOptions:
 
 
 # -- writing ---------------------------------------------------------------------------------
-
-
-def _arr(values: np.ndarray, typ: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
-    if valid is None or valid.all():
-        return pa.array(values, type=typ)
-    return pa.array(values, type=typ, mask=~valid)
-
-
-def _reading_arrays(r: Readings, order: str) -> list[pa.Array]:
-    """One source's columns: ``est`` order (estimate, earliest, latest, status) of the node's own
-    readings, or ``wire`` order (status, estimate, earliest, latest) of the send columns."""
-    e, lo, hi = (_arr(x, pa.int64(), r.valid) for x in (r.estimate, r.earliest, r.latest))
-    st = pa.array(r.status, type=pa.int8())
-    return [e, lo, hi, st] if order == "est" else [st, e, lo, hi]
 
 
 def write_parts(directory: Path, prefix: str, table: pa.Table, rows: int) -> int:
@@ -291,17 +277,13 @@ def _worker_job(name: str) -> dict[str, Any]:
     ntp_w.flush()
     _write_ntp_links(node, res)
     local, reads = node.read(truth)
-    cols: list[pa.Array] = [
-        pa.array(order, pa.uint64()), pa.array(order, pa.uint64()), pa.array(truth, pa.int64()),
-        pa.array(local, pa.int64()), pa.array(plan.send_local[order], pa.int64()),
-    ]  # fmt: skip
-    for r in reads:
-        cols += _reading_arrays(r, "est")
+    sent: list[pa.Array] = []
     for k in range(len(spec.sources)):
         st, e, lo, hi = plan.wire[k]
         v = plan.wire_valid[k][order]
-        cols += [pa.array(st[order], pa.int8())]
-        cols += [_arr(x[order], pa.int64(), v) for x in (e, lo, hi)]
+        sent += [pa.array(st[order], pa.int8())]
+        sent += [masked(x[order], pa.int64(), v) for x in (e, lo, hi)]
+    cols = receipt_columns(order, order, truth, local, plan.send_local[order], reads, sent)
     table = pa.Table.from_arrays(cols, schema=receipt_schema(spec.sources))
     parts = write_parts(ndir, "events", table, spec.run.batch_rows)
     reordered = int((np.diff(order) < 0).sum()) if len(order) > 1 else 0
@@ -396,7 +378,7 @@ def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str
         pa.array(np.zeros(n, np.int64), pa.uint16()),
     ]  # fmt: skip
     for r in reads:
-        cols += _reading_arrays(r, "est")
+        cols += reading_columns(r, "est")
         plan.wire.append([r.status, r.estimate, r.earliest, r.latest])
         plan.wire_valid.append(r.valid)
     table = pa.Table.from_arrays(cols, schema=send_schema(spec.sources))
@@ -414,7 +396,7 @@ def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str
 def check_simulable(spec: ExperimentSpec) -> None:
     """Raise SimError for what virtual time cannot model (sources backed by host services,
     the spec keys ``sim/keys.py`` refuses)."""
-    from skewlab.sim.vector import SIMULATED_SOURCES
+    from skewlab.clocks.track import SIMULATED_SOURCES
 
     bad = [s for s in spec.sources if s not in SIMULATED_SOURCES]
     if bad:
