@@ -171,6 +171,7 @@ def test_an_external_reference(tmp_path_factory: pytest.TempPathFactory) -> None
                         timeout=180)  # fmt: skip
         answered = ref.counters["answered"]
     assert r.returncode == 0, r.stderr + r.stdout
+    assert "measured truth: half-width p50/p99 µs coordinator " in r.stdout  # the summary
     [d] = list(out.iterdir())
     res = ResultsDir(d)
     meta = json.loads(res.metadata_path.read_text())

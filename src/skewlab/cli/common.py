@@ -227,4 +227,10 @@ def summary_table(stats: dict[str, Any]) -> str:
                 f"{_ms(e.get('mean_ns')):>12} {_ms(e.get('p99_abs_ns')):>13} "
                 f"{_ms(e.get('max_abs_ns')):>13} {_pct(bq.get('coverage')):>8} {_pct(amb):>8}"
             )
+    if mt := stats.get("measured_truth"):  # truth probes: the achieved truth half-width
+        hw = ", ".join(f"{n} {x['half_width_ns']['p50_ns'] / 1e3:.1f}/"
+                       f"{x['half_width_ns']['p99_ns'] / 1e3:.1f}"
+                       for n, x in mt["nodes"].items() if x["half_width_ns"]["n"])  # fmt: skip
+        lines.append(f"measured truth: half-width p50/p99 µs {hw or '— (no interval)'}; "
+                     "bounded counts in report.md, 'Measured truth'")  # fmt: skip
     return "\n".join(lines)
