@@ -518,6 +518,12 @@ def _after_earlier(last: dict[str, Any], plan: SweepPlan, cluster: ClusterSpec, 
     sub = Submission.of(last)
     q = queue(sub.job_id)
     if q:
+        same = all(i < len(plan.keys) and plan.keys[i] == k for i, k in sub.keys.items())
+        if not same:
+            raise LaunchError(
+                f"array job {sub.job_id} of this sweep is still in the queue and runs other "
+                f"cells than this sweep file now gives; wait for it, or scancel {sub.job_id}"
+            )
         if not resume:
             raise LaunchError(
                 f"array job {sub.job_id} of this sweep is still in the queue ({len(q)} task(s)): "
