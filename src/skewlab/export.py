@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 
 from skewlab.results import open_results
 from skewlab.store import ResultsDir
-from skewlab.trace import load_receipts, read_parts
+from skewlab.trace import load_receipts, read_parts, source_columns
 
 _PART = re.compile(r"^(?P<prefix>[A-Za-z0-9_]+)-\d{6}\.parquet$")
 _CW = re.compile(r"^cw\d+$")
@@ -66,3 +66,85 @@ def _write_all(res: ResultsDir, out: Path) -> list[Path]:
             pacsv.write_csv(table, target)
             written.append(target)
     return written
+
+
+# -- a run's receipts as a stream a Flink or Kafka pipeline can replay ------------------------
+
+FLINK_FILE = "receipts.csv"
+FLINK_DDL = "flink.sql"
+
+
+def export_flink(res: ResultsDir, out: Path) -> list[Path]:
+    """Write every worker's receipts merged in true arrival order as one CSV (``receipts.csv``)
+    with one event-time column per source (ms, Flink's resolution: the reading floored), and
+    ``flink.sql``, a Flink SQL table over it with a bounded out-of-orderness watermark. The
+    order of the rows is the order a stream processor would see them (docs/TRACES.md)."""
+    import polars as pl
+
+    from skewlab.analysis import eventtime as et
+    from skewlab.analysis.load import load
+
+    open_results(res.root)
+    t = load(res)
+    cols = _flink_columns(t.sources, t.bounded)
+    frames = []
+    for i, w in enumerate(t.workers):
+        sel = [pl.col("event_id"), pl.col("truth_ns")]
+        for s in t.sources:
+            e, _, hi, _ = source_columns(s)
+            sel += [pl.col(e).alias(f"{s}_ms")]
+            if t.bounded[s]:
+                sel += [pl.col(hi).alias(f"{s}_latest_ms")]
+        df = t.receipts[w].select(sel).unique(subset="event_id", keep="first", maintain_order=True)
+        frames.append(df.with_columns(pl.lit(w).alias("worker"), pl.lit(i).alias("_w")).collect())
+    df = pl.concat(frames, how="vertical_relaxed")
+    if df.get_column("truth_ns").null_count():
+        raise ValueError(f"{res.root}: receipts without true time: no arrival order to export")
+    df = df.sort(["truth_ns", "_w", "event_id"])
+    tick = et.TICK_NS
+    df = df.with_columns(
+        pl.int_range(0, df.height, dtype=pl.Int64).alias("arrival"),
+        (pl.col("truth_ns") // tick).alias("true_ms"),
+        *[(pl.col(c) // tick).alias(c) for c in cols[5:]],
+    ).select(cols)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        with open(tmp / FLINK_FILE, "w") as f:  # a '#' header: Flink's csv.allow-comments
+            f.write("#" + ",".join(cols) + "\n")
+            df.write_csv(f, include_header=False)
+        (tmp / FLINK_DDL).write_text(flink_ddl(cols, t.sources[0] if t.sources else "true"))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [out / FLINK_FILE, out / FLINK_DDL]
+
+
+def _flink_columns(sources: list[str], bounded: dict[str, bool]) -> list[str]:
+    cols = ["arrival", "worker", "event_id", "truth_ns", "true_ms"]
+    for s in sources:
+        cols.append(f"{s}_ms")
+        if bounded.get(s):
+            cols.append(f"{s}_latest_ms")
+    return cols
+
+
+def flink_ddl(cols: list[str], source: str, delay_ms: int = 5) -> str:
+    """A Flink SQL table over receipts.csv: ``source``'s column as event time, watermark
+    ``rt − (delay + 1) ms`` — the value BoundedOutOfOrdernessWatermarks(delay) emits."""
+    types = {"worker": "STRING"}
+    fields = ",\n  ".join(f"`{c}` {types.get(c, 'BIGINT')}" for c in cols)
+    return (
+        f"-- skewlab export --flink: one row per receipt, in true arrival order.\n"
+        f"-- Event time: any *_ms column (epoch ms; empty = the source gave no reading).\n"
+        f"-- Replace `{source}_ms` and the delay to study another source or delay.\n"
+        f"CREATE TABLE receipts (\n  {fields},\n"
+        f"  rt AS TO_TIMESTAMP_LTZ(`{source}_ms`, 3),\n"
+        f"  WATERMARK FOR rt AS rt - INTERVAL '{delay_ms + 1}' MILLISECOND\n"
+        f") WITH (\n  'connector' = 'filesystem',\n  'path' = '{FLINK_FILE}',\n"
+        f"  'format' = 'csv',\n  'csv.allow-comments' = 'true',\n"
+        f"  'scan.watermark.emit.strategy' = 'on-event'\n);\n"
+    )

@@ -656,7 +656,7 @@ def test_every_rate_has_a_block_interval(stats: dict[str, Any]) -> None:
 
 _KEYED = {"workers", "sources", "windows", "reevaluated", "coverage_by_status", "pairs",
           "coordination_cost", "summary", "window_wrong_rate", "window_ambiguous_rate",
-          "window_confident_wrong_rate"}  # fmt: skip
+          "window_confident_wrong_rate", "streams", "delays"}  # fmt: skip
 
 
 def _rate_names(stats: dict[str, Any]) -> dict[str, list[tuple[str, ...]]]:
@@ -746,6 +746,20 @@ KNOWN_RATES: dict[str, tuple[int, int]] = {
     "summary.truetime.window_ambiguous_rate.10": (2, 10),  # A e4, C e1
     "summary.truetime.window_confident_wrong_rate.10": (1, 8),  # A e3 among 3 + 3 + 2
     "summary.truetime.coverage": (8, 10),
+    # event time (analysis/eventtime.py), every worker's receipts merged in true arrival order
+    # (A1 B1 C1 A2 B2 C2 C3 A3 B4 A4), delay 0, allowed lateness 5 ms, tumbling 10 ms.
+    # system (B4 unstamped): 1000 1010 1009 ...: 1010 moves the watermark to 1009 = the max
+    # timestamp of [1000, 1010), so C1's 1009 is late (the window fired), kept (1009 + 5 > 1009)
+    "event_time.sources.system.estimate.streams.all.delays.0.windows.tumbling_10.late": (1, 9),
+    "event_time.sources.system.estimate.streams.all.delays.0.windows.tumbling_10.dropped": (0, 9),
+    # truetime estimates: C3's 3004 moves it to 3003; A3's 2995 ([2990, 3000)) late, kept
+    "event_time.summary.truetime.estimate.delays.0.late": (1, 10),
+    "event_time.summary.truetime.estimate.delays.0.dropped": (0, 10),
+    # truetime latest: C3's 3005 moves it to 3004 = 2999 + 5: A3's 2997 is dropped
+    "event_time.sources.truetime.latest.streams.all.delays.0.windows.tumbling_10.late": (1, 10),
+    "event_time.sources.truetime.latest.streams.all.delays.0.windows.tumbling_10.dropped": (1, 10),
+    "event_time.summary.truetime.latest.delays.0.late": (1, 10),
+    "event_time.summary.truetime.latest.delays.0.dropped": (1, 10),
 }
 
 
@@ -791,4 +805,6 @@ def test_rate_definitions_cover_every_rate_name(stats: dict[str, Any]) -> None:
             parts = ["ordering", *parts[3:]] if parts[1] == "pairs" else ["ordering", *parts[2:]]
         elif parts[0] == "coordination_cost":
             parts = ["coordination_cost", *[p for p in parts[1:] if p != "estimate_as_point"]]
+        elif parts[0] == "event_time":  # by source, variant, stream, delay, window
+            parts = ["event_time", parts[-1]]
         assert ".".join(parts) in defs, name

@@ -21,9 +21,12 @@ Pure numpy on int64 nanoseconds; arrays are in arrival (processing) order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from skewlab.analysis.stats_util import PERCENTILES, Counts, nearest_rank_index, rate
 
 NS_PER_MS = 1_000_000
 TICK_NS = NS_PER_MS  # Flink's event-time resolution: timestamps and watermarks are ms
@@ -60,6 +63,14 @@ class EventTimeSettings:
     lateness_ns: int = DEFAULT_LATENESS_MS * NS_PER_MS
     windows: tuple[WindowSpec, ...] = ()
     tick_ns: int = TICK_NS
+    # Receipts beyond which the event-time analysis is skipped (reported, with the reason):
+    # it costs a pass per (source, stream, delay, window), more than the rest of the analysis.
+    max_receipts: int = 2_000_000
+
+    @property
+    def headline(self) -> WindowSpec:
+        """The window the summary reports: the first (the smallest tumbling by default)."""
+        return self.windows[0]
 
     @classmethod
     def default(cls, sizes_ns: tuple[int, ...], offset_ns: int = 0) -> EventTimeSettings:
@@ -107,109 +118,314 @@ def max_out_of_orderness(ts: np.ndarray) -> int:
     return max(0, int((m[:-1] - ts[1:]).max()))
 
 
-def _pairs(ts: np.ndarray, win: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Every (element index, window start) assignment, element-major."""
+@dataclass
+class Assigned:
+    """One stream's elements under one window assigner, independent of the watermark: the
+    (element, k-th window) grid of starts, k = 0 for the last window holding the element."""
+
+    ts: np.ndarray  # event timestamps, arrival order
+    win: WindowSpec
+    starts: np.ndarray  # (n, per_element) window starts
+    valid: np.ndarray  # (n, per_element) the start is one of the element's windows
+    window_start: np.ndarray  # sorted distinct starts over valid slots
+    index: np.ndarray  # (n, per_element) position of each slot's start in window_start
+
+
+def assign(ts: np.ndarray, win: WindowSpec) -> Assigned:
+    """Flink's assigner: starts from the last window down to t − size (exclusive)."""
+    ts = np.asarray(ts, dtype=np.int64)
     last = window_start(ts, win.slide_ns, win.offset_ns)
     k = np.arange(win.per_element, dtype=np.int64)
     starts = last[:, None] - k[None, :] * win.slide_ns
     valid = starts > (ts - win.size_ns)[:, None]
-    elem = np.broadcast_to(np.arange(len(ts), dtype=np.int64)[:, None], starts.shape)
-    return elem[valid], starts[valid]
+    uniq, inv = np.unique(starts[valid], return_inverse=True)
+    index = np.full(starts.shape, -1, dtype=np.int64)
+    index[valid] = inv
+    return Assigned(ts, win, starts, valid, uniq, index)
+
+
+def _pairs(ts: np.ndarray, win: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Every (element index, window start) assignment, element-major."""
+    a = assign(ts, win)
+    elem = np.broadcast_to(np.arange(len(ts), dtype=np.int64)[:, None], a.starts.shape)
+    return elem[a.valid], a.starts[a.valid]
 
 
 def lossless_delay(
-    ts: np.ndarray, win: WindowSpec, lateness_ns: int, tick_ns: int = TICK_NS
+    ts: np.ndarray,
+    win: WindowSpec,
+    lateness_ns: int,
+    tick_ns: int = TICK_NS,
+    assigned: Assigned | None = None,
 ) -> int:
     """The smallest delay D (a multiple of the tick) that drops no assignment of any element:
     a pair (i, start) is dropped when end − tick + L ≤ M_{i−1} − D − tick, i.e. when
     D ≤ M_{i−1} − end − L; so D = max(0, max over pairs of M_{i−1} − end − L + tick)."""
     if len(ts) < 2:
         return 0
-    elem, start = _pairs(ts, win)
-    keep = elem > 0
-    m = running_max(ts)
-    need = m[elem[keep] - 1] - (start[keep] + win.size_ns) - lateness_ns + tick_ns
-    return max(0, int(need.max())) if need.size else 0
+    a = assigned if assigned is not None else assign(ts, win)
+    m = running_max(a.ts)
+    prev = np.concatenate([[NO_WATERMARK], m[:-1]])[:, None]
+    need = prev - (a.starts + win.size_ns) - lateness_ns + tick_ns
+    return max(0, int(need[a.valid].max()))
 
 
 @dataclass
 class Outcome:
     """What the window operator did with one stream at one delay, lateness and assigner."""
 
+    assigned: Assigned
+    drop: np.ndarray  # (n, per_element) slot past its window's lateness: not added
     late: np.ndarray  # bool per element: some window of it had fired when it arrived
     dropped: np.ndarray  # bool per element: every window past its lateness (side output)
     partially_dropped: np.ndarray  # bool per element: some windows, not all, past lateness
-    pair_elem: np.ndarray  # accepted (element, window start) assignments: the final contents
-    pair_start: np.ndarray
     window_start: np.ndarray  # per window that received an element, sorted
     window_count: np.ndarray  # its final number of elements
     window_firings: np.ndarray  # how often it fired (on time once, then once per late element)
     window_fire_index: np.ndarray  # arrival index after which it first fired; -1 = end of input
 
+    @property
+    def pair_elem(self) -> np.ndarray:
+        """Element of every accepted (element, window start) pair: the final contents."""
+        a = self.assigned
+        elem = np.broadcast_to(np.arange(len(a.ts), dtype=np.int64)[:, None], a.starts.shape)
+        return elem[a.valid & ~self.drop]
+
+    @property
+    def pair_start(self) -> np.ndarray:
+        return self.assigned.starts[self.assigned.valid & ~self.drop]
+
 
 def process(
-    ts: np.ndarray, delay_ns: int, lateness_ns: int, win: WindowSpec, tick_ns: int = TICK_NS
+    ts: np.ndarray,
+    delay_ns: int,
+    lateness_ns: int,
+    win: WindowSpec,
+    tick_ns: int = TICK_NS,
+    assigned: Assigned | None = None,
 ) -> Outcome:
     """Run one stream (timestamps in arrival order) through the watermark generator and the
-    window operator, as Flink's WindowOperator with EventTimeTrigger does."""
-    ts = np.asarray(ts, dtype=np.int64)
+    window operator, as Flink's WindowOperator with EventTimeTrigger does. ``assigned``: the
+    stream's ``assign(ts, win)``, when several delays share it."""
+    a = assigned if assigned is not None else assign(ts, win)
+    ts = a.ts
     n = len(ts)
-    wm = watermark_before(ts, delay_ns, tick_ns)
-    elem, start = _pairs(ts, win)
-    max_ts = start + win.size_ns - tick_ns
-    w = wm[elem]
-    drop = max_ts + lateness_ns <= w  # isWindowLate: cleanup time ≤ watermark
-    fired = (max_ts <= w) & ~drop  # EventTimeTrigger.onElement: fire again at once
-    per = np.bincount(elem, minlength=n)
-    n_drop = np.bincount(elem, weights=drop, minlength=n).astype(np.int64)
-    n_late = np.bincount(elem, weights=drop | fired, minlength=n).astype(np.int64)
+    wm = watermark_before(ts, delay_ns, tick_ns)[:, None]
+    max_ts = a.starts + win.size_ns - tick_ns
+    drop = a.valid & (max_ts + lateness_ns <= wm)  # isWindowLate: cleanup time ≤ watermark
+    fired = a.valid & (max_ts <= wm) & ~drop  # EventTimeTrigger.onElement: fire again at once
+    per = a.valid.sum(axis=1)
+    n_drop = drop.sum(axis=1)
     dropped = (n_drop == per) & (per > 0)
-    keep = ~drop
-    ke, ks, kf = elem[keep], start[keep], fired[keep]
-    starts, inv = np.unique(ks, return_inverse=True)
-    count = np.bincount(inv, minlength=len(starts)).astype(np.int64)
-    late_acc = np.bincount(inv, weights=kf, minlength=len(starts)).astype(np.int64)
+    keep = a.valid & ~drop
+    nw = len(a.window_start)
+    count = np.bincount(a.index[keep], minlength=nw).astype(np.int64)
+    late_acc = np.bincount(a.index[fired], minlength=nw).astype(np.int64)
     on_time = count - late_acc
     firings = (on_time > 0).astype(np.int64) + late_acc
     # First firing: on-time windows when the watermark M_j − D − tick reaches max timestamp
     # (first j with M_j ≥ max_ts + D + tick; none: the end of input's final watermark); a
     # window whose first element came late fires with that element.
     m = running_max(ts)
-    wmax = starts + win.size_ns - tick_ns
-    j = np.searchsorted(m, wmax + delay_ns + tick_ns, side="left") if n else np.zeros(0)
+    wmax = a.window_start + win.size_ns - tick_ns
+    j = np.searchsorted(m, wmax + delay_ns + tick_ns, side="left")
     fire = np.where(j < n, j, -1).astype(np.int64)
-    first_late = np.full(len(starts), n, dtype=np.int64)
-    np.minimum.at(first_late, inv[kf], ke[kf])
+    first_late = np.full(nw, n, dtype=np.int64)
+    elem = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], a.starts.shape)
+    np.minimum.at(first_late, a.index[fired], elem[fired])
     fire = np.where(on_time > 0, fire, first_late)
+    has = count > 0
     return Outcome(
-        late=n_late > 0,
+        assigned=a,
+        drop=drop,
+        late=(drop | fired).any(axis=1),
         dropped=dropped,
         partially_dropped=(n_drop > 0) & ~dropped,
-        pair_elem=ke,
-        pair_start=ks,
-        window_start=starts,
-        window_count=count,
-        window_firings=firings,
-        window_fire_index=fire,
+        window_start=a.window_start[has],
+        window_count=count[has],
+        window_firings=firings[has],
+        window_fire_index=fire[has],
     )
 
 
+def _kept_elsewhere(o: Outcome, other: Outcome) -> np.ndarray:
+    """For each slot of ``o``: is the same (element, start) pair accepted in ``other``?"""
+    a, b = o.assigned, other.assigned
+    last_b = b.starts[:, :1]
+    j = (last_b - a.starts) // b.win.slide_ns
+    inside = (j >= 0) & (j < b.starts.shape[1]) & ((last_b - a.starts) % b.win.slide_ns == 0)
+    jj = np.clip(j, 0, b.starts.shape[1] - 1)
+    ok = np.take_along_axis(b.valid & ~other.drop, jj, axis=1)
+    return inside & ok
+
+
 def content_difference(a: Outcome, b: Outcome) -> tuple[int, int, int]:
-    """Compare two outcomes over the same elements (a source's and true time's): returns
-    (windows whose final contents differ, windows in either, elements assigned differently).
-    A window is identified by its start; an element's assignment is its set of starts."""
-    ea = np.concatenate([a.pair_elem, b.pair_elem])
-    sa = np.concatenate([a.pair_start, b.pair_start])
-    side = np.concatenate([np.zeros(len(a.pair_elem), np.int8), np.ones(len(b.pair_elem), np.int8)])
-    if not len(ea):
-        return 0, 0, 0
-    order = np.lexsort((side, sa, ea))
-    ea, sa, side = ea[order], sa[order], side[order]
-    same = np.zeros(len(ea), dtype=bool)  # a pair present on both sides (adjacent after sort)
-    both = (ea[1:] == ea[:-1]) & (sa[1:] == sa[:-1])
-    same[1:] |= both
-    same[:-1] |= both
-    diff_starts = np.unique(sa[~same])
-    total = len(np.unique(sa))
-    elems = len(np.unique(ea[~same]))
-    return len(diff_starts), total, elems
+    """Compare two outcomes of the same elements under one assigner (a source's and true
+    time's): returns (windows whose final contents differ, windows in either, elements whose
+    accepted windows differ). A window is identified by its start."""
+    ka = a.assigned.valid & ~a.drop
+    kb = b.assigned.valid & ~b.drop
+    only_a = ka & ~_kept_elsewhere(a, b)
+    only_b = kb & ~_kept_elsewhere(b, a)
+    differ = np.unique(np.concatenate([a.assigned.starts[only_a], b.assigned.starts[only_b]]))
+    both = len(np.intersect1d(a.window_start, b.window_start, assume_unique=True))
+    total = len(a.window_start) + len(b.window_start) - both
+    elems = int((only_a.any(axis=1) | only_b.any(axis=1)).sum())
+    return len(differ), total, elems
+
+
+# -- the analysis's summary of one stream ----------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """One stream as the window operator sees it, in arrival order: a worker's receipts, or
+    every worker's merged by true arrival time."""
+
+    name: str
+    proc_ns: np.ndarray  # true arrival (processing) time, ns
+    truth_ts: np.ndarray  # the event timestamp true time would give (floored to the tick)
+    block: np.ndarray  # each element's time block (rate intervals)
+    blocks: int  # number of time blocks
+    stamps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # variant ("estimate" / "latest") → (reading ns, present)
+
+
+def _dist(x: np.ndarray) -> dict[str, Any]:
+    """n, mean, min, nearest-rank percentiles and max of integer ns values."""
+    n = len(x)
+    if not n:
+        return {"n": 0, "mean_ns": None, "min_ns": None, "p50_ns": None, "p99_ns": None,
+                "max_ns": None}  # fmt: skip
+    srt = np.sort(x)
+    out: dict[str, Any] = {"n": n, "mean_ns": float(x.mean()), "min_ns": int(srt[0])}
+    for name, (num, den) in PERCENTILES.items():
+        out[f"{name}_ns"] = int(srt[nearest_rank_index(n, num, den)])
+    out["max_ns"] = int(srt[-1])
+    return out
+
+
+def _counts(mask: np.ndarray, block: np.ndarray, blocks: int) -> Counts:
+    return Counts(np.bincount(block[mask], minlength=blocks))
+
+
+def delay_result(
+    o: Outcome, truth: Outcome, proc_ns: np.ndarray, block: np.ndarray, blocks: int
+) -> dict[str, Any]:
+    """One (stream, delay, window) as stats.json reports it (docs/METHODOLOGY.md)."""
+    n = len(o.late)
+    every = _counts(np.ones(n, dtype=bool), block, blocks)
+    differ, total, misassigned = content_difference(o, truth)
+    at = o.window_fire_index
+    fired = at >= 0
+    ends = o.window_start[fired] + o.assigned.win.size_ns
+    return {
+        "late": rate(_counts(o.late, block, blocks), every),
+        "dropped": rate(_counts(o.dropped, block, blocks), every),
+        "within_lateness": int((o.late & ~o.dropped).sum()),
+        "partially_dropped": int(o.partially_dropped.sum()),
+        "windows": len(o.window_start),
+        "firings": int(o.window_firings.sum()),
+        "fired_at_end": int((~fired).sum()),
+        "firing_delay": _dist(proc_ns[at[fired]] - ends),
+        "windows_compared": total,
+        "windows_differ": differ,
+        "windows_differ_share": differ / total if total else None,
+        "misassigned": misassigned,
+    }
+
+
+def stream_result(
+    st: Stream, ts_raw: np.ndarray, present: np.ndarray, settings: EventTimeSettings,
+    windows: tuple[WindowSpec, ...],
+) -> dict[str, Any]:  # fmt: skip
+    """Every delay × window of one stream stamped by one source variant."""
+    ts = event_timestamps(ts_raw[present], settings.tick_ns)
+    tt = st.truth_ts[present]
+    proc, block = st.proc_ns[present], st.block[present]
+    out: dict[str, Any] = {
+        "elements": int(present.sum()),
+        "unstamped": int((~present).sum()),
+        "max_out_of_orderness_ns": max_out_of_orderness(ts),
+        "lossless_delay_ns": {},
+        "delays": {},
+    }
+    for win in windows:
+        a, at = assign(ts, win), assign(tt, win)
+        out["lossless_delay_ns"][win.name] = lossless_delay(
+            ts, win, settings.lateness_ns, settings.tick_ns, a
+        )
+        truth0 = process(tt, 0, settings.lateness_ns, win, settings.tick_ns, at)
+        for d in settings.delays_ns:
+            o = process(ts, d, settings.lateness_ns, win, settings.tick_ns, a)
+            truth = truth0 if not truth0.dropped.any() else process(
+                tt, d, settings.lateness_ns, win, settings.tick_ns, at
+            )  # fmt: skip
+            key = str(d // NS_PER_MS)
+            out["delays"].setdefault(key, {"windows": {}})["windows"][win.name] = delay_result(
+                o, truth, proc, block, st.blocks
+            )
+    return out
+
+
+def settings_doc(st: EventTimeSettings) -> dict[str, Any]:
+    """The settings as stats.json records them (ms)."""
+    return {
+        "delays_ms": [d // NS_PER_MS for d in st.delays_ns],
+        "allowed_lateness_ms": st.lateness_ns // NS_PER_MS,
+        "tick_ms": st.tick_ns / NS_PER_MS,
+        "windows": {
+            w.name: {
+                "size_ms": w.size_ns // NS_PER_MS,
+                "slide_ms": w.slide_ns // NS_PER_MS,
+                "offset_ms": w.offset_ns / NS_PER_MS,
+            }
+            for w in st.windows
+        },
+        "headline_window": st.headline.name,
+        "watermark": "max timestamp seen - delay - 1 ms, emitted after every event",
+        "arrival": "true receipt time (each worker; 'all': every worker's receipts merged)",
+        "max_receipts": st.max_receipts,
+    }
+
+
+MERGED = "all"  # the stream of every worker's receipts merged in true arrival order
+
+
+def analyze(
+    streams: list[Stream], sources: list[str], bounded: dict[str, bool], st: EventTimeSettings
+) -> dict[str, Any]:
+    """Every source variant over every stream: the merged stream at every window, each worker's
+    at the headline window; ``summary`` = the merged stream at the headline window."""
+    out: dict[str, Any] = {"available": True, "reason": None, "settings": settings_doc(st)}
+    per: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    head = st.headline.name
+    for s in sources:
+        per[s] = {}
+        summary[s] = {}
+        for variant in ("estimate", "latest") if bounded.get(s) else ("estimate",):
+            per[s][variant] = {"streams": {}}
+            for stream in streams:
+                vals, present = stream.stamps[f"{s}/{variant}"]
+                wins = st.windows if stream.name == MERGED else (st.headline,)
+                per[s][variant]["streams"][stream.name] = stream_result(
+                    stream, vals, present, st, wins
+                )
+            done = per[s][variant]["streams"]
+            top = done.get(MERGED) or next(iter(done.values()))
+            summary[s][variant] = {
+                "delays": {
+                    d: {
+                        "late": r["windows"][head]["late"],
+                        "dropped": r["windows"][head]["dropped"],
+                        "windows_differ_share": r["windows"][head]["windows_differ_share"],
+                    }
+                    for d, r in top["delays"].items()
+                },
+                "lossless_delay_ns": top["lossless_delay_ns"][head],
+                "max_out_of_orderness_ns": top["max_out_of_orderness_ns"],
+            }
+    out["sources"] = per
+    out["summary"] = summary
+    return out

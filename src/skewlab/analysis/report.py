@@ -330,6 +330,68 @@ def _window_agreement(stats: Stats) -> list[Block]:
     ]
 
 
+def _short(r: Rate | None) -> str:
+    """A rate as 'x.xx% (k/n)' (its interval is in stats.json)."""
+    if not r or r.get("rate") is None:
+        return NA
+    return f"{100 * r['rate']:.2f}% ({r['k']}/{r['n']})"
+
+
+def _event_time(stats: Stats) -> list[Block]:
+    """Watermarks and late events per source (stats.json event_time; docs/METHODOLOGY.md)."""
+    et: Any = stats.get("event_time")
+    if not et:
+        return []
+    b: list[Block] = [H("Event time: watermarks and late events")]
+    if not et.get("available"):
+        return [*b, P(f"Not computed: {et.get('reason')}.")]
+    st = et["settings"]
+    head, delays = st["headline_window"], [str(d) for d in st["delays_ms"]]
+    b.append(
+        P(
+            "Each stream runs through Flink's bounded out-of-orderness watermark (max timestamp "
+            "seen − delay − 1 ms, after every event; timestamps floored to the ms) and event-time "
+            f"windows with allowed lateness {st['allowed_lateness_ms']} ms. Stream 'all' is every "
+            "worker's receipts merged in true arrival order (a global window); each worker's is "
+            "its own. Late = arrived after the watermark passed its window's end (the window had "
+            "fired); dropped = beyond the allowed lateness (Flink's late side output). Bounded "
+            "sources are also run with their `latest` bound as the event timestamp. Lossless "
+            f"delay: the smallest delay that drops nothing ({head}); max out-of-orderness: the "
+            "smallest with no event ever behind the watermark."
+        )
+    )
+    rows = []
+    for s, variants in et["summary"].items():
+        for variant, x in variants.items():
+            label = s if variant == "estimate" else f"{s} (latest)"
+            rows.append(
+                [label]
+                + [_short(x["delays"][d]["late"]) for d in delays]
+                + [ms(x["lossless_delay_ns"]), ms(x["max_out_of_orderness_ns"])]
+                + [_share(x["delays"][delays[0]]["windows_differ_share"])]
+            )
+    header = ["source"] + [f"late, delay {d} ms" for d in delays]
+    header += ["lossless delay ms", "max out-of-order ms", f"windows differing ({delays[0]} ms)"]
+    b += [P(f"Stream 'all', window {head}:"), Table(header, rows)]
+    rows = []
+    for s, variants in et["sources"].items():
+        for variant, v in variants.items():
+            label = s if variant == "estimate" else f"{s} (latest)"
+            for name, r in v["streams"].items():
+                if name == "all":
+                    continue
+                late = [_short(r["delays"][d]["windows"][head]["late"]) for d in delays]
+                rows.append([label, name, *late, ms(r["lossless_delay_ns"][head])])
+    if rows:
+        header = ["source", "worker"] + [f"late, delay {d} ms" for d in delays]
+        b += [P(f"Each worker's own stream, window {head}:"), Table([*header, "lossless ms"], rows)]
+    return b
+
+
+def _share(v: float | None) -> str:
+    return NA if v is None else f"{100 * v:.2f}%"
+
+
 def _headline(stats: Stats) -> list[Block]:
     """Every source's pooled rates, each with its numerator / denominator and its judge: the
     estimate used as a point (every source) and, for bounded sources, the interval."""
@@ -507,6 +569,7 @@ SECTIONS: tuple[Callable[[Stats], list[Block]], ...] = (
     _ordering,
     _windows,
     _window_agreement,
+    _event_time,
     _coordination,
     _commit_wait,
     _measured_truth,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from itertools import combinations
 from typing import Any, TypeVar
 
+import numpy as np
 import polars as pl
 
 from skewlab.analysis import metrics as m
@@ -476,6 +477,7 @@ def compute(t: Traces) -> Stats:
     for w in t.workers:
         workers[w], narrow[w] = _worker(t, w, truth, key, sent, fallback, blocks)
     ordering, agreement = _ordering_agreement(t, truth, sent, narrow, blocks)
+    event_time = _event_time(t, narrow, truth, blocks)
     del narrow
     params = parameters(t.spec)
     costs = {s: _coordination(t, s, workers, ordering, truth) for s in t.sources}
@@ -510,7 +512,55 @@ def compute(t: Traces) -> Stats:
     }
     if measured is not None:
         doc["measured_truth"] = measured
+    doc["event_time"] = event_time
     return plain(doc)  # type: ignore[no-any-return]  # counts' block splits are not written
+
+
+def _event_time(
+    t: Traces, narrow: dict[str, pl.DataFrame], truth: bool, blocks: Blocks
+) -> dict[str, Any]:
+    """Watermarks, late events and window contents per source (analysis/eventtime.py): each
+    worker's receipts and all of them merged, in true arrival order."""
+    from skewlab.analysis import eventtime as et
+
+    st = et.EventTimeSettings.default(t.settings.window_sizes_ns, t.settings.window_offset_ns)
+    receipts = sum(f.height for f in narrow.values())
+    reason = None
+    if not truth:
+        reason = "arrival order and processing time are true receipt times: no true time"
+    elif receipts > st.max_receipts:
+        reason = f"{receipts} receipts > {st.max_receipts} (EventTimeSettings.max_receipts)"
+    elif not receipts:
+        reason = "no receipts"
+    if reason:
+        return {"available": False, "reason": reason, "settings": et.settings_doc(st)}
+    frames = [
+        narrow[w].with_columns(pl.lit(i, dtype=pl.Int32).alias("_worker"))
+        for i, w in enumerate(t.workers)
+    ]
+    by = ["truth_ns", "_worker", "event_id"]
+    named = [(w, f.sort(by)) for w, f in zip(t.workers, frames, strict=True)]
+    named.append((et.MERGED, pl.concat(frames, how="vertical_relaxed").sort(by)))
+    streams = []
+    for name, df in named:
+        proc = df.get_column("truth_ns").to_numpy().astype(np.int64)
+        stream = et.Stream(
+            name=name,
+            proc_ns=proc,
+            truth_ts=et.event_timestamps(proc, st.tick_ns),
+            block=df.get_column(BLOCK).to_numpy().astype(np.int64),
+            blocks=blocks.count,
+        )
+        for s in t.sources:
+            est, _, latest, _ = source_columns(s)
+            for variant, col in (("estimate", est), ("latest", latest)):
+                c = df.get_column(col)
+                stream.stamps[f"{s}/{variant}"] = (
+                    c.fill_null(0).to_numpy().astype(np.int64),
+                    c.is_not_null().to_numpy(),
+                )
+        streams.append(stream)
+    return et.analyze(streams, t.sources, t.bounded, st)
 
 
 def _median_ntp_spacing_ns(t: Traces) -> int | None:

@@ -376,6 +376,14 @@ RATE_DEFINITIONS: dict[str, RateDefinition] = {
         "judged_by": "both"},
     "coordination_cost.total.repair_rate": {"numerator": "claimed decisions truth contradicts",
         "denominator": "decisions (all, claimed or not)", "judged_by": "both"},
+    "event_time.late": {"numerator": "elements arriving after the watermark passed the end of "
+        "one of their windows (that window had fired)",
+        "denominator": "elements of the stream (receipts the source stamped)",
+        "judged_by": "both"},
+    "event_time.dropped": {"numerator": "elements every window of which was past its allowed "
+        "lateness (Flink's late side output)",
+        "denominator": "elements of the stream (receipts the source stamped)",
+        "judged_by": "both"},
 }  # fmt: skip
 # summary.<name>: the same rate pooled over workers (pairs for ordering).
 SUMMARY_RATES: dict[str, str] = {
@@ -573,6 +581,10 @@ Stats = TypedDict(
         "summary_rates": dict[str, str],  # summary name → its RATE_DEFINITIONS key
         "network": NotRequired[dict[str, LinkSummary]],  # only with emulated links
         "measured_truth": NotRequired[MeasuredTruth],  # only with truth traces
+        # watermarks and late events (analysis/eventtime.py; METHODOLOGY.md, Event time):
+        # available, reason, settings, sources.<s>.<estimate|latest>.streams.<worker|all>,
+        # summary.<s>.<estimate|latest> (stream "all", the headline window)
+        "event_time": NotRequired[dict[str, Any]],
         "reports": NotRequired[list[str]],  # only when figures and reports were made
     },
 )
