@@ -93,6 +93,34 @@ def test_ssh_two_hosts_copy_back(sshd: Sshd, tmp_path: Path) -> None:
     _assert_all_stopped(meta)
 
 
+def test_ssh_external_ntp_keeps_the_embedded_truth_reference(sshd: Sshd, tmp_path: Path) -> None:
+    """ntp = HOST:PORT: no embedded NTP server for the experiment, yet measured truth's
+    embedded reference runs, alone, in an ntp-server node process on the coordinator's host."""
+    from skewlab.ntp.server import NtpServer
+
+    with NtpServer("127.0.0.1", 0) as ntp:
+        cluster = ssh_cluster(
+            sshd, clocks="emulated", ntp=f"127.0.0.1:{ntp.port}",
+            hosts=[{"name": "127.0.0.1", "nodes": ["coordinator", "W0", "W1"]}],
+        )  # fmt: skip
+        exp = write_json(tmp_path / "exp.json", experiment(events=40))
+        cl = write_json(tmp_path / "cluster.json", cluster)
+        out = tmp_path / "out"
+        r = run_skewlab("deploy", str(exp), "--cluster", str(cl), "-o", str(out),
+                        "--no-figures", timeout=240)  # fmt: skip
+        polled = ntp.counters["answered"]
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert polled > 0  # the experiment's NTP traffic went to the external server
+    res = _results(out)
+    meta = json.loads((res / "metadata.json").read_text())
+    assert meta["ntp"] == f"127.0.0.1:{ntp.port}"
+    ref = meta["nodes"]["ntp-server"]["counts"]
+    assert ref["truth_reference"]["answered"] > 0 and "answered" not in ref  # reference only
+    assert meta["measured_truth"]["reference"] != meta["ntp"]
+    check_measured_truth(res, ("coordinator", "W0", "W1"), exact=True)
+    _assert_all_stopped(meta)
+
+
 def test_ssh_keys_travel_only_on_the_ssh_channel(sshd: Sshd, tmp_path: Path) -> None:
     # the launcher in this process (so the test holds the run's secret): each node's keys go
     # through ssh's stdin; nowhere on a command line, in the remote copy, the results or a log
