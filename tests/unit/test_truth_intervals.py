@@ -257,3 +257,18 @@ def test_known_answer_through_the_analysis(kat: dict[str, Any]) -> None:
     # rates: k/n with block intervals (1 s blocks: no NTP traces, no ntp.poll_s)
     r = tt["coverage"]["possibly_wrong_rate"]
     assert (r["k"], r["n"], r["method"]) == (5, 8, "block")
+
+
+def test_every_measured_truth_rate_is_defined(kat: dict[str, Any]) -> None:
+    """stats.json states numerator and denominator of every measured-truth rate."""
+    defs = kat["rate_definitions"]
+
+    def walk(tree: Any, key: str) -> None:
+        if isinstance(tree, dict):
+            if "ci95" in tree and "k" in tree:
+                assert f"measured_truth.{key}" in defs, key
+                return
+            for k, v in tree.items():
+                walk(v, k)
+
+    walk(kat["measured_truth"], "")

@@ -384,6 +384,21 @@ RATE_DEFINITIONS: dict[str, RateDefinition] = {
         "lateness (Flink's late side output)",
         "denominator": "elements of the stream (receipts the source stamped)",
         "judged_by": "both"},
+    # measured truth (analysis/truth.py): claims judged against measured truth intervals, in
+    # measured_truth.causality_truth, .sources.<s>.{coverage, causality, causality_bounded,
+    # windows.<size>.{point, bounded}, ordering.{point, bounded}}
+    "measured_truth.certainly_wrong_rate": {"numerator": "claims wrong for every true time in "
+        "the truth intervals (k₁)", "denominator": "claims", "judged_by": "both"},
+    "measured_truth.possibly_wrong_rate": {"numerator": "claims wrong for some true time in the "
+        "truth intervals (k₁ + k₂)", "denominator": "claims", "judged_by": "both"},
+    "measured_truth.undecided_rate": {"numerator": "claims the truth intervals neither confirm "
+        "nor contradict, or without a truth interval (k₂)", "denominator": "claims",
+        "judged_by": "both"},
+    "measured_truth.exact_wrong_rate": {"numerator": "claims wrong by the exact true time "
+        "(emulated clocks)", "denominator": "claims", "judged_by": "both"},
+    "measured_truth.exact_coverage": {"numerator": "receipts (sends) whose truth interval holds "
+        "the exact true time", "denominator": "the node's receipts (sends)",
+        "judged_by": "truth"},
 }  # fmt: skip
 # summary.<name>: the same rate pooled over workers (pairs for ordering).
 SUMMARY_RATES: dict[str, str] = {
