@@ -26,6 +26,18 @@ _META = {b"skewlab.trace_version": str(TRACE_VERSION).encode()}
 COMPRESSION = "lz4"  # cheapest of pyarrow's codecs to write; the receive loop pays for flushes
 
 
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write one trace file: lz4, no dictionary pages (the columns are mostly distinct
+    integers: half the write cost), and the 32/64-bit numeric columns BYTE_STREAM_SPLIT
+    (nanosecond timestamps differ in their low bytes only: about half the size and half the
+    write time with lz4; readers need Parquet format 2.11: pyarrow ≥ 16, polars ≥ 1)."""
+    split = [f.name for f in table.schema
+             if (pa.types.is_integer(f.type) and f.type.bit_width >= 32)
+             or pa.types.is_floating(f.type)]  # fmt: skip
+    pq.write_table(table, path, compression=COMPRESSION, use_dictionary=False,
+                   use_byte_stream_split=split or False)  # fmt: skip
+
+
 def source_columns(source: str) -> tuple[str, str, str, str]:
     """Column names of one source's reading: estimate, earliest, latest, status."""
     return (
@@ -180,6 +192,12 @@ TRUTH_SCHEMA = pa.schema(
         pa.field("t4_ns", pa.int64(), nullable=False),  # node clock at the reply's arrival
         pa.field("truth_t1_ns", pa.int64()),  # host clock at T1 (exact truth on emulated runs)
         pa.field("truth_t4_ns", pa.int64()),  # host clock at T4
+        # the node clock's step gap just before T1 and just after T4: realtime − monotonic of
+        # the host plus an emulated clock's own steps and strobes; it changes only when the
+        # node clock steps (slewing moves both), so a change flags a step (analysis/truth.py)
+        pa.field("step_gap_t1_ns", pa.int64()),
+        pa.field("step_gap_t4_ns", pa.int64()),
+        pa.field("step_gap_unc_ns", pa.int64()),  # how far each may be off (the reads' spread)
     ],
     metadata=_META,
 )
@@ -297,8 +315,7 @@ class PartWriter:
             rows_n = len(rows)
         path = self.dir / f"{self.prefix}-{self._part:06d}.parquet"
         tmp = path.with_name("." + path.name + ".tmp")
-        # no dictionary pages: the columns are mostly distinct integers (half the write cost)
-        pq.write_table(table, tmp, compression=COMPRESSION, use_dictionary=False)
+        write_parquet(table, tmp)
         os.replace(tmp, path)
         self._part += 1
         self.parts_written += 1
@@ -339,7 +356,8 @@ def read_part(source: Path | bytes, schema: pa.Schema | None = None) -> pa.Table
     except TraceError:
         raise
     except (pa.ArrowException, OSError, ValueError, IndexError, UnicodeDecodeError) as e:
-        raise TraceError("corrupt", where, f"{type(e).__name__}: {str(e)[:200]}") from None
+        detail = " ".join(str(e).split())[:200]  # one line: the reader's message may span several
+        raise TraceError("corrupt", where, f"{type(e).__name__}: {detail}") from None
     version = (table.schema.metadata or {}).get(b"skewlab.trace_version", b"")
     if not version.isdigit() or not 1 <= int(version) <= TRACE_VERSION:
         raise TraceError("bad_version", where, repr(version[:20]))

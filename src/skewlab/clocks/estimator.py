@@ -71,10 +71,19 @@ def feasible_polygon(
         d = (s.m_ns - anchor_ns) / NS_PER_S
         e = s.lam_ns + wander_ns(w, d, j, r)
         y = s.y_ns - y_ref
-        poly = _clip(poly, d, y + e, 1.0)  # a + f·d ≤ y + e
+        hi, lo = y + e, -(y - e)
+        # most samples cut nothing: every vertex inside both half-planes leaves the polygon as
+        # it is (the same comparisons _clip makes, so the result is identical)
+        for p in poly:
+            x = p[0] + p[1] * d
+            if x - hi > 0 or -1.0 * x - lo > 0:
+                break
+        else:
+            continue
+        poly = _clip(poly, d, hi, 1.0)  # a + f·d ≤ y + e
         if not poly:
             return []
-        poly = _clip(poly, d, -(y - e), -1.0)  # −(a + f·d) ≤ −(y − e)
+        poly = _clip(poly, d, lo, -1.0)  # −(a + f·d) ≤ −(y − e)
         if not poly:
             return []
     return poly

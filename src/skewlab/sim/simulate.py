@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from skewlab import __version__
 from skewlab.clocks.oscillator import Oscillator
@@ -61,13 +60,13 @@ from skewlab.spec import ExperimentSpec
 from skewlab.store import ResultsDir, new_experiment_id, write_json_atomic
 from skewlab.timebase import VirtualClock, host_ns, monotonic_s
 from skewlab.trace import (
-    COMPRESSION,
     DELIVERED,
     LOST,
     NTP_SCHEMA,
     PartWriter,
     receipt_schema,
     send_schema,
+    write_parquet,
 )
 
 NS_PER_S = 1_000_000_000
@@ -100,7 +99,7 @@ def write_parts(directory: Path, prefix: str, table: pa.Table, rows: int) -> int
     for i, start in enumerate(range(0, table.num_rows, rows)):
         path = directory / f"{prefix}-{i:06d}.parquet"
         tmp = path.with_name("." + path.name + ".tmp")
-        pq.write_table(table.slice(start, rows), tmp, compression=COMPRESSION)
+        write_parquet(table.slice(start, rows), tmp)
         os.replace(tmp, path)
         n += 1
     return n
