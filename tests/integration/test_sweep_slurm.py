@@ -240,3 +240,71 @@ def test_cells_are_copied_back_without_a_shared_file_system(slurm: dict[str, str
         assert status["exit_code"] == 0
         assert "exit code 0" in (root / "slurm" / "logs" / f"{job}_{t}.log").read_text()
     assert list(remote.iterdir()) == []  # the node's copy was removed after collection
+
+
+def test_real_cells_run_where_the_cluster_file_places_their_nodes(
+    slurm: dict[str, str], tmp_path: Path
+) -> None:
+    # --real with hosts in the cluster file: each task is an allocation of one node per host,
+    # and its cell is deployed inside it by the Slurm launcher (every role an srun job step)
+    from tests.integration.deploy_fixtures import experiment
+
+    write_json(tmp_path / "exp.json", experiment())
+    f = tmp_path / "real.toml"
+    f.write_text('name = "real"\nbase = "exp.json"\n[grid]\n"ntp.poll_s" = [0.5, 1]\n')
+    cl = write_json(tmp_path / "cluster.json", {
+        "launcher": "slurm", "control_address": "127.0.0.1", "clocks": "emulated",
+        "slurm": {"partition": "debug", "poll_s": 0.2},
+        "hosts": [{"name": "@0", "address": "127.0.0.1",
+                   "nodes": ["coordinator", "ntp-server", "W0", "W1"]}],
+    })  # fmt: skip
+    out = tmp_path / "out"
+    r = subprocess.run(skewlab_cmd("sweep", str(f), "--cluster", str(cl), "--real", "-o",
+                                   str(out)), env=slurm, capture_output=True, text=True,
+                       timeout=CELL_TIMEOUT_S)  # fmt: skip
+    root = out / "real"
+    logs = "\n".join(p.read_text() for p in sorted((root / "slurm" / "logs").glob("*.log")))
+    assert r.returncode == 0, r.stderr + logs
+    (sub,) = _arrays(root)
+    assert {"--nodes=1", "--ntasks-per-node=1", "--exclusive"} <= set(sub["command"])
+    cells = sorted(root.glob("cell-*"))
+    assert len(cells) == 2
+    jobs = set()
+    for c in cells:
+        assert json.loads((c / "cell.json").read_text())["launcher"] == "slurm"
+        meta = json.loads((c / "run" / "metadata.json").read_text())
+        assert meta["launcher"] == "slurm" and meta["status"] == "completed"
+        assert meta["truth_available"] is True  # emulated clocks on one kernel
+        job = meta["slurm"]["job_id"]  # the array task's own job: every node a step of it
+        jobs.add(job)
+        steps = {n: info["slurm_step"] for n, info in meta["nodes"].items()}
+        assert set(steps) == {"ntp-server", "coordinator", "W0", "W1"}
+        assert all(s.startswith(f"{job}.") for s in steps.values())
+    assert len(jobs) == 2  # two tasks, two allocations
+    rows = list(csv.DictReader((root / "sweep.csv").open()))
+    assert len(rows) == 2 and all(float(x["system.received_fraction"]) > 0 for x in rows)
+
+
+def test_a_placed_real_cell_has_its_own_key_and_local_keys_stay() -> None:
+    """No Slurm needed: the placement is part of a placed real cell's key; without it the key
+    is the local sweep's (mode and spec only), so local sweeps keep reusing their cells."""
+    import hashlib
+
+    from skewlab.deploy.cluster import ClusterSpec, HostSpec
+    from skewlab.sim.sweep import cell_key
+    from skewlab.sim.sweep_slurm import launch_doc, peak_concurrency
+    from skewlab.spec import ExperimentSpec
+
+    spec = ExperimentSpec()
+    doc = {"mode": "real", "spec": json.loads(spec.to_json())}
+    assert cell_key(spec, True) == hashlib.sha256(
+        json.dumps(doc, sort_keys=True).encode()).hexdigest()  # fmt: skip
+    a = ClusterSpec(hosts=[HostSpec(name="@0", nodes=[n.name for n in spec.nodes])])
+    b = a.model_copy(update={"clocks": "emulated"})
+    keys = {cell_key(spec, True), cell_key(spec, True, launch_doc(a)),
+            cell_key(spec, True, launch_doc(b))}  # fmt: skip
+    assert len(keys) == 3
+    # the most cells at once: an end at the instant of a start comes first
+    rows = [{"start_ns": 0, "end_ns": 10}, {"start_ns": 5, "end_ns": 20},
+            {"start_ns": 10, "end_ns": 30}, {"start_ns": 30, "end_ns": 40}]  # fmt: skip
+    assert peak_concurrency(rows) == 2 and peak_concurrency(rows[:1]) == 1

@@ -175,10 +175,13 @@ def mode_name(real: bool) -> str:
     return "real" if real else "simulate"
 
 
-def cell_key(spec: ExperimentSpec, real: bool) -> str:
+def cell_key(spec: ExperimentSpec, real: bool, launch: dict[str, Any] | None = None) -> str:
     """A digest of everything a cell's result depends on: its whole resolved spec (every
-    setting, defaults included, seed included) and its mode."""
-    doc = {"mode": mode_name(real), "spec": json.loads(spec.to_json())}
+    setting, defaults included, seed included), its mode and, for a real cell whose nodes a
+    cluster file places (Slurm sweeps), that placement and clock setting (``launch``)."""
+    doc: dict[str, Any] = {"mode": mode_name(real), "spec": json.loads(spec.to_json())}
+    if launch is not None:
+        doc["launch"] = launch
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -198,24 +201,34 @@ def is_completed(d: Path, key: str) -> bool:
         return False
 
 
-def _run_cell(args: tuple[str, str, dict[str, Any], bool, bool, str]) -> dict[str, Any]:
-    """Run and analyse one cell (in a pool process); write its marker when done."""
+def _run_cell(args: tuple[str, str, dict[str, Any], bool, bool, str],
+              cluster: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Run and analyse one cell (in a pool process, or a Slurm array task); write its marker
+    when done. ``cluster``: a real cell's nodes go where this cluster file places them."""
     spec_json, folder, params, real, figures, key = args
     spec = ExperimentSpec.model_validate_json(spec_json)
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
     (d / MARKER).unlink(missing_ok=True)
-    write_json_atomic(d / "cell.json", {"parameters": params, "mode": mode_name(real),
-                                        "key": key})  # fmt: skip
-    stats = execute_cell(spec, d, real, figures)
+    doc = {"parameters": params, "mode": mode_name(real), "key": key}
+    if cluster is not None:
+        doc["launcher"] = "slurm"
+    write_json_atomic(d / "cell.json", doc)
+    if cluster is None:
+        stats = execute_cell(spec, d, real, figures)
+    else:
+        stats = execute_cell(spec, d, real, figures, cluster)
     row = table_row(params, stats)
     write_json_atomic(d / "row.json", row)
     (d / MARKER).write_text("ok\n")
     return row
 
 
-def execute_cell(spec: ExperimentSpec, d: Path, real: bool, figures: bool) -> dict[str, Any]:
-    """Run one cell's experiment into ``d/run`` (a new folder each time) and analyse it."""
+def execute_cell(spec: ExperimentSpec, d: Path, real: bool, figures: bool,
+                 cluster: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Run one cell's experiment into ``d/run`` (a new folder each time) and analyse it: in
+    virtual time, or real time with the local launcher, or — with ``cluster``, inside a Slurm
+    allocation — with the Slurm deploy launcher placing nodes as the cluster file says."""
     import shutil
 
     from skewlab.analysis import analyze
@@ -224,7 +237,12 @@ def execute_cell(spec: ExperimentSpec, d: Path, real: bool, figures: bool) -> di
     run_dir = d / "run"
     if run_dir.exists():  # a cell cut short before its marker: start it afresh
         shutil.rmtree(run_dir)
-    if real:
+    if real and cluster is not None:
+        from skewlab.deploy.slurm import SlurmLauncher
+
+        run_dir.mkdir(parents=True)  # the pre-flight checks every host sees it
+        SlurmLauncher(spec, d, cluster, results_dir=run_dir).run()
+    elif real:
         from skewlab.deploy.local import LocalLauncher
 
         LocalLauncher(spec, d, results_dir=run_dir).run()
@@ -264,6 +282,7 @@ class SweepPlan:
     dirs: list[Path]
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
     todo: list[int] = field(default_factory=list)
+    launch: dict[str, Any] | None = None  # a real cell's placement by a cluster file (Slurm)
 
     @property
     def skipped(self) -> int:
@@ -275,15 +294,16 @@ class SweepPlan:
         return (spec.to_json(), str(self.dirs[i]), params, self.real, figures, self.keys[i])
 
 
-def plan_sweep(sweep_file: Path, out: Path, real: bool = False) -> SweepPlan:
+def plan_sweep(sweep_file: Path, out: Path, real: bool = False,
+               launch: dict[str, Any] | None = None) -> SweepPlan:  # fmt: skip
     """Load the sweep file, build every cell and sort them into completed and to run."""
     sweep = load_sweep(sweep_file)
     root = out / sweep["name"]
     root.mkdir(parents=True, exist_ok=True)
     grid = cells(sweep)
-    keys = [cell_key(spec, real) for _p, spec in grid]
+    keys = [cell_key(spec, real, launch) for _p, spec in grid]
     plan = SweepPlan(sweep, root, real, grid, keys,
-                     [cell_dir(root, i, k) for i, k in enumerate(keys)])  # fmt: skip
+                     [cell_dir(root, i, k) for i, k in enumerate(keys)], launch=launch)  # fmt: skip
     for i, (d, key) in enumerate(zip(plan.dirs, keys, strict=True)):
         if is_completed(d, key):
             plan.rows[i] = json.loads((d / "row.json").read_text())

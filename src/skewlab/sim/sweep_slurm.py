@@ -168,6 +168,26 @@ def _slurm_place(cluster: ClusterSpec) -> list[str]:
     return out
 
 
+def launch_doc(cluster: ClusterSpec) -> dict[str, Any]:
+    """What a real cell placed by the cluster file depends on beyond its spec (part of its
+    key): the hosts and their nodes, the clocks setting and the NTP server."""
+    return {"launcher": "slurm", "clocks": cluster.clocks, "ntp": cluster.ntp,
+            "hosts": {h.name: sorted(h.nodes) for h in cluster.hosts}}  # fmt: skip
+
+
+def _shape(plan: SweepPlan, cluster: ClusterSpec) -> list[str]:
+    """One node per task; a placed real cell gets one node per host of the cluster file (named
+    hosts by name, "@N" ones wherever Slurm puts them)."""
+    if not plan.launch:
+        return ["--nodes=1", "--ntasks=1"]
+    hosts = [h for h in cluster.hosts if h.nodes]
+    out = [f"--nodes={len(hosts)}", "--ntasks-per-node=1"]
+    named = sorted(h.name for h in hosts if not h.name.startswith("@"))
+    if named:
+        out.append(f"--nodelist={','.join(named)}")
+    return out
+
+
 def batch_script(python: str, remote: str, manifest: dict[str, Any], copy: bool) -> str:
     """The array's batch script: run this task's cells, then record its exit code, node, start
     and end (also when the Python process was killed: the shell outlives it)."""
@@ -201,8 +221,8 @@ def batch_script(python: str, remote: str, manifest: dict[str, Any], copy: bool)
     return "\n".join(lines)
 
 
-def _manifest(plan: SweepPlan, tasks: list[list[int]], figures: bool,
-              copy: bool) -> dict[str, Any]:  # fmt: skip
+def _manifest(plan: SweepPlan, tasks: list[list[int]], figures: bool, copy: bool,
+              cluster: ClusterSpec) -> dict[str, Any]:  # fmt: skip
     """What a task needs to build its cells itself: the sweep with its base spec resolved (no
     file to read on the node), the mode, and per task its cells' keys and folder names."""
     from skewlab.sim.sweep import _base_data
@@ -212,7 +232,8 @@ def _manifest(plan: SweepPlan, tasks: list[list[int]], figures: bool,
     cells = [i for t in tasks for i in t]
     return {"sweep": sweep, "real": plan.real, "figures": figures, "copy": copy,
             "tasks": tasks, "keys": {str(i): plan.keys[i] for i in cells},
-            "dirs": {str(i): plan.dirs[i].name for i in cells}}  # fmt: skip
+            "dirs": {str(i): plan.dirs[i].name for i in cells}, "launch": plan.launch,
+            "cluster": cluster.model_dump(mode="json") if plan.launch else None}  # fmt: skip
 
 
 def submit(plan: SweepPlan, cluster: ClusterSpec, limit: int, figures: bool,
@@ -228,17 +249,18 @@ def submit(plan: SweepPlan, cluster: ClusterSpec, limit: int, figures: bool,
     n = len(_arrays(state)) + 1
     script = state / f"submit-{n}.sh"
     script.write_text(batch_script(cluster.python, remote,
-                                   _manifest(plan, tasks, figures, copy), copy))  # fmt: skip
+                                   _manifest(plan, tasks, figures, copy, cluster),
+                                   copy))  # fmt: skip
     script.chmod(0o755)
     log = "/dev/null" if copy else str(plan.root.resolve() / STATE / "logs" / "%A_%a.log")
     cmd = ["sbatch", "--parsable", f"--job-name=skewlab-sweep-{plan.sweep['name']}",
-           f"--array=0-{len(tasks) - 1}%{limit}", "--nodes=1", "--ntasks=1",
+           f"--array=0-{len(tasks) - 1}%{limit}", *_shape(plan, cluster),
            f"--cpus-per-task={s.cpus_per_task}", f"--time={s.task_time_limit or s.time_limit}",
            f"--output={log}", "--open-mode=append",
            f"--chdir={'/tmp' if copy else plan.root.resolve()}"]  # fmt: skip
     if s.task_mem:
         cmd.append(f"--mem={s.task_mem}")
-    if plan.real:  # a real-time cell owns its node's clock and CPU, as the local sweep's -j 1
+    if plan.real:  # a real-time cell owns its nodes' clocks and CPUs (the local sweep's -j 1)
         cmd.append("--exclusive")
     cmd += [*_slurm_place(cluster), *s.sbatch_args, str(script)]
     rc, out, err = run_capture(cmd, None, 120)
@@ -474,7 +496,17 @@ def run_sweep_slurm(
     as the local sweep does. Raises ``SweepFailed`` (cells, exit codes, log tails) when some
     cells did not complete; Ctrl-C/SIGTERM cancels the array (``scancel`` of its job id)."""
     say = progress or (lambda _s: None)
-    plan = plan_sweep(sweep_file, out, real)
+    launch = launch_doc(cluster) if real and cluster.hosts else None
+    if launch and cluster.workdir:
+        raise LaunchError(
+            "real cells placed by the cluster file run through the Slurm deploy launcher, "
+            "which reads results in place on a shared file system: remove workdir"
+        )
+    plan = plan_sweep(sweep_file, out, real, launch)
+    if launch:  # every cell's nodes placed exactly once, before anything is submitted
+        for params, spec in plan.grid:
+            label = ", ".join(f"{k}={v}" for k, v in params.items())
+            cluster.check_against(spec, f"cluster (cell {label})")
     state = plan.root / STATE
     for sub_dir in ("logs", "status", "cells"):
         (state / sub_dir).mkdir(parents=True, exist_ok=True)
@@ -538,7 +570,7 @@ def _after_earlier(last: dict[str, Any], plan: SweepPlan, cluster: ClusterSpec, 
         _update(plan.root / STATE, sub.job_id, ended_ns=host_ns(),
                 status="failed" if failures else "completed",
                 failed_cells=[f["cell"] for f in failures])  # fmt: skip
-        return plan_sweep(sweep_file, out, plan.real)
+        return plan_sweep(sweep_file, out, plan.real, plan.launch)
     missing = [i for i in plan.todo if plan.keys[i] in set(sub.keys.values())]
     if missing and not resume:
         how = last.get("status", "submitted")
@@ -595,6 +627,8 @@ def run_task(d: Path, manifest: dict[str, Any], task: int, job: str) -> int:
     if manifest.get("copy"):
         write_json_atomic(d / SWEEP_COPY, {"sweep": manifest["sweep"]["name"]})
     real, figures = bool(manifest["real"]), bool(manifest["figures"])
+    launch = manifest.get("launch")
+    cluster = ClusterSpec.model_validate(manifest["cluster"]) if launch else None
     rc = 0
     for i in manifest["tasks"][task]:
         key = manifest["keys"][str(i)]
@@ -604,13 +638,13 @@ def run_task(d: Path, manifest: dict[str, Any], task: int, job: str) -> int:
         print(f"cell {i}: start on {rec['host']}", flush=True)
         try:
             params, spec = cell_at(manifest["sweep"], i)
-            if cell_key(spec, real) != key:
+            if cell_key(spec, real, launch) != key:
                 raise RuntimeError(
                     f"this node's skewlab resolves cell {i} to another spec than the "
                     "launcher's (install the same skewlab version on every node)"
                 )
             if not is_completed(folder, key):  # a requeued task does not redo finished cells
-                _run_cell((spec.to_json(), str(folder), params, real, figures, key))
+                _run_cell((spec.to_json(), str(folder), params, real, figures, key), cluster)
             rec["ok"] = True
         except Exception as e:
             traceback.print_exc()
