@@ -188,24 +188,26 @@ def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str]
     assert len(list(csv.DictReader((root / "sweep.csv").open()))) == 3
 
 
-def test_ctrl_c_cancels_the_array_and_records_it(slurm: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_cancels_the_array_and_records_it(slurm: dict[str, str], tmp_path: Path,
+                                                 sig: signal.Signals) -> None:  # fmt: skip
     f = _sweep_file(tmp_path, "stop", '"ntp.poll_s" = [1, 2, 4]', events=800)
     out = tmp_path / "out"
     root = out / "stop"
     p = _start(slurm, str(f), "--cluster", str(_cluster(tmp_path)), "-j", "1", "-o", str(out))
     job = _wait_for("submission", lambda: (_arrays(root) or [{}])[0].get("job_id"), p)
     _wait_for("a running task", lambda: _task_pids(job), p)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     r = _finish(p)
-    assert r.returncode == 130, r.stderr
-    assert f"interrupted by SIGINT; array job {job} cancelled (scancel {job})" in r.stderr
+    assert r.returncode == 128 + sig, r.stderr  # 130 for SIGINT, 143 for SIGTERM
+    assert f"interrupted by {sig.name}; array job {job} cancelled (scancel {job})" in r.stderr
     assert _in_queue(slurm, job) == ""  # nothing of the array is left in the queue
     deadline = time.monotonic() + 30
     while _task_pids(job) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _task_pids(job) == []
     (sub,) = _arrays(root)
-    assert sub["status"] == "cancelled" and sub["cancelled_by"] == "SIGINT"
+    assert sub["status"] == "cancelled" and sub["cancelled_by"] == sig.name
     assert sub["left_queue"] is True
     assert not any((c / "completed").exists() for c in root.glob("cell-*"))
 
