@@ -31,6 +31,8 @@ FIGURES = (
     "commit_wait",
     "bound_coverage",
     "error_vs_truth",
+    "late_events",
+    "window_content_error",
 )
 
 plt.rcParams.update(
@@ -332,6 +334,68 @@ def bound_coverage(stats: Stats) -> Figure:
     return fig
 
 
+def _event_time_lines(stats: Stats) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """The event-time analysis and its headline rows (source, or source (latest))."""
+    ev: Any = stats.get("event_time")
+    if not ev or not ev.get("available"):
+        return ev, []
+    rows = []
+    for s, variants in ev["summary"].items():
+        for variant, x in variants.items():
+            rows.append((s if variant == "estimate" else f"{s} (latest)", x))
+    return ev, rows
+
+
+def late_events(stats: Stats) -> Figure:
+    """Late-event rate against the watermark delay, per source (stream 'all')."""
+    ev, rows = _event_time_lines(stats)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    if not rows:
+        _note(ax, f"event-time analysis not computed: {(ev or {}).get('reason', 'no data')}")
+    else:
+        delays = [str(d) for d in ev["settings"]["delays_ms"]]
+        x = np.arange(len(delays))
+        for label, r in rows:
+            rates = [r["delays"][d]["late"] for d in delays]
+            y = [100 * (q["rate"] or 0.0) for q in rates]
+            lo = [100 * q["ci95"][0] if q["ci95"] else v for q, v in zip(rates, y, strict=True)]
+            hi = [100 * q["ci95"][1] if q["ci95"] else v for q, v in zip(rates, y, strict=True)]
+            line = ax.plot(x, y, marker="o", ms=3, label=label,
+                           ls="--" if label.endswith("(latest)") else "-")  # fmt: skip
+            ax.fill_between(x, lo, hi, alpha=0.12, color=line[0].get_color(), lw=0)
+        ax.set_xticks(x, delays)
+        ax.set_xlabel("watermark delay (ms): watermark = max timestamp − delay − 1 ms")
+        ax.set_ylabel("late events (%), 95% interval")
+        ax.legend(fontsize=7, ncol=2)
+    st = ev["settings"] if ev else {}
+    ax.set_title(
+        "Events arriving after their window fired, all workers merged"
+        + (f" ({st['headline_window']}, lateness {st['allowed_lateness_ms']} ms)" if st else "")
+    )
+    return fig
+
+
+def window_content_error(stats: Stats) -> Figure:
+    """Share of windows whose final contents differ from true time's, per source and delay."""
+    ev, rows = _event_time_lines(stats)
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.4 * max(1, len(rows))))
+    if not rows:
+        _note(ax, f"event-time analysis not computed: {(ev or {}).get('reason', 'no data')}")
+    else:
+        delays = [str(d) for d in ev["settings"]["delays_ms"]]
+        y = np.arange(len(rows))
+        h = 0.8 / len(delays)
+        for i, d in enumerate(delays):
+            vals = [100 * (r["delays"][d]["windows_differ_share"] or 0.0) for _, r in rows]
+            ax.barh(y + (i - (len(delays) - 1) / 2) * h, vals, height=h, label=f"delay {d} ms")
+        ax.set_yticks(y, [label for label, _ in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("windows whose final contents differ from true time's (%)")
+        ax.legend(fontsize=7)
+    ax.set_title("Window-content error (all workers merged, headline window)")
+    return fig
+
+
 def error_vs_truth(t: Traces, stats: Stats) -> Figure:
     """Each worker's receipt error (estimate − truth) over the run, per source."""
     sources = t.sources
@@ -415,6 +479,8 @@ def make_all(t: Traces, stats: Stats, out_dir: Path) -> list[str]:
         "commit_wait": lambda: commit_wait(t, stats),
         "bound_coverage": lambda: bound_coverage(stats),
         "error_vs_truth": lambda: error_vs_truth(t, stats),
+        "late_events": lambda: late_events(stats),
+        "window_content_error": lambda: window_content_error(stats),
     }
     out: list[str] = []
     for name in FIGURES:

@@ -373,6 +373,9 @@ def _event_time(stats: Stats) -> list[Block]:
     header = ["source"] + [f"late, delay {d} ms" for d in delays]
     header += ["lossless delay ms", "max out-of-order ms", f"windows differing ({delays[0]} ms)"]
     b += [P(f"Stream 'all', window {head}:"), Table(header, rows)]
+    if "figures/late_events.png" in stats.get("figures", []):
+        b.append(Fig("figures/late_events.png", "Late events against the watermark delay."))
+        b.append(Fig("figures/window_content_error.png", "Windows whose contents differ."))
     rows = []
     for s, variants in et["sources"].items():
         for variant, v in variants.items():

@@ -233,4 +233,26 @@ def summary_table(stats: dict[str, Any]) -> str:
                        for n, x in mt["nodes"].items() if x["half_width_ns"]["n"])  # fmt: skip
         lines.append(f"measured truth: half-width p50/p99 µs {hw or '— (no interval)'}; "
                      "bounded counts in report.md, 'Measured truth'")  # fmt: skip
+    if et := event_time_table(stats):
+        lines.append(et)
+    return "\n".join(lines)
+
+
+def event_time_table(stats: dict[str, Any]) -> str:
+    """Per source (and bounded sources' latest bound): the late-event rate at each watermark
+    delay and the smallest lossless delay, all workers merged (stats.json event_time)."""
+    ev = stats.get("event_time")
+    if not ev or not ev.get("available"):
+        return ""
+    st = ev["settings"]
+    delays = [str(d) for d in st["delays_ms"]]
+    lines = [f"\nevent time (all workers merged, {st['headline_window']}, lateness "
+             f"{st['allowed_lateness_ms']} ms): late events % at watermark delay (ms)"]  # fmt: skip
+    hdr = f"{'source':<20}" + "".join(f"{d:>8}" for d in delays) + f"{'lossless ms':>13}"
+    lines += [hdr, "-" * len(hdr)]
+    for s, variants in ev["summary"].items():
+        for variant, x in variants.items():
+            label = s if variant == "estimate" else f"{s} (latest)"
+            rates = "".join(f"{_pct(x['delays'][d]['late']):>8}" for d in delays)
+            lines.append(f"{label:<20}{rates}{_ms(x['lossless_delay_ns']):>13}")
     return "\n".join(lines)
