@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -75,7 +76,9 @@ def broadcast(
     failed_to = [0] * nw
     errors: Counter[str] = Counter()
     readers = [s.read for s in sources]
-    append = writer.append
+    rows = _SendRows(writer, len(readers), nw, spec.run.batch_rows)
+    batch_rows = rows.batch_rows
+    add_i, add_truth, add_local, add_delay, add_late, add_ok, add_flat = rows.appenders()
     now = clock.now
     # one connected socket per worker: a cheaper send, and a dead worker's ICMP error surfaces
     # as a counted send failure
@@ -96,16 +99,10 @@ def broadcast(
         actual = pacer.wait_until(due, prev_delay)
         truth, local = now()
         flat: tuple = ()
-        own: tuple = ()
         for read in readers:
             r = read(local, truth)  # Reading: (estimate, earliest, latest, status, as_of)
             e = r[0]
-            if e is None:
-                flat += none_flat
-                own += (None, None, None, r[3])
-            else:
-                flat += (r[3], e, r[1], r[2])
-                own += r[:4]
+            flat += none_flat if e is None else (r[3], e, r[1], r[2])
         data = encode(kind_event, i, i, local, flat, payload)
         ok = nw
         for j, snd in enumerate(sends):  # successes per worker: sent − failures (at the end)
@@ -116,7 +113,16 @@ def broadcast(
                 errors[type(err).__name__] += 1
                 ok -= 1
         late = actual - due
-        append((i, i, truth, local, delay, late, ok, nw - ok, *own))
+        add_i(i)
+        add_truth(truth)
+        add_local(local)
+        add_delay(delay)
+        add_late(late)
+        add_ok(ok)
+        add_flat(flat)
+        if len(rows.flats) >= batch_rows:
+            rows.flush()
+            add_i, add_truth, add_local, add_delay, add_late, add_ok, add_flat = rows.appenders()
         if i % stride == 0:
             lateness.add(late)
         sent += 1
@@ -129,6 +135,7 @@ def broadcast(
             )  # fmt: skip
             next_report = actual + report_every
     elapsed = mono() - started
+    rows.flush()
     # End of stream, carrying the number of events sent, a few times (UDP may drop one).
     local = clock.local_ns()
     end = encode(wire.KIND_END, sent, sent, local, none_flat * len(readers), payload)
@@ -151,3 +158,49 @@ def broadcast(
     }
     counts.update(_summary(lateness.values(), "pacing_error"))
     return counts
+
+
+class _SendRows:
+    """The coordinator's send rows, kept as flat columns while it broadcasts (one append per
+    field, the readings as the wire tuple it already built) and handed to the writer as arrow
+    columns every ``batch_rows`` events (``send_schema`` order; a wire NO_VALUE is null)."""
+
+    def __init__(self, writer: PartWriter, n_sources: int, n_workers: int,
+                 batch_rows: int) -> None:  # fmt: skip
+        self.writer = writer
+        self.n_sources = n_sources
+        self.n_workers = n_workers
+        self.batch_rows = max(1, batch_rows)
+        self.ids, self.truth, self.local = array("q"), array("q"), array("q")
+        self.delay, self.late, self.ok = array("q"), array("q"), array("q")
+        self.flats: list[tuple] = []
+
+    def appenders(self) -> tuple:
+        """The bound appends of the current buffers (new ones after every flush)."""
+        return (self.ids.append, self.truth.append, self.local.append, self.delay.append,
+                self.late.append, self.ok.append, self.flats.append)  # fmt: skip
+
+    def flush(self) -> None:
+        if not self.flats:
+            return
+        import numpy as np
+        import pyarrow as pa
+
+        from skewlab.clocks.base import Readings
+        from skewlab.node.receipts import reading_columns
+
+        ids = np.frombuffer(self.ids, dtype=np.int64).astype(np.uint64)
+        ok = np.frombuffer(self.ok, dtype=np.int64)
+        cols = [pa.array(ids, pa.uint64()), pa.array(ids, pa.uint64())]
+        cols += [pa.array(np.frombuffer(a, dtype=np.int64), pa.int64())
+                 for a in (self.truth, self.local, self.delay, self.late)]  # fmt: skip
+        cols += [pa.array(ok, pa.uint16()), pa.array(self.n_workers - ok, pa.uint16())]
+        flat = np.array(self.flats, dtype=np.int64).reshape(len(self.flats), 4 * self.n_sources)
+        for k in range(self.n_sources):
+            st, e, lo, hi = (flat[:, 4 * k + j] for j in range(4))
+            r = Readings(e, lo, hi, st.astype(np.int8), e != wire.NO_VALUE)
+            cols += reading_columns(r, "est")
+        self.writer.append_columns(cols)  # the arrow columns may share these buffers: new ones
+        self.ids, self.truth, self.local = array("q"), array("q"), array("q")
+        self.delay, self.late, self.ok = array("q"), array("q"), array("q")
+        self.flats = []
