@@ -24,7 +24,9 @@ from skewlab.analysis.truth import (
     grow,
     inconsistent_pairs,
     judged,
+    node_intervals,
     ppb_of,
+    segments,
     truth_intervals,
 )
 from skewlab.trace import TRUTH_SCHEMA
@@ -126,6 +128,57 @@ def test_a_step_is_detected_not_hidden() -> None:
     assert not ok[0]
 
 
+def _stepped(step: int) -> tuple[Exchanges, np.ndarray, np.ndarray]:
+    """A node clock 1 ms ahead that steps by ``step`` at true 10.05 s, probed every 100 ms over
+    a 40 µs + 40 µs path, with its step gap recorded; receipts every 1 ms from 9 s to 11 s."""
+    rows, gaps = [], []
+    step_at = 10 * S + 50 * MS
+
+    def local(t: int) -> int:
+        return t + MS + (step if t >= step_at else 0)
+
+    def gap(t: int) -> int:
+        return 5_000 + (step if t >= step_at else 0)
+
+    for k in range(80, 121):
+        t = k * 100 * MS
+        rows.append((local(t), t + 40_000, t + 50_000, local(t + 90_000)))
+        gaps.append((gap(t), gap(t + 90_000), 500))
+    a, g = np.array(rows, dtype=np.int64), np.array(gaps, dtype=np.int64)
+    ex = Exchanges(a[:, 0], a[:, 1], a[:, 2], a[:, 3], g[:, 0], g[:, 1], g[:, 2])
+    truth = np.arange(9 * S, 11 * S, MS, dtype=np.int64)
+    return ex, truth, np.array([local(int(x)) for x in truth], dtype=np.int64)
+
+
+@pytest.mark.parametrize("step", [90_000, -90_000, 5 * MS, -5 * MS])
+def test_a_step_between_exchanges_never_gives_a_wrong_interval(step: int) -> None:
+    """A step of the order of the intervals' width (90 µs against ±40 µs + the drift term)
+    passes the drift check unseen — the exchanges on both sides still overlap, their
+    intersection off by the step — but the step gap shows it: the node's
+    exchanges split there, instants the step may lie on either side of get no interval, and
+    every other interval holds the truth."""
+    ex, truth, loc = _stepped(step)
+    ppb = ppb_of(500.0)
+    seg = segments(ex, ppb)
+    assert len(seg.parts) == 2 and len(seg.zones) == 1 and seg.stepped == 0
+    lo, hi, ok, _ = node_intervals(loc, seg, ppb)
+    assert ((lo <= truth) & (truth <= hi))[ok].all()
+    assert 1800 <= ok.sum() < truth.size  # only the instants around the step are lost
+    if abs(step) < MS:  # without the step gaps, the small step gives wrong intervals
+        blind = Exchanges(ex.t1, ex.t2, ex.t3, ex.t4)
+        lo2, hi2, ok2, _ = node_intervals(loc, segments(blind, ppb), ppb)
+        assert not ((lo2 <= truth) & (truth <= hi2))[ok2].all()
+
+
+def test_a_step_inside_an_exchange_drops_it() -> None:
+    ex, _, _ = _stepped(5 * MS)
+    assert ex.g1 is not None and ex.g4 is not None
+    g4 = ex.g4.copy()
+    g4[10] += 5 * MS  # the clock stepped between this exchange's T1 and T4
+    seg = segments(Exchanges(ex.t1, ex.t2, ex.t3, ex.t4, ex.g1, g4, ex.unc), ppb_of(500.0))
+    assert seg.stepped == 1 and sum(p.n for p in seg.parts) == ex.n - 1
+
+
 def test_no_exchanges_no_interval() -> None:
     _, _, ok, _ = truth_intervals(np.array([1, 2, 3]), None, 500_000)
     assert not ok.any()
@@ -195,7 +248,8 @@ def _write_truth(root: Path, node: str, h_ms: float) -> None:
     t1 = [k * 500 * MS for k in range(11)]
     cols = {"t1_ns": t1, "t2_ns": [t + h for t in t1], "t3_ns": [t + h for t in t1],
             "t4_ns": [t + 2 * h for t in t1], "truth_t1_ns": t1,
-            "truth_t4_ns": [t + 2 * h for t in t1]}  # fmt: skip
+            "truth_t4_ns": [t + 2 * h for t in t1], "step_gap_t1_ns": [7] * len(t1),
+            "step_gap_t4_ns": [7] * len(t1), "step_gap_unc_ns": [1] * len(t1)}  # fmt: skip
     pq.write_table(pa.Table.from_pydict(cols, schema=TRUTH_SCHEMA),
                    root / "traces" / node / "truth-000000.parquet")  # fmt: skip
 

@@ -522,10 +522,12 @@ def _measured_truth(stats: Stats) -> list[Block]:
         cov = pct(n["exact_coverage"]) if exact else NA
         rows.append([node, str(n["exchanges"]), _us(dl["p50_ns"]), _us(hw["p50_ns"]),
                      _us(hw["p99_ns"]), ms(near["p50_ns"]), str(n["no_interval"]),
-                     str(n["inconsistent_exchange_pairs"]), cov, n["decided_by"]])  # fmt: skip
+                     str(n["inconsistent_exchange_pairs"]), str(n.get("steps", 0)), cov,
+                     n["decided_by"]])  # fmt: skip
     out.append(Table(["node", "exchanges", "δ p50 µs", "half-width p50 µs", "p99 µs",
                       "nearest exchange p50 ms", "no interval", "inconsistent pairs",
-                      "exact truth inside", "what decides the half-width"], rows))  # fmt: skip
+                      "clock steps", "exact truth inside", "what decides the half-width"],
+                     rows))  # fmt: skip
     head = ["metric", "claims", "certainly right", "certainly wrong k₁", "possibly wrong k₁+k₂",
             "undecided"]  # fmt: skip
     if exact:

@@ -530,6 +530,8 @@ class MeasuredNode(TypedDict):
     intervals: int  # receipts or sends given a truth interval
     no_interval: int  # without one: no exchange, or exchanges that contradict the drift bound
     inconsistent_exchange_pairs: int  # consecutive exchanges the drift bound cannot join
+    steps: int  # steps of the node's clock seen between exchanges (its step gap changed)
+    stepped_exchanges: int  # exchanges dropped: the clock stepped inside them
     half_width_ns: Dist
     nearest_exchange_ns: Dist  # distance from a receipt/send to its nearest exchange (local)
     drift_term_ns: int | None  # max_drift × the median nearest distance

@@ -54,12 +54,18 @@ BLOCK = "block"  # the analysis's time-block column (analysis/run.py)
 
 @dataclass(frozen=True)
 class Exchanges:
-    """One node's valid exchanges with the reference, ordered by T1 (int64 ns arrays)."""
+    """One node's valid exchanges with the reference (int64 ns arrays): in the order they were
+    made (``load_exchanges``), or ordered by T1 within one step-free segment (``segments``).
+    ``g1``/``g4``: the node clock's step gap just before T1 and just after T4, ``unc`` how far
+    each may be off (None: a trace recorded without them)."""
 
     t1: np.ndarray
     t2: np.ndarray
     t3: np.ndarray
     t4: np.ndarray
+    g1: np.ndarray | None = None
+    g4: np.ndarray | None = None
+    unc: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -70,16 +76,75 @@ class Exchanges:
         """δ = (T4 − T1) − (T3 − T2)."""
         return (self.t4 - self.t1) - (self.t3 - self.t2)
 
+    def take(self, idx: np.ndarray) -> Exchanges:
+        def tk(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[idx]
+
+        return Exchanges(self.t1[idx], self.t2[idx], self.t3[idx], self.t4[idx], tk(self.g1),
+                         tk(self.g4), tk(self.unc))  # fmt: skip
+
+
+GAP_COLUMNS = ("step_gap_t1_ns", "step_gap_t4_ns", "step_gap_unc_ns")
+
 
 def load_exchanges(t: Traces, node: str) -> Exchanges | None:
-    """A node's truth trace, or None when it has none."""
+    """A node's truth trace in the order its exchanges were made, or None when it has none."""
     files = part_files(t.results.node_dir(node), TRUTH_PREFIX)
     if not files:
         return None
-    df = pl.read_parquet([str(f) for f in files], columns=["t1_ns", "t2_ns", "t3_ns", "t4_ns"])
-    df = df.drop_nulls().sort("t1_ns")
-    a = [df.get_column(c).cast(pl.Int64).to_numpy() for c in df.columns]
-    return Exchanges(*a)
+    df = pl.concat([pl.read_parquet(str(f)) for f in files], how="diagonal")
+    cols = ["t1_ns", "t2_ns", "t3_ns", "t4_ns"]
+    df = df.drop_nulls(subset=cols)
+    a = [df.get_column(c).cast(pl.Int64).to_numpy() for c in cols]
+    gaps: list[np.ndarray | None] = [None, None, None]
+    if all(c in df.columns for c in GAP_COLUMNS) and not any(
+        df.get_column(c).null_count() for c in GAP_COLUMNS
+    ):
+        gaps = [df.get_column(c).cast(pl.Int64).to_numpy() for c in GAP_COLUMNS]
+    return Exchanges(*a, *gaps)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A node's exchanges split where its clock stepped: ``parts`` (each step-free, ordered by
+    T1), ``zones`` ([lo, hi] local-time ranges between parts where an instant cannot be placed
+    on either side of a step), ``stepped`` (exchanges dropped: the clock stepped inside them)."""
+
+    parts: list[Exchanges]
+    zones: list[tuple[int, int]]
+    stepped: int
+
+
+def segments(ex: Exchanges | None, ppb: int) -> Segments:
+    """Split at the node clock's steps (a change of its step gap between two exchanges beyond
+    both gaps' uncertainty). A step of Δ between exchanges j and j + 1 happened while the clock
+    read within [T4_j, T1_{j+1} − Δ] before it or [T4_j + Δ, T1_{j+1}] after it, so that range
+    (widened by ρ × its length and the gaps' uncertainty) is a zone: instants there are on an
+    unknown side of the step."""
+    if ex is None or ex.n == 0:
+        return Segments([], [], 0)
+    if ex.g1 is None or ex.g4 is None or ex.unc is None:
+        return Segments([ex.take(np.argsort(ex.t1, kind="stable"))], [], 0)
+    inside = np.abs(ex.g4 - ex.g1) > 2 * ex.unc
+    ex = ex.take(np.flatnonzero(~inside))
+    assert ex.g1 is not None and ex.g4 is not None and ex.unc is not None
+    parts: list[Exchanges] = []
+    zones: list[tuple[int, int]] = []
+    start = 0
+    for j in range(ex.n - 1):
+        d = int(ex.g1[j + 1] - ex.g4[j])
+        if abs(d) <= int(ex.unc[j] + ex.unc[j + 1]):
+            continue
+        a, b = int(ex.t4[j]), int(ex.t1[j + 1])
+        widen = int(grow(np.array([abs(b - a) + abs(d)]), ppb)[0]) + int(
+            ex.unc[j] + ex.unc[j + 1]) + SLACK_NS  # fmt: skip
+        zones.append((min(a, a + d) - widen, max(b, b - d) + widen))
+        idx = np.arange(start, j + 1)
+        parts.append(ex.take(idx[np.argsort(ex.t1[idx], kind="stable")]))
+        start = j + 1
+    idx = np.arange(start, ex.n)
+    parts.append(ex.take(idx[np.argsort(ex.t1[idx], kind="stable")]))
+    return Segments(parts, zones, int(inside.sum()))
 
 
 def ppb_of(ppm: float) -> int:
@@ -125,6 +190,36 @@ def truth_intervals(
     return lo, hi, lo <= hi, nearest
 
 
+def node_intervals(
+    local: np.ndarray, seg: Segments, ppb: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``truth_intervals`` across a node's step-free segments: an instant in a step's zone gets
+    no interval; any other is bounded by the exchanges of the segment it falls in only (the
+    segments' territories are ordered by local time between the zones; where zones overlap or
+    are out of order, everything between them is left without an interval)."""
+    local = np.asarray(local, dtype=np.int64)
+    if len(seg.parts) <= 1:
+        return truth_intervals(local, seg.parts[0] if seg.parts else None, ppb)
+    k = local.size
+    lo = np.zeros(k, dtype=np.int64)
+    hi = np.zeros(k, dtype=np.int64)
+    ok = np.zeros(k, dtype=bool)
+    nearest = np.zeros(k, dtype=np.int64)
+    big = np.iinfo(np.int64)
+    edges = [big.min] + [v for z in seg.zones for v in z] + [big.max]
+    # each part's territory lies between its zones; an instant in any zone, or in the
+    # territories of two parts (zones out of order: steps back), gets no interval
+    masks = [(local > edges[2 * i]) & (local < edges[2 * i + 1]) for i in range(len(seg.parts))]
+    owners = np.sum(masks, axis=0)
+    for z_lo, z_hi in seg.zones:
+        owners[(local >= z_lo) & (local <= z_hi)] = 0
+    for part, mask in zip(seg.parts, masks, strict=True):
+        sel = mask & (owners == 1)
+        if sel.any():
+            lo[sel], hi[sel], ok[sel], nearest[sel] = truth_intervals(local[sel], part, ppb)
+    return lo, hi, ok, nearest
+
+
 def inconsistent_pairs(ex: Exchanges | None, ppb: int) -> int:
     """Consecutive exchanges whose bounds, carried to the instant between them, do not overlap:
     the offset moved faster than ρ allows (a step, or ρ too small)."""
@@ -144,11 +239,11 @@ def inconsistent_pairs(ex: Exchanges | None, ppb: int) -> int:
     return int(out.sum())
 
 
-def _with_interval(df: pl.DataFrame, local: str, ex: Exchanges | None, ppb: int,
+def _with_interval(df: pl.DataFrame, local: str, seg: Segments, ppb: int,
                    lo_name: str, hi_name: str) -> tuple[pl.DataFrame, np.ndarray]:  # fmt: skip
     """``df`` with the truth interval of column ``local`` (null where there is none); also
     returns the nearest-exchange distances."""
-    lo, hi, ok, nearest = truth_intervals(df.get_column(local).to_numpy(), ex, ppb)
+    lo, hi, ok, nearest = node_intervals(df.get_column(local).to_numpy(), seg, ppb)
     has = pl.Series("__ok", ok)
     df = df.with_columns(pl.Series(lo_name, lo), pl.Series(hi_name, hi), has)
     df = df.with_columns(
@@ -297,7 +392,7 @@ def _dist(x: np.ndarray) -> Dist:
     }
 
 
-def _node(ex: Exchanges | None, lo: pl.Series, hi: pl.Series, nearest: np.ndarray,
+def _node(seg: Segments, lo: pl.Series, hi: pl.Series, nearest: np.ndarray,
           exact_truth: pl.Series | None, block: np.ndarray, nblocks: int,
           ppb: int) -> MeasuredNode:  # fmt: skip
     ok = lo.is_not_null().to_numpy()
@@ -305,7 +400,7 @@ def _node(ex: Exchanges | None, lo: pl.Series, hi: pl.Series, nearest: np.ndarra
     hi_a = hi.fill_null(0).to_numpy()
     half = (hi_a[ok] - lo_a[ok]) / 2
     near = nearest[ok]
-    delay = ex.delay if ex is not None else np.zeros(0, dtype=np.int64)
+    delay = np.concatenate([p.delay for p in seg.parts] or [np.zeros(0, dtype=np.int64)])
     dd, nd = _dist(delay), _dist(near)
     drift = None if nd["p50_ns"] is None else int(grow(np.array([int(nd["p50_ns"])]), ppb)[0])
     rt = None if dd["p50_ns"] is None else dd["p50_ns"] / 2
@@ -324,11 +419,13 @@ def _node(ex: Exchanges | None, lo: pl.Series, hi: pl.Series, nearest: np.ndarra
         cov = rate(Counts(np.bincount(block[inside], minlength=nblocks)),
                    Counts(np.bincount(block, minlength=nblocks)))  # fmt: skip
     return {
-        "exchanges": ex.n if ex is not None else 0,
+        "exchanges": int(delay.size) + seg.stepped,
         "delay_ns": dd,
         "intervals": int(ok.sum()),
         "no_interval": int((~ok).sum()),
-        "inconsistent_exchange_pairs": inconsistent_pairs(ex, ppb),
+        "inconsistent_exchange_pairs": sum(inconsistent_pairs(p, ppb) for p in seg.parts),
+        "steps": len(seg.zones),
+        "stepped_exchanges": seg.stepped,
         "half_width_ns": _dist(half),
         "nearest_exchange_ns": nd,
         "drift_term_ns": drift,
@@ -353,12 +450,13 @@ def measured_truth(
     """The ``measured_truth`` section of stats.json, or None when no node has a truth trace.
     ``sends`` is the coordinator's trace with the block column; ``exact``: exact truth exists
     (then every exact count is reported beside the bounded ones)."""
-    ex = {n: load_exchanges(t, n) for n in [t.coordinator, *t.workers]}
-    if all(e is None for e in ex.values()):
+    raw_ex = {n: load_exchanges(t, n) for n in [t.coordinator, *t.workers]}
+    if all(e is None for e in raw_ex.values()):
         return None
     tspec = t.spec.get("truth") or {}
     ppm = float(tspec.get("max_drift_ppm", DEFAULT_MAX_DRIFT_PPM))
     ppb = ppb_of(ppm)
+    ex = {n: segments(e, ppb) for n, e in raw_ex.items()}  # split where a clock stepped
     st = t.settings
     off = m.window_grid_offset(st.window_offset_ns, st.window_phase, st.phase_seed,
                                st.window_sizes_ns)  # fmt: skip
@@ -428,14 +526,15 @@ def measured_truth(
             "causality": judged(r["causality"], exact),
             "causality_bounded": judged(r["causality_b"], exact) if b else None,
             "windows": {
-                k: {"point": judged(v["point"], exact),
-                    "bounded": judged(v["bounded"], exact) if b else None}
+                k: {
+                    "point": judged(v["point"], exact),
+                    "bounded": judged(v["bounded"], exact) if b else None,
+                }
                 for k, v in r["win"].items()
             },
             "ordering": {
                 "point": judged(o["point"], exact) if o else _no_claims(exact),
-                "bounded": (judged(o["bounded"], exact) if o else _no_claims(exact))
-                if b else None,
+                "bounded": (judged(o["bounded"], exact) if o else _no_claims(exact)) if b else None,
             },
         }
     return {

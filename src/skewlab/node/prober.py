@@ -19,11 +19,25 @@ from typing import Any
 from skewlab.clocks.oscillator import NodeClock
 from skewlab.node.context import NodeContext
 from skewlab.ntp.client import NtpClient, NtpError
-from skewlab.timebase import HOST_CLOCK, Scheduler
+from skewlab.timebase import HOST_CLOCK, Scheduler, host_ns, monotonic_ns
 from skewlab.trace import TRUTH_PREFIX, TRUTH_SCHEMA, PartWriter
 
 TRUTH_BATCH_ROWS = 512  # rows per truth part (about 50 s at 10 exchanges per second)
 REFERENCE_NAME = "truth-reference"  # the reference's name in samples and link paths
+GAP_READ_MAX_NS = 20_000  # a host gap read whose monotonic reads are further apart is retried
+
+
+def host_gap() -> tuple[int, int]:
+    """(realtime − monotonic of the host, how far off that may be): it changes only when the
+    host's realtime clock is stepped (slewing moves both clocks alike). The realtime read is
+    bracketed by two monotonic reads; a read interrupted for longer is retried (3 times)."""
+    for _ in range(3):
+        m1 = monotonic_ns()
+        r = host_ns()
+        m2 = monotonic_ns()
+        if m2 - m1 <= GAP_READ_MAX_NS:
+            break
+    return r - (m1 + m2) // 2, (m2 - m1 + 1) // 2 + 1
 
 
 class TruthProber:
@@ -41,6 +55,7 @@ class TruthProber:
         scheduler: Scheduler = HOST_CLOCK,
     ) -> None:
         self.client = NtpClient(host, port, clock=clock, timeout_s=timeout_s, name=REFERENCE_NAME)
+        self.clock = clock
         self.period_ns = max(1, round(1e9 / rate_hz))
         self.rate_hz = rate_hz
         self.writer = writer
@@ -61,16 +76,21 @@ class TruthProber:
 
     def probe_once(self) -> bool:
         """One exchange; its row appended if it gave a valid sample."""
+        g1, u1 = host_gap()
         try:
             s = self.client.exchange()
         except NtpError as e:
             self.failed[e.reason] += 1
             return False
+        g4, u4 = host_gap()
+        osc = self.clock.oscillator
+        if s.truth_t1_ns is not None and s.truth_t4_ns is not None:  # an emulated clock's own
+            g1 += osc.gaps_at(s.truth_t1_ns)[1]  # steps and strobes, at T1 and T4 exactly
+            g4 += osc.gaps_at(s.truth_t4_ns)[1]
         self.exchanges += 1
         if self.writer is not None:
-            self.writer.append(
-                (s.t1_ns, s.t2_ns, s.t3_ns, s.t4_ns, s.truth_t1_ns, s.truth_t4_ns)
-            )
+            self.writer.append((s.t1_ns, s.t2_ns, s.t3_ns, s.t4_ns, s.truth_t1_ns, s.truth_t4_ns,
+                                g1, g4, max(u1, u4)))  # fmt: skip
         return True
 
     def _run(self) -> None:
