@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from skewlab.analysis.truth import Exchanges, ppb_of, truth_intervals
+from skewlab.analysis.truth import Exchanges, node_intervals, ppb_of, segments
 from skewlab.trace import TRUTH_PREFIX, part_files
 
 PROFILES = ("loopback", "lan", "datacenter", "wan")
@@ -46,11 +46,13 @@ def half_widths(res: Path, nodes: list[str], ppm: float) -> tuple[np.ndarray, fl
     hws, inside, total = [], 0, 0
     for n in nodes:
         d = res / "traces" / n
-        t = pl.read_parquet([str(f) for f in part_files(d, TRUTH_PREFIX)]).sort("t1_ns")
-        ex = Exchanges(*[t.get_column(c).to_numpy() for c in ("t1_ns", "t2_ns", "t3_ns",
-                                                               "t4_ns")])  # fmt: skip
+        t = pl.read_parquet([str(f) for f in part_files(d, TRUTH_PREFIX)])
+        ex = Exchanges(*[t.get_column(c).to_numpy() for c in (
+            "t1_ns", "t2_ns", "t3_ns", "t4_ns", "step_gap_t1_ns", "step_gap_t4_ns",
+            "step_gap_unc_ns")])  # fmt: skip
         ev = pl.read_parquet([str(f) for f in part_files(d, "events")])
-        lo, hi, ok, _ = truth_intervals(ev.get_column("local_ns").to_numpy(), ex, ppb_of(ppm))
+        seg = segments(ex, ppb_of(ppm))
+        lo, hi, ok, _ = node_intervals(ev.get_column("local_ns").to_numpy(), seg, ppb_of(ppm))
         tr = ev.get_column("truth_ns").to_numpy()
         hws.append((hi[ok] - lo[ok]) / 2)
         inside += int((ok & (lo <= tr) & (tr <= hi)).sum())
