@@ -206,6 +206,34 @@ def test_ctrl_c_cancels_the_array_and_records_it(slurm: dict[str, str], tmp_path
     assert not any((c / "completed").exists() for c in root.glob("cell-*"))
 
 
+def test_interrupted_while_sbatch_runs_cancels_what_it_submitted(
+    slurm: dict[str, str], tmp_path: Path
+) -> None:
+    # an sbatch that submits, then hangs: Ctrl-C arrives before the launcher knows the job id;
+    # the array is found by its unique job name and cancelled by its id
+    import shutil
+
+    real = shutil.which("sbatch", path=slurm.get("PATH"))
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "submitted"
+    wrapper = bin_dir / "sbatch"
+    wrapper.write_text(f'#!/bin/sh\n"{real}" "$@" > "{seen}.tmp" && mv "{seen}.tmp" "{seen}"\n'
+                       f'cat "{seen}"\nsleep 60\n')  # fmt: skip
+    wrapper.chmod(0o755)
+    env = {**slurm, "PATH": f"{bin_dir}:{slurm.get('PATH', '')}"}
+    f = _sweep_file(tmp_path, "hang", '"ntp.poll_s" = [1, 2]', events=400)
+    p = _start(env, str(f), "--cluster", str(_cluster(tmp_path)), "-o", str(tmp_path / "out"))
+    job = _wait_for("the array submitted", lambda: seen.exists() and seen.read_text().strip(), p)
+    job = str(job).split(";")[0]
+    p.send_signal(signal.SIGINT)
+    r = _finish(p)
+    assert r.returncode == 130, r.stderr
+    assert _in_queue(slurm, job) == ""
+    assert _arrays(tmp_path / "out" / "hang") == []  # never recorded: nothing to resume
+
+
 def test_cells_are_copied_back_without_a_shared_file_system(slurm: dict[str, str],
                                                             tmp_path: Path) -> None:  # fmt: skip
     # workdir: every task writes on its node, the launcher copies each finished task's cells

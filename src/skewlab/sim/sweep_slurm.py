@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import secrets
 import shlex
 import shutil
 import socket
@@ -158,6 +159,14 @@ def cancel(job: str, wait_s: float = 60.0) -> bool:
     return False
 
 
+def _cancel_named(name: str) -> None:
+    """Cancel the array with this (unique) job name, by its job id, if sbatch submitted it."""
+    rc, out, _e = run_capture(["squeue", "-h", f"--name={name}", "-o", "%F"], None, 60)
+    for job in sorted(set(out.decode().split())) if rc == 0 else []:
+        if job.isdigit():
+            cancel(job)
+
+
 def _slurm_place(cluster: ClusterSpec) -> list[str]:
     s = cluster.slurm
     out = []
@@ -253,7 +262,8 @@ def submit(plan: SweepPlan, cluster: ClusterSpec, limit: int, figures: bool,
                                    copy))  # fmt: skip
     script.chmod(0o755)
     log = "/dev/null" if copy else str(plan.root.resolve() / STATE / "logs" / "%A_%a.log")
-    cmd = ["sbatch", "--parsable", f"--job-name=skewlab-sweep-{plan.sweep['name']}",
+    name = f"skewlab-sweep-{plan.sweep['name']}-{secrets.token_hex(4)}"  # this array only
+    cmd = ["sbatch", "--parsable", f"--job-name={name}",
            f"--array=0-{len(tasks) - 1}%{limit}", *_shape(plan, cluster),
            f"--cpus-per-task={s.cpus_per_task}", f"--time={s.task_time_limit or s.time_limit}",
            f"--output={log}", "--open-mode=append",
@@ -263,7 +273,11 @@ def submit(plan: SweepPlan, cluster: ClusterSpec, limit: int, figures: bool,
     if plan.real:  # a real-time cell owns its nodes' clocks and CPUs (the local sweep's -j 1)
         cmd.append("--exclusive")
     cmd += [*_slurm_place(cluster), *s.sbatch_args, str(script)]
-    rc, out, err = run_capture(cmd, None, 120)
+    try:
+        rc, out, err = run_capture(cmd, None, 120)
+    except BaseException:  # interrupted while sbatch ran: it may have submitted; find it by
+        _cancel_named(name)  # its unique name and cancel that job id only
+        raise
     if rc != 0:
         raise LaunchError(f"sbatch failed: {err.decode(errors='replace').strip() or rc}")
     job = out.decode().strip().split(";")[0]
