@@ -74,9 +74,9 @@ def feasible_polygon(
         hi, lo = y + e, -(y - e)
         # most samples cut nothing: every vertex inside both half-planes leaves the polygon as
         # it is (the same comparisons _clip makes, so the result is identical)
-        for p in poly:
-            x = p[0] + p[1] * d
-            if x - hi > 0 or -1.0 * x - lo > 0:
+        for a, f in poly:  # (x − hi > 0 ⇔ x > hi for finite doubles: IEEE keeps the sign)
+            x = a + f * d
+            if x > hi or -x > lo:
                 break
         else:
             continue

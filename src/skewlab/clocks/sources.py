@@ -370,7 +370,8 @@ class _ArchiveView:
 
     __slots__ = ("_arrays", "entries", "groups", "m_ns", "sorted", "t4_local_ns")
 
-    def __init__(self, entries: tuple[_Entry, ...], t4_local_ns: list[int], m_ns: list[int]):
+    def __init__(self, entries: tuple[_Entry, ...], t4_local_ns: list[int], m_ns: list[int],
+                 ascending: bool | None = None) -> None:  # fmt: skip
         self.entries = entries
         self.t4_local_ns = t4_local_ns  # entries' T4 on the realtime clock, archive order
         self.m_ns = m_ns  # entries' T4 on the monotonic timescale, archive order
@@ -378,9 +379,11 @@ class _ArchiveView:
         self.groups: dict[tuple[int, int, int], _Chosen | None] = {}
         # Both lists ascending (no backward step of the realtime clock in the archive): then
         # numpy's searchsorted(side="right") is exactly bisect_right and selection vectorizes.
-        self.sorted = all(a <= b for a, b in pairwise(t4_local_ns)) and all(
-            a <= b for a, b in pairwise(m_ns)
-        )
+        # The archive keeps count of its descents (``ascending``); else checked here.
+        self.sorted = ascending if ascending is not None else (
+            all(a <= b for a, b in pairwise(t4_local_ns))
+            and all(a <= b for a, b in pairwise(m_ns))
+        )  # fmt: skip
         self._arrays: tuple | None = None
 
     def arrays(self) -> tuple:
@@ -465,6 +468,7 @@ class SkewlabSource:
         self.archive: list[_Entry] = []
         self._t4s: list[int] = []  # archive's T4 local, kept in step with it
         self._ms: list[int] = []  # archive's T4 monotonic, kept in step with it
+        self._descents = 0  # adjacent archive pairs whose T4 (local or monotonic) goes back
         self._view: _ArchiveView | None = None  # snapshot read by reading_at / readings_at
         self.epoch = 0
         self.steps = 0  # steps detected at sample time
@@ -513,12 +517,17 @@ class SkewlabSource:
                 self.register.append(smp)
                 model = build_model(self.register, self.w, self.fmax_ppb, self.j, self.r)
                 assert model is not None
+        if self._t4s and (s.t4_ns < self._t4s[-1] or smp.m_ns < self._ms[-1]):
+            self._descents += 1  # an adjacent pair out of order (a backward step)
         self.archive.append(_Entry(smp, s.t4_ns, gap, self.epoch))
         self._t4s.append(s.t4_ns)
         self._ms.append(smp.m_ns)
         if len(self.archive) > self.max_archive:
+            if self._t4s[1] < self._t4s[0] or self._ms[1] < self._ms[0]:
+                self._descents -= 1
             del self.archive[0], self._t4s[0], self._ms[0]
-        self._view = _ArchiveView(tuple(self.archive), list(self._t4s), list(self._ms))
+        self._view = _ArchiveView(tuple(self.archive), list(self._t4s), list(self._ms),
+                                  self._descents == 0)  # fmt: skip
         if self._unsettled and len(self.register) >= self.settle:
             self._unsettled = False
         (a_hi, f_hi), (a_lo, f_lo) = model.hi_lines[0], model.lo_lines[0]
