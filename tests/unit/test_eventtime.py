@@ -174,3 +174,32 @@ def test_against_a_literal_loop() -> None:
         got = _windows(o)
         assert {s: c for s, (c, _, _) in got.items()} == contents, trial
         assert {s: f for s, (_, f, _) in got.items()} == firings, trial
+
+
+def test_export_flink_known_answers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """skewlab export --flink on the hand-built run of test_analysis_metrics: receipts merged in
+    true arrival order (A1 B1 C1 A2 B2 C2 C3 A3 B4 A4; ties by worker order), every reading
+    floored to the ms, an empty field where a source gave none; truthless folders refused."""
+    import pytest
+
+    from skewlab.export import export_flink
+    from tests.unit.test_analysis_metrics import RECEIPTS, SENDS, write_run
+
+    res = write_run(tmp_path / "run", SENDS, RECEIPTS)
+    files = export_flink(res, tmp_path / "flink")
+    assert [f.name for f in files] == ["receipts.csv", "flink.sql"]
+    lines = files[0].read_text().splitlines()
+    assert lines[0] == (
+        "#arrival,worker,event_id,truth_ns,true_ms,system_ms,truetime_ms,truetime_latest_ms"
+    )
+    rows = [x.split(",") for x in lines[1:]]
+    assert " ".join(f"{r[1]}{r[2]}" for r in rows) == "A1 B1 C1 A2 B2 C2 C3 A3 B4 A4"
+    assert [r[0] for r in rows] == [str(i) for i in range(10)]
+    assert rows[0][3:] == [str(1005 * MS), "1005", "1000", "1005", "1007"]
+    assert rows[8][5:] == ["", "4003", "4004"]  # B4: no system reading
+    ddl = files[1].read_text()
+    assert "WATERMARK FOR rt AS rt - INTERVAL '6' MILLISECOND" in ddl
+    assert "TO_TIMESTAMP_LTZ(`system_ms`, 3)" in ddl
+    nt = write_run(tmp_path / "nt", SENDS, RECEIPTS, truth=False)
+    with pytest.raises(ValueError, match="without true time"):
+        export_flink(nt, tmp_path / "nt_flink")

@@ -373,6 +373,25 @@ def _event_time(stats: Stats) -> list[Block]:
     header = ["source"] + [f"late, delay {d} ms" for d in delays]
     header += ["lossless delay ms", "max out-of-order ms", f"windows differing ({delays[0]} ms)"]
     b += [P(f"Stream 'all', window {head}:"), Table(header, rows)]
+    rows = []
+    for s, v in et["sources"].items():
+        for variant, x in v.items():
+            per = x["streams"].get("all")
+            if not per:
+                continue
+            label = s if variant == "estimate" else f"{s} (latest)"
+            cells = []
+            for d in delays:
+                fd = per["delays"][d]["windows"][head]["firing_delay"]
+                cells.append(f"{ms(fd['p50_ns'])} / {ms(fd['p99_ns'])}" if fd["n"] else NA)
+            rows.append([label, *cells])
+    b += [
+        P(
+            "Window firing delay, true time of the first firing − window end, p50 / p99 ms "
+            f"(stream 'all', {head}; windows fired only by the end of input excluded):"
+        ),
+        Table(["source"] + [f"delay {d} ms" for d in delays], rows),
+    ]
     if "figures/late_events.png" in stats.get("figures", []):
         b.append(Fig("figures/late_events.png", "Late events against the watermark delay."))
         b.append(Fig("figures/window_content_error.png", "Windows whose contents differ."))
@@ -550,6 +569,12 @@ def _measured_truth(stats: Stats) -> list[Block]:
             rows.append(_judged_row(f"{s}: window {size} ms (est.)", w["point"], exact))
             if w["bounded"] is not None:
                 rows.append(_judged_row(f"{s}: window {size} ms, confident", w["bounded"],
+                                        exact))  # fmt: skip
+        for d, c in (src.get("commit_wait") or {}).items():
+            rows.append(_judged_row(f"{s}: at T+{d} ms, coverage (wrong: missed)",
+                                    c["coverage"], exact))  # fmt: skip
+            for size, w in c["windows"].items():
+                rows.append(_judged_row(f"{s}: at T+{d} ms, window {size} ms, confident", w,
                                         exact))  # fmt: skip
     out.append(Table(head, rows))
     mae_rows = []
