@@ -164,6 +164,12 @@ def test_bounded_counts_bracket_exact_counts(run: ResultsDir) -> None:
             assert src["coverage"]["exact_wrong"] == sum(b["n"] - b["k"] for b in bq)
         for size, w in src["windows"].items():
             assert w["point"]["exact_wrong"] == sum(p["windows"][size]["wrong"] for p in per)
+        for d, c in (src["commit_wait"] or {}).items():  # re-evaluated at T+Δ
+            re = [p["commit_wait"]["reevaluated"][d]["coverage"] for p in per]
+            assert c["coverage"]["claims"] == sum(r["n"] for r in re), (s, d)
+            assert c["coverage"]["exact_wrong"] == sum(r["n"] - r["k"] for r in re), (s, d)
+        if src["kind"] == "bounded":
+            assert src["commit_wait"], s  # the run re-evaluates every bounded source
         mae = src["mae"]
         assert mae["lo_ns"] <= mae["exact_ns"] <= mae["hi_ns"], (s, mae)
     # no receipt before its send, and the truth check says so with certainty for most

@@ -262,7 +262,14 @@ def kat(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             for i, (t, s, tt) in enumerate(rows)]
         for w, rows in KAT_RECEIPTS.items()
     }  # fmt: skip
-    res = write_run(root, KAT_SENDS, receipts, window_sizes_ms=[100])
+    # A's truetime re-evaluated at T+50 ms (B has none): e1 (1000, 1002) covers [1000.9, 1001.1];
+    # e2 (2002, 2003) undecided against [2001.9, 2002.1] (exactly covered); e3 (3000, 3005)
+    # misses [3009.9, 3010.1]; e4 not re-evaluated. Each is confident in 100 ms windows, right.
+    cw = {"A": {50: [{"event_id": 1, "truetime": (1000, 1002)},
+                     {"event_id": 2, "truetime": (2002, 2003)},
+                     {"event_id": 3, "truetime": (3000, 3005)},
+                     {"event_id": 4, "truetime": None}]}}  # fmt: skip
+    res = write_run(root, KAT_SENDS, receipts, window_sizes_ms=[100], cw=cw)
     spec = json.loads(res.spec_path.read_text())
     spec["truth"] = {"max_drift_ppm": 0.001}
     res.spec_path.write_text(json.dumps(spec))
@@ -308,6 +315,13 @@ def test_known_answer_through_the_analysis(kat: dict[str, Any]) -> None:
         assert n["half_width_ns"]["p50_ns"] == pytest.approx(h * MS, abs=10)
         assert (n["exact_coverage"]["k"], n["exact_coverage"]["n"]) == (4, 4)
         assert n["decided_by"].startswith("the exchanges' round trip")
+    # commit-wait re-evaluations (A's only), and none for the point source
+    cw = tt["commit_wait"]["50"]
+    assert _counts(cw["coverage"]) == (3, 1, 1, 1, 1)
+    assert _counts(cw["windows"]["100"]) == (3, 3, 0, 0, 0)
+    assert sy["commit_wait"] is None
+    assert kat["workers"]["A"]["sources"]["truetime"]["commit_wait"]["reevaluated"]["50"][
+        "coverage"]["k"] == 2  # fmt: skip
     # rates: k/n with block intervals (1 s blocks: no NTP traces, no ntp.poll_s)
     r = tt["coverage"]["possibly_wrong_rate"]
     assert (r["k"], r["n"], r["method"]) == (5, 8, "block")

@@ -520,6 +520,14 @@ class MeasuredSource(TypedDict):
     causality_bounded: Judged | None  # violating intervals
     windows: dict[str, MeasuredWindow]  # window size (ms) →
     ordering: MeasuredOrdering  # over every pair of workers
+    commit_wait: dict[str, MeasuredCommitWait] | None  # bounded: Δ (ms) → the re-evaluations
+
+
+class MeasuredCommitWait(TypedDict):
+    """A bounded source's receipt intervals re-evaluated at T+Δ, judged like the receipts'."""
+
+    coverage: Judged  # wrong: the re-evaluated interval missed
+    windows: dict[str, Judged]  # window size (ms) → confident claims at T+Δ
 
 
 class MeasuredNode(TypedDict):

@@ -288,13 +288,40 @@ def judged(raw: Raw, exact: bool) -> Judged:
 
 
 def _add(a: Any, b: Any) -> Any:
+    """Sum two raw count trees; a key only one of them has keeps its counts (commit-wait
+    delays a worker did not re-evaluate)."""
+    if a is None or b is None:
+        return b if a is None else a
     if isinstance(a, dict):
-        return {k: _add(a[k], b[k]) for k in a}
+        return {k: _add(a.get(k), b.get(k)) for k in {**a, **b}}
     return a + b
 
 
 LO, HI = "m_lo", "m_hi"  # a receipt's measured truth interval
 S_LO, S_HI = "s_m_lo", "s_m_hi"  # its send's
+
+
+def _commit_wait_exprs(s: str, deltas: list[int], exact: bool, off: m.Offset, sizes: Any) -> Exprs:
+    """Judged counts of a bounded source's receipt intervals re-evaluated at T+Δ (the
+    commit-wait columns): coverage, and each window size's confident claims."""
+    lo, hi, tr = pl.col(LO), pl.col(HI), pl.col("truth_ns")
+    _, e_lo, e_hi, _ = m._cols(s)
+    exprs: Exprs = {}
+    for d in deltas:
+        lo_d, hi_d = pl.col(f"{s}_cw{d}_earliest_ns"), pl.col(f"{s}_cw{d}_latest_ns")
+        have = lo_d.is_not_null() & hi_d.is_not_null() & e_lo.is_not_null() & e_hi.is_not_null()
+        q = f"{s}/cw/{d}"
+        exprs.update(_judge(f"{q}/coverage", have, (lo_d <= lo) & (hi <= hi_d),
+                            (hi < lo_d) | (lo > hi_d),
+                            ~((lo_d <= tr) & (tr <= hi_d)) if exact else None))  # fmt: skip
+        for size in sizes:
+            wa, wb = m.window_index(lo, size, off), m.window_index(hi, size, off)
+            cl, ch = m.window_index(lo_d, size, off), m.window_index(hi_d, size, off)
+            w_true = m.window_index(tr, size, off)
+            exprs.update(_judge(f"{q}/win/{size // NS_PER_MS}", have & (cl == ch),
+                                (wa == wb) & (cl == wa), (cl < wa) | (cl > wb),
+                                (cl != w_true) if exact else None))  # fmt: skip
+    return exprs
 
 
 def _worker_exprs(t: Traces, exact: bool, off: m.Offset) -> Exprs:
@@ -475,6 +502,7 @@ def measured_truth(
     ).unique(subset="event_id", keep="first", maintain_order=True)  # fmt: skip
 
     wexprs = _worker_exprs(t, exact, off)
+    sizes = t.settings.window_sizes_ns
     raw_total: Raw = {}
     narrow: dict[str, pl.DataFrame] = {}
     for w in t.workers:
@@ -493,12 +521,18 @@ def measured_truth(
         df, near = _with_interval(df, "local_ns", ex[w], ppb, LO, HI)
         df = df.join(send_key, on="event_id", how="left", maintain_order="left")
         df = df.with_columns(pl.col(BLOCK).fill_null(0))
+        cw = {s: d for s, d in (t.cw_deltas.get(w) or {}).items() if t.bounded[s] and d}
+        for f in t.cw_frames.get(w, []) if cw else []:
+            df = df.join(f.collect(), on="event_id", how="left", maintain_order="left")
+        cw_exprs: Exprs = {}
+        for s, deltas in cw.items():
+            cw_exprs.update(_commit_wait_exprs(s, deltas, exact, off, sizes))
         nodes[w] = _node(
             ex[w], df.get_column(LO), df.get_column(HI), near,
             df.get_column("truth_ns") if exact else None,
             df.get_column(BLOCK).cast(pl.Int64).to_numpy(), blocks.count, ppb,
         )  # fmt: skip
-        raw = collect_row(df, wexprs, blocks)
+        raw = collect_row(df, {**wexprs, **cw_exprs}, blocks)
         raw_total = _add(raw_total, raw) if raw_total else raw
         keep = ["event_id", BLOCK, "truth_ns", LO, HI]
         keep += [c for s in t.sources for c in source_columns(s)[:3]]
@@ -536,6 +570,15 @@ def measured_truth(
                 "point": judged(o["point"], exact) if o else _no_claims(exact),
                 "bounded": (judged(o["bounded"], exact) if o else _no_claims(exact)) if b else None,
             },
+            "commit_wait": {
+                d: {
+                    "coverage": judged(c["coverage"], exact),
+                    "windows": {k: judged(v, exact) for k, v in c["win"].items()},
+                }
+                for d, c in sorted((r.get("cw") or {}).items(), key=lambda kv: int(kv[0]))
+            }
+            if b
+            else None,
         }
     return {
         "available": True,
