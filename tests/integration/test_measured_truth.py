@@ -172,6 +172,11 @@ def test_bounded_counts_bracket_exact_counts(run: ResultsDir) -> None:
             assert src["commit_wait"], s  # the run re-evaluates every bounded source
         mae = src["mae"]
         assert mae["lo_ns"] <= mae["exact_ns"] <= mae["hi_ns"], (s, mae)
+    # window agreement's truth_agree, bounded: exactly the analysis's own (system always answers)
+    for size, j in mt["truth_agreement"].items():
+        ag = stats["window_agreement"]["system"][size]
+        assert ag["decided"] == ag["events"] == j["claims"], size
+        assert ag["truth_agree"]["k"] == j["claims"] - j["exact_wrong"], size
     # no receipt before its send, and the truth check says so with certainty for most
     ct = mt["causality_truth"]
     assert ct["certainly_wrong"] == 0 and ct["exact_wrong"] == 0

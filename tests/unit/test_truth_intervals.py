@@ -315,6 +315,9 @@ def test_known_answer_through_the_analysis(kat: dict[str, Any]) -> None:
         assert n["half_width_ns"]["p50_ns"] == pytest.approx(h * MS, abs=10)
         assert (n["exact_coverage"]["k"], n["exact_coverage"]["n"]) == (4, 4)
         assert n["decided_by"].startswith("the exchanges' round trip")
+    # do A's and B's true receipt times share a 100 ms window? e1-e3 certainly (both intervals
+    # in window 10, 20, 30); e4: A in 40, B [4097, 4101] in 40 or 41: undecided (exactly: yes)
+    assert _counts(mt["truth_agreement"]["100"]) == (4, 3, 0, 1, 0)
     # commit-wait re-evaluations (A's only), and none for the point source
     cw = tt["commit_wait"]["50"]
     assert _counts(cw["coverage"]) == (3, 1, 1, 1, 1)

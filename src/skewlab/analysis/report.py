@@ -553,6 +553,9 @@ def _measured_truth(stats: Stats) -> list[Block]:
         head.append("exact wrong")
     rows = [_judged_row("every receipt after its send (wrong: not after)",
                         mt["causality_truth"], exact)]  # fmt: skip
+    for size, j in (mt.get("truth_agreement") or {}).items():
+        rows.append(_judged_row(f"workers' true receipt times share a {size} ms window "
+                                "(wrong: they do not)", j, exact))  # fmt: skip
     for s, src in mt["sources"].items():
         if src["coverage"] is not None:
             rows.append(_judged_row(f"{s}: coverage (wrong: missed)", src["coverage"], exact))

@@ -554,6 +554,9 @@ class MeasuredTruth(TypedDict):
     exact_truth: bool  # exact counts are reported beside the bounded ones
     nodes: dict[str, MeasuredNode]
     causality_truth: Judged  # every matched receipt: wrong = not after its send (must be 0)
+    # window size (ms) → over events every worker received: wrong = the workers' true receipt
+    # times do not share one window (window agreement's truth_agree, bounded)
+    truth_agreement: dict[str, Judged]
     sources: dict[str, MeasuredSource]
 
 

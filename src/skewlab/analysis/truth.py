@@ -548,6 +548,8 @@ def measured_truth(
         r = collect_row(j, oexprs, blocks)
         raw_ord = _add(raw_ord, r) if raw_ord else r
 
+    agreement = _truth_agreement(t, narrow, blocks, exact, off)
+
     sources: dict[str, MeasuredSource] = {}
     for s in t.sources:
         b = t.bounded[s]
@@ -587,8 +589,43 @@ def measured_truth(
         "exact_truth": exact,
         "nodes": nodes,
         "causality_truth": judged(raw_total["causality_truth"], exact),
+        "truth_agreement": agreement,
         "sources": sources,
     }
+
+
+def _truth_agreement(
+    t: Traces, narrow: dict[str, pl.DataFrame], blocks: Blocks, exact: bool, off: m.Offset
+) -> dict[str, Judged]:
+    """Per window size, over the events every worker received: do the workers' true receipt
+    times share one window (window agreement's ``truth_agree``)? Certainly, when every truth
+    interval lies in one same window; certainly not, when no window meets them all (the
+    largest window of a lower end is past the smallest of an upper end). "Wrong" = they do not
+    share one."""
+    if not narrow:
+        return {}
+    frames = []
+    for i, w in enumerate(t.workers):
+        f = narrow[w].select("event_id", BLOCK, "truth_ns", LO, HI)
+        f = f.rename({c: f"w{i}_{c}" for c in ("truth_ns", LO, HI)})
+        frames.append(f if i == 0 else f.drop(BLOCK))
+    j = frames[0]
+    for f in frames[1:]:
+        j = j.join(f, on="event_id", how="inner")
+    n = len(t.workers)
+    have = pl.all_horizontal([pl.col(f"w{i}_{LO}").is_not_null() for i in range(n)])
+    exprs: Exprs = {}
+    for size in t.settings.window_sizes_ns:
+        los = [m.window_index(pl.col(f"w{i}_{LO}"), size, off) for i in range(n)]
+        his = [m.window_index(pl.col(f"w{i}_{HI}"), size, off) for i in range(n)]
+        trs = [m.window_index(pl.col(f"w{i}_truth_ns"), size, off) for i in range(n)]
+        one = have & (pl.min_horizontal(los) == pl.max_horizontal(his))
+        none_common = have & (pl.max_horizontal(los) > pl.min_horizontal(his))
+        split = pl.min_horizontal(trs) != pl.max_horizontal(trs)
+        exprs.update(_judge(str(size // NS_PER_MS), pl.lit(True), one, none_common,
+                            split if exact else None))  # fmt: skip
+    raw = collect_row(j, exprs, blocks)
+    return {k: judged(v, exact) for k, v in raw.items()}
 
 
 def _no_claims(exact: bool) -> Judged:
