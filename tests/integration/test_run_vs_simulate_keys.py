@@ -29,6 +29,7 @@ import pytest
 
 from skewlab.deploy.local import LocalLauncher
 from skewlab.nemesis.record import load_faults
+from skewlab.node.commit_wait import CW_MIN_POLL_S
 from skewlab.sim.simulate import simulate
 from skewlab.spec import from_dict
 from skewlab.store import ResultsDir
@@ -79,7 +80,7 @@ POLL_TOL_NS = 10 * NS_PER_MS
 # - commit-wait: a receipt is re-evaluated at the first pass of the commit-wait thread after
 #   its local time + Δ; passes run every min(0.5 s, Δ/10) = 50 ms, so the age exceeds Δ by
 #   less than that period, plus 50 ms in a real run for a pass delayed by a busy host.
-CW_PERIOD_NS = 50 * NS_PER_MS
+CW_PERIOD_NS = round(min(0.5, max(CW_MIN_POLL_S, DELTA_S / 10)) * 1e9)  # the thread period
 CW_REAL_SLACK_NS = 50 * NS_PER_MS
 
 

@@ -15,7 +15,10 @@ from skewlab.trace import CW_NO_REFINEMENT, PartWriter, commit_wait_prefix, comm
 
 CW_STOP_BUDGET_S = 10.0  # at stop, commit-wait re-evaluation of a backlog gets this long
 CW_BATCH = 65_536  # commit-wait receipts evaluated together at most (one call per source)
-CW_MIN_POLL_S = 0.02  # the evaluation thread wakes at most 50 times a second
+# the evaluation thread wakes at most 5 times a second: a pass costs about the same whatever
+# it evaluates (the skewlab source's polygons, one per ms of receipts, clipped by every sample
+# on arrays), and its values do not depend on when it runs (known_until)
+CW_MIN_POLL_S = 0.2
 CW_MAX_BACKLOG = 4_000_000  # receipts awaiting their longest T+Δ (16 B each); more: shed, counted
 
 
