@@ -211,3 +211,53 @@ def test_flink_equals_skewlab(run_dir: Path, flink_python: str) -> None:
             assert x["windows"] == len(f_windows.get(k, {})), (win.name, seg["key"])
             assert x["firings"] == sum(f for _, f in f_windows.get(k, {}).values())
     assert total_late > 0  # some source's events arrived after their window fired
+
+
+GENERATOR = """
+import json, sys
+from pyflink.java_gateway import get_gateway
+
+jvm = get_gateway().jvm
+
+
+class Out:
+    def __init__(self):
+        self.marks = []
+
+    def emitWatermark(self, wm):
+        self.marks.append(wm.getTimestamp())
+
+    def markIdle(self):
+        pass
+
+    def markActive(self):
+        pass
+
+    class Java:
+        implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
+
+
+delay, ts = json.loads(sys.argv[1])
+eventtime = jvm.org.apache.flink.api.common.eventtime
+g = eventtime.BoundedOutOfOrdernessWatermarks(jvm.java.time.Duration.ofMillis(delay))
+out = Out()
+for t in ts:
+    g.onEvent(None, t, out)
+    g.onPeriodicEmit(out)
+print(json.dumps(out.marks))
+"""
+
+
+def test_flinks_own_generator(flink_python: str) -> None:
+    """Flink's BoundedOutOfOrdernessWatermarks, driven event by event through its Java class,
+    emits exactly what skewlab's watermark_before gives the next element: max − D − 1 ms."""
+    rng = np.random.default_rng(11)
+    ts = 1_700_000_000_000 + np.cumsum(rng.integers(0, 4, 200)) + rng.integers(-9, 9, 200)
+    for delay in (0, 5):
+        r = subprocess.run([flink_python, "-c", GENERATOR, json.dumps([delay, ts.tolist()])],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        marks = json.loads(r.stdout.strip().splitlines()[-1])
+        ours = et.watermark_before(ts * MS, delay * MS)[1:] // MS
+        assert marks == [*ours.tolist(), marks[-1]]  # the last mark: after the last element
+        assert marks[-1] == int(ts.max()) - delay - 1
