@@ -159,6 +159,17 @@ class AnalysisSpec(_Model):
     # per_event: each event's grid is shifted by a phase seeded by the event id and `seed`, so
     # a workload on a fixed time grid does not lock onto the boundaries; fixed: one grid
     window_phase: Literal["per_event", "fixed"] = "per_event"
+    # event time (analysis/eventtime.py): bounded out-of-orderness watermark delays and the
+    # windows' allowed lateness, ms
+    watermark_delays_ms: list[int] = Field(default_factory=lambda: [0, 1, 5, 20, 100])
+    allowed_lateness_ms: int = Field(5, ge=0, le=3_600_000)
+
+    @field_validator("watermark_delays_ms")
+    @classmethod
+    def _delays_ok(cls, v: list[int]) -> list[int]:
+        if not v or any(x < 0 or x > 3_600_000 for x in v) or len(set(v)) != len(v):
+            raise ValueError("watermark delays must be distinct integers in [0, 3600000] (ms)")
+        return sorted(v)
 
     @field_validator("window_sizes_ms")
     @classmethod

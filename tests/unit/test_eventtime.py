@@ -203,3 +203,27 @@ def test_export_flink_known_answers(tmp_path) -> None:  # type: ignore[no-untype
     nt = write_run(tmp_path / "nt", SENDS, RECEIPTS, truth=False)
     with pytest.raises(ValueError, match="without true time"):
         export_flink(nt, tmp_path / "nt_flink")
+
+
+def test_delays_and_lateness_from_the_spec(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """analysis.watermark_delays_ms and allowed_lateness_ms reach the analysis; with lateness 0
+    the truetime latest stream's late A3 (2997 after the watermark 3004) is dropped at delay 3
+    too (3004 − 3 = 3001 ≥ 2999), and the spec refuses a negative delay naming the key."""
+    import json
+
+    import pytest
+
+    from skewlab.analysis import analyze
+    from skewlab.spec import from_dict
+    from tests.unit.test_analysis_metrics import RECEIPTS, SENDS, write_run
+
+    res = write_run(tmp_path / "run", SENDS, RECEIPTS, window_sizes_ms=[10])
+    spec = json.loads(res.spec_path.read_text())
+    spec["analysis"] |= {"watermark_delays_ms": [3], "allowed_lateness_ms": 0}
+    res.spec_path.write_text(json.dumps(spec))
+    ev = analyze(res, make_figures=False)["event_time"]
+    assert ev["settings"]["delays_ms"] == [3] and ev["settings"]["allowed_lateness_ms"] == 0
+    x = ev["summary"]["truetime"]["latest"]["delays"]["3"]
+    assert (x["late"]["k"], x["dropped"]["k"], x["late"]["n"]) == (1, 1, 10)
+    with pytest.raises(Exception, match="watermark_delays_ms"):
+        from_dict({"analysis": {"watermark_delays_ms": [-1]}})

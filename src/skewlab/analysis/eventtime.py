@@ -73,13 +73,25 @@ class EventTimeSettings:
         return self.windows[0]
 
     @classmethod
-    def default(cls, sizes_ns: tuple[int, ...], offset_ns: int = 0) -> EventTimeSettings:
+    def default(
+        cls,
+        sizes_ns: tuple[int, ...],
+        offset_ns: int = 0,
+        delays_ns: tuple[int, ...] | None = None,
+        lateness_ns: int | None = None,
+    ) -> EventTimeSettings:
         """Tumbling windows at the analysis's window sizes, plus one sliding window twice the
-        smallest size sliding by the smallest (100 ms by 50 ms by default)."""
+        smallest size sliding by the smallest (100 ms by 50 ms by default); the spec's
+        ``analysis.watermark_delays_ms`` and ``allowed_lateness_ms`` when given."""
         wins = [WindowSpec(s, s, offset_ns) for s in sizes_ns]
         if sizes_ns:
             wins.append(WindowSpec(2 * min(sizes_ns), min(sizes_ns), offset_ns))
-        return cls(windows=tuple(wins))
+        base = cls()
+        return cls(
+            delays_ns=base.delays_ns if delays_ns is None else tuple(delays_ns),
+            lateness_ns=base.lateness_ns if lateness_ns is None else lateness_ns,
+            windows=tuple(wins),
+        )
 
 
 def event_timestamps(t_ns: np.ndarray, tick_ns: int = TICK_NS) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from skewlab.analysis.eventtime import DEFAULT_DELAYS_MS, DEFAULT_LATENESS_MS
 from skewlab.results import open_results
 from skewlab.store import ResultsDir
 from skewlab.trace import (
@@ -51,6 +52,9 @@ class AnalysisSettings:
     # phase (metrics.window_phase_ns), the spec's default (analysis.window_phase)
     window_phase: str = "fixed"
     phase_seed: int = 0
+    # event time (analysis/eventtime.py): watermark delays and allowed lateness, ns
+    watermark_delays_ns: tuple[int, ...] = tuple(d * NS_PER_MS for d in DEFAULT_DELAYS_MS)
+    allowed_lateness_ns: int = DEFAULT_LATENESS_MS * NS_PER_MS
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> AnalysisSettings:
@@ -61,6 +65,10 @@ class AnalysisSettings:
             window_offset_ns=int(a.get("window_offset_ms", 0)) * NS_PER_MS,
             window_phase=str(a.get("window_phase", "per_event")),
             phase_seed=int(spec.get("seed") or 0),
+            watermark_delays_ns=tuple(
+                sorted(int(d) * NS_PER_MS for d in a.get("watermark_delays_ms", DEFAULT_DELAYS_MS))
+            ),
+            allowed_lateness_ns=int(a.get("allowed_lateness_ms", DEFAULT_LATENESS_MS)) * NS_PER_MS,
         )
 
 

@@ -523,7 +523,12 @@ def _event_time(
     worker's receipts and all of them merged, in true arrival order."""
     from skewlab.analysis import eventtime as et
 
-    st = et.EventTimeSettings.default(t.settings.window_sizes_ns, t.settings.window_offset_ns)
+    st = et.EventTimeSettings.default(
+        t.settings.window_sizes_ns,
+        t.settings.window_offset_ns,
+        t.settings.watermark_delays_ns,
+        t.settings.allowed_lateness_ns,
+    )
     receipts = sum(f.height for f in narrow.values())
     reason = None
     if not truth:

@@ -102,6 +102,14 @@ SPEC_KEYS: dict[str, str] = {
         "n/a: read by the analysis only (from the folder's spec.json), the same code for both "
         "modes; no effect on traces"
     ),
+    "analysis.watermark_delays_ms": (
+        "n/a: read by the analysis only (from the folder's spec.json), the same code for both "
+        "modes; no effect on traces"
+    ),
+    "analysis.allowed_lateness_ms": (
+        "n/a: read by the analysis only (from the folder's spec.json), the same code for both "
+        "modes; no effect on traces"
+    ),
     "network.profile": HONOURED,
     "network.links{}.profile": HONOURED,
     "network.links{}.forward.delay": HONOURED,  # the same sampler (net/sampling.py)
