@@ -355,9 +355,10 @@ def late_events(stats: Stats) -> Figure:
     else:
         delays = [str(d) for d in ev["settings"]["delays_ms"]]
         x = np.arange(len(delays))
-        for label, r in rows:  # the 95% intervals are in stats.json and the report
+        marks = "osD^vx+*"
+        for i, (label, r) in enumerate(rows):  # the 95% intervals: stats.json and the report
             y = [100 * (r["delays"][d]["late"]["rate"] or 0.0) for d in delays]
-            ax.plot(x, y, marker="o", ms=3, label=label,
+            ax.plot(x, y, marker=marks[i % len(marks)], ms=4, mfc="none", label=label,
                     ls="--" if label.endswith("(latest)") else "-")  # fmt: skip
         ax.set_xticks(x, delays)
         ax.set_xlabel("watermark delay (ms): watermark = max timestamp − delay − 1 ms")
