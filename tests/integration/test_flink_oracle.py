@@ -7,8 +7,8 @@ skewlab's lock) replays every source's event times through the same watermark, w
 allowed lateness. Its per-window contents, firings and late side output must equal
 ``skewlab.analysis.eventtime`` exactly, and stats.json's counts must equal Flink's.
 
-The venv is cached under $XDG_CACHE_HOME/skewlab-tests (installing apache-flink takes about
-1.5–2 minutes and ~1 GB; the job itself about a minute on two busy cores).
+The venv is cached under $XDG_CACHE_HOME/skewlab-tests (installing apache-flink took 144 s on
+two busy cores, ~720 MB; the job itself 80-100 s).
 """
 
 from __future__ import annotations
