@@ -44,7 +44,7 @@ def test_overload_is_shed_visibly_and_memory_stays_bounded(tmp_path: Path) -> No
     cw = CommitWaitEvaluator(sources, [3_600_000], clock.local_ns, tmp_path, batch,
                              max_backlog=backlog)  # fmt: skip
     stop = threading.Event()
-    rx = Receiver(sock, codec, clock, sources, writer, total, stop, on_receipt=cw.push)
+    rx = Receiver(sock, codec, clock, sources, writer, total, stop, on_receipts=cw.push_many)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     flat = (2, 1, 1, 1) * codec.n
     for i in range(total):  # all at once, before the receiver even reads: a burst it can't take
