@@ -138,7 +138,22 @@ def test_pacer_batches_short_intervals() -> None:
         due += 20_000
     assert all(x >= 0 for x in lateness)
     assert p.sleeps < 40  # fewer wakeups than events: several events per wakeup
-    assert max(lateness) <= 100_000  # late by at most one sleep's overshoot + interval
+    # late by at most one sleep (its floor) + its overshoot + an interval
+    assert max(lateness) <= p.min_sleep_ns + 100_000
+    assert all(s >= p.min_sleep_ns / 1e9 for s in ft.slept)  # never a wakeup per event
+
+
+def test_pacer_sleep_floor_bounds_the_wakeups() -> None:
+    """At 50,000 events/s (20 µs apart) a 500 µs floor means one wakeup per ~25 events, each
+    event's lateness at most the floor + the OS's overshoot + one interval."""
+    ft = FakeTime(overshoot=60_000, per_read=0)
+    p = Pacer(min_sleep_ns=500_000, clock=ft.clock, sleep=ft.sleep)
+    due, lateness = 0, []
+    for _ in range(2_000):
+        lateness.append(p.wait_until(due, 20_000) - due)
+        due += 20_000
+    assert p.sleeps <= 2_000 * 20_000 // 500_000 + 1
+    assert 0 <= min(lateness) and max(lateness) <= 500_000 + 60_000 + 20_000
 
 
 @pytest.mark.parametrize("mode", ["poisson", "bursts"])
