@@ -30,8 +30,8 @@ from skewlab.trace import PartWriter, receipt_schema, wire_sentinel_columns
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
 
 
-BATCH_RECEIPTS = 1024  # receipts whose readings are evaluated together (at most)
-BATCH_DELAY_NS = 20_000_000  # a queued receipt is evaluated at most this long after it arrived
+BATCH_RECEIPTS = 4096  # receipts whose readings are evaluated together (at most)
+BATCH_DELAY_NS = 50_000_000  # a queued receipt is evaluated at most this long after it arrived
 IDLE_POLL_MS = 100  # an idle receive loop waits this long for a datagram between its checks
 
 
