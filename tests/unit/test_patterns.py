@@ -174,3 +174,22 @@ def test_patterns_in_a_simulated_run(tmp_path: Path, mode: str) -> None:
     for w in ("B", "C"):
         c = json.loads(res.node_counts_path(w).read_text())
         assert c["received"] == 150 and c["lost"] == 0
+
+
+def test_strided_add_many_equals_add() -> None:
+    """The coordinator takes its pacing-error sample a batch of rows at a time: the same values
+    as one ``add`` per stride-th event, and no more than the buffer holds."""
+    import numpy as np
+
+    from skewlab.node.counting import Strided
+
+    one, many = Strided(1_000, cap=300), Strided(1_000, cap=300)
+    values = np.arange(1_000, dtype=np.int64) * 7 - 3
+    for i, v in enumerate(values.tolist()):
+        if i % one.stride == 0:
+            one.add(v)
+    for start in range(0, 1_000, 128):
+        ids = np.arange(start, min(start + 128, 1_000))
+        many.add_many(values[ids][ids % many.stride == 0])
+    assert one.stride == many.stride == 3
+    assert list(many.values()) == list(one.values()) and len(one.values()) == 334

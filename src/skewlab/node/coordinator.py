@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from array import array
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -76,9 +75,11 @@ def broadcast(
     failed_to = [0] * nw
     errors: Counter[str] = Counter()
     readers = [s.read for s in sources]
-    rows = _SendRows(writer, len(readers), nw, spec.run.batch_rows)
+    lateness = Strided(total)
+    rows = _SendRows(writer, len(readers), nw, spec.run.batch_rows, lateness)
     batch_rows = rows.batch_rows
-    add_i, add_truth, add_local, add_delay, add_late, add_ok, add_flat = rows.appenders()
+    add_row = rows.rows.append
+    pending = 0
     now = clock.now
     # one connected socket per worker: a cheaper send, and a dead worker's ICMP error surfaces
     # as a counted send failure
@@ -86,8 +87,6 @@ def broadcast(
     sends = [o.send for o in outs]
     pacer = Pacer()
     mono = pacer.clock
-    lateness = Strided(total)
-    stride = lateness.stride
     report_every = int(PROGRESS_EVERY_S * 1e9)
     sent = 0
     prev_delay = 0
@@ -113,18 +112,12 @@ def broadcast(
                 errors[type(err).__name__] += 1
                 ok -= 1
         late = actual - due
-        add_i(i)
-        add_truth(truth)
-        add_local(local)
-        add_delay(delay)
-        add_late(late)
-        add_ok(ok)
-        add_flat(flat)
-        if len(rows.flats) >= batch_rows:
+        add_row((i, truth, local, delay, late, ok, *flat))
+        pending += 1
+        if pending == batch_rows:
             rows.flush()
-            add_i, add_truth, add_local, add_delay, add_late, add_ok, add_flat = rows.appenders()
-        if i % stride == 0:
-            lateness.add(late)
+            add_row = rows.rows.append
+            pending = 0
         sent += 1
         prev_delay = delay
         due += delay
@@ -161,27 +154,22 @@ def broadcast(
 
 
 class _SendRows:
-    """The coordinator's send rows, kept as flat columns while it broadcasts (one append per
-    field, the readings as the wire tuple it already built) and handed to the writer as arrow
-    columns every ``batch_rows`` events (``send_schema`` order; a wire NO_VALUE is null)."""
+    """The coordinator's send rows while it broadcasts: one tuple per event (id, truth, local,
+    scheduled delay, lateness, successful sends, then the readings as the wire tuple it already
+    built), handed to the writer as arrow columns every ``batch_rows`` events (``send_schema``
+    order; a wire NO_VALUE is null); the pacing-error sample (``Strided``) is taken there."""
 
-    def __init__(self, writer: PartWriter, n_sources: int, n_workers: int,
-                 batch_rows: int) -> None:  # fmt: skip
+    def __init__(self, writer: PartWriter, n_sources: int, n_workers: int, batch_rows: int,
+                 lateness: Strided) -> None:  # fmt: skip
         self.writer = writer
         self.n_sources = n_sources
         self.n_workers = n_workers
         self.batch_rows = max(1, batch_rows)
-        self.ids, self.truth, self.local = array("q"), array("q"), array("q")
-        self.delay, self.late, self.ok = array("q"), array("q"), array("q")
-        self.flats: list[tuple] = []
-
-    def appenders(self) -> tuple:
-        """The bound appends of the current buffers (new ones after every flush)."""
-        return (self.ids.append, self.truth.append, self.local.append, self.delay.append,
-                self.late.append, self.ok.append, self.flats.append)  # fmt: skip
+        self.lateness = lateness
+        self.rows: list[tuple] = []
 
     def flush(self) -> None:
-        if not self.flats:
+        if not self.rows:
             return
         import numpy as np
         import pyarrow as pa
@@ -189,18 +177,17 @@ class _SendRows:
         from skewlab.clocks.base import Readings
         from skewlab.node.receipts import reading_columns
 
-        ids = np.frombuffer(self.ids, dtype=np.int64).astype(np.uint64)
-        ok = np.frombuffer(self.ok, dtype=np.int64)
+        m = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), 6 + 4 * self.n_sources)
+        self.rows = []  # a new list: the caller rebinds its append
+        ids = m[:, 0].astype(np.uint64)
+        ok = m[:, 5]
+        stride = self.lateness.stride
+        self.lateness.add_many(m[:, 4][m[:, 0] % stride == 0])
         cols = [pa.array(ids, pa.uint64()), pa.array(ids, pa.uint64())]
-        cols += [pa.array(np.frombuffer(a, dtype=np.int64), pa.int64())
-                 for a in (self.truth, self.local, self.delay, self.late)]  # fmt: skip
+        cols += [pa.array(m[:, k], pa.int64()) for k in (1, 2, 3, 4)]
         cols += [pa.array(ok, pa.uint16()), pa.array(self.n_workers - ok, pa.uint16())]
-        flat = np.array(self.flats, dtype=np.int64).reshape(len(self.flats), 4 * self.n_sources)
         for k in range(self.n_sources):
-            st, e, lo, hi = (flat[:, 4 * k + j] for j in range(4))
+            st, e, lo, hi = (m[:, 6 + 4 * k + j] for j in range(4))
             r = Readings(e, lo, hi, st.astype(np.int8), e != wire.NO_VALUE)
             cols += reading_columns(r, "est")
-        self.writer.append_columns(cols)  # the arrow columns may share these buffers: new ones
-        self.ids, self.truth, self.local = array("q"), array("q"), array("q")
-        self.delay, self.late, self.ok = array("q"), array("q"), array("q")
-        self.flats = []
+        self.writer.append_columns(cols)

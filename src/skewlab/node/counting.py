@@ -33,6 +33,15 @@ class Strided:
             self._buf[self._n] = value
             self._n += 1
 
+    def add_many(self, values: Sequence[int]) -> None:
+        """``add`` of each value in order (an int64 array or a sequence), as far as room lasts."""
+        room = len(self._buf) - self._n
+        take = values[:room]
+        k = len(take)
+        vals = take.tolist() if hasattr(take, "tolist") else [int(x) for x in take]
+        self._buf[self._n : self._n + k] = array("q", vals)
+        self._n += k
+
     def values(self) -> array:
         return self._buf[: self._n]
 
