@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.csv as pacsv
@@ -30,20 +31,31 @@ def export_csv(res: ResultsDir, out: Path) -> list[Path]:
     damaged file), and the CSVs are written into a hidden sibling of ``out`` that replaces
     ``out`` only when every file is written: a failed export leaves no partial folder."""
     open_results(res.root)
+    files: list[Path] = []
+
+    def write(tmp: Path) -> bool:
+        files.extend(f.relative_to(tmp) for f in _write_all(res, tmp))
+        return bool(files)
+
+    return [out / f for f in files] if _staged(out, write) else []
+
+
+def _staged(out: Path, write: Callable[[Path], bool]) -> bool:
+    """Run ``write`` into a hidden sibling folder of ``out`` and let it replace ``out`` only
+    if ``write`` returns True; on failure (or False) nothing of it is left. Returns that."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        files = _write_all(res, tmp)
-        if not files:
+        if not write(tmp):
             shutil.rmtree(tmp)
-            return []
+            return False
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return [out / f.relative_to(tmp) for f in files]
+    return True
 
 
 def _write_all(res: ResultsDir, out: Path) -> list[Path]:
@@ -107,19 +119,15 @@ def export_flink(res: ResultsDir, out: Path) -> list[Path]:
         (pl.col("truth_ns") // tick).alias("true_ms"),
         *[(pl.col(c) // tick).alias(c) for c in cols[5:]],
     ).select(cols)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> bool:
         with open(tmp / FLINK_FILE, "w") as f:  # a '#' header: Flink's csv.allow-comments
             f.write("#" + ",".join(cols) + "\n")
             df.write_csv(f, include_header=False)
         (tmp / FLINK_DDL).write_text(flink_ddl(cols, t.sources[0] if t.sources else "true"))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        return True
+
+    _staged(out, write)
     return [out / FLINK_FILE, out / FLINK_DDL]
 
 
