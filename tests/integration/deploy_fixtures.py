@@ -218,17 +218,22 @@ def start_slurm(tmp: Path) -> Iterator[dict[str, str]]:
 KEY_HEX = re.compile(rb"[0-9a-f]{64}")  # how a run's keys travel (node/secret.py): 32 bytes, hex
 
 
-def key_like_cmdlines(seen: set[int] | None = None) -> list[str]:
-    """skewlab processes whose command line holds a 64-hex-digit word (what a key looks like);
-    adds the PIDs of node processes looked at to ``seen``."""
-    found = []
+def processes() -> Iterator[tuple[Path, bytes]]:
+    """(/proc/<pid>, its command line) of every process still there when read."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            cmd = (d / "cmdline").read_bytes()
+            yield d, (d / "cmdline").read_bytes()
         except OSError:
             continue
+
+
+def key_like_cmdlines(seen: set[int] | None = None) -> list[str]:
+    """skewlab processes whose command line holds a 64-hex-digit word (what a key looks like);
+    adds the PIDs of node processes looked at to ``seen``."""
+    found = []
+    for d, cmd in processes():
         if seen is not None and b"skewlab.node" in cmd:
             seen.add(int(d.name))
         if b"skewlab" in cmd and KEY_HEX.search(cmd):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skewlab_cmd
-from tests.integration.deploy_fixtures import start_slurm, write_json
+from tests.integration.deploy_fixtures import processes, start_slurm, write_json
 
 CELL_TIMEOUT_S = 240
 
@@ -72,15 +72,14 @@ def _wait_for(what: str, cond, p: subprocess.Popen[str], timeout: float = 120) -
 def _task_pids(job: str, task: int | None = None) -> list[int]:
     """PIDs of the Python processes of array ``job``'s tasks (from their environment)."""
     found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
+    for d, cmd in processes():
+        if b"skewlab.sim.sweep_slurm" not in cmd:
             continue
         try:
-            cmd = (d / "cmdline").read_bytes()
             env = (d / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"skewlab.sim.sweep_slurm" not in cmd or f"SLURM_ARRAY_JOB_ID={job}".encode() not in env:
+        if f"SLURM_ARRAY_JOB_ID={job}".encode() not in env:
             continue
         if task is None or f"SLURM_ARRAY_TASK_ID={task}".encode() in env:
             found.append(int(d.name))
