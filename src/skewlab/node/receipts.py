@@ -4,6 +4,7 @@ simulator's whole runs (schema: ``trace.receipt_schema``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ def reading_columns(r: Readings, order: str) -> list[pa.Array]:
 _NUMPY_CODES = {"B": "u1", "b": "i1", "H": ">u2", "I": ">u4", "Q": ">u8", "q": ">i8"}
 
 
+@lru_cache(maxsize=16)
 def head_dtype(struct_format: str, itemsize: int | None = None) -> np.dtype:
     """A numpy record type for a packed big-endian ``struct`` format (the wire head,
     ``WireCodec.head.format``): field i is ``f<i>``, the same fields ``unpack`` returns;

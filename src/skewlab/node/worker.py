@@ -86,14 +86,8 @@ class Receiver:
         elif [id(s) for s in track.sources] != [id(s) for s in arrayed]:
             raise ValueError("the track must hold exactly the array-readable sources")
         self.track = track
-        self._where = [("a", arrayed.index(s)) if simulable(s) else ("i", 0)
-                       for s in self.sources]  # fmt: skip
-        k = 0
-        for i, (kind, _) in enumerate(self._where):
-            if kind == "i":
-                self._where[i] = ("i", k)
-                k += 1
         self.instant = [s for s in self.sources if not simulable(s)]
+        self._array_read = [simulable(s) for s in self.sources]  # else read at the instant
         self.writer = writer
         self.total = total_events
         self.stop = stop
@@ -235,7 +229,8 @@ class Receiver:
         local, gap, step_gap = self.clock.oscillator.local_gaps_at_array(t)
         arrays = self.track.read(t, local, gap, step_gap)
         instant = _instant_readings(at_instant, len(self.instant)) if self.instant else []
-        reads = [arrays[k] if kind == "a" else instant[k] for kind, k in self._where]
+        by_kind = (iter(instant), iter(arrays))  # each kind in source order
+        reads = [next(by_kind[a]) for a in self._array_read]
         rec = packet_fields(packets, self._head_format, self.codec.head_len)
         eid = rec["f6"].astype(np.uint64)
         wire_fields = [rec[f"f{j}"] for j in range(10, 10 + 4 * self.codec.n)]
