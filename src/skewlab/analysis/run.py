@@ -52,6 +52,9 @@ from skewlab.trace import part_files, send_source_columns, source_columns
 STATS_VERSION = 3  # 3: every rate carries method, n_eff, blocks; settings.intervals
 
 BLOCK = "block"  # column: the event's time block (see block_grid)
+OFF = "window_offset_ns"  # column: the event's window grid offset (per-event phase only)
+# event-level columns: the same in every worker's frame, so not prefixed in the pair joins
+EVENT_COLS = ("event_id", BLOCK, OFF)
 MAX_BLOCKS = 1_000_000  # more blocks than this: only those holding sends are numbered
 
 T = TypeVar("T")
@@ -83,6 +86,16 @@ def _grid_offset(t: Traces) -> m.Offset:
     return m.window_grid_offset(
         st.window_offset_ns, st.window_phase, st.phase_seed, st.window_sizes_ns
     )
+
+
+def _with_offset(t: Traces, df: pl.DataFrame) -> tuple[pl.DataFrame, m.Offset]:
+    """``df`` with the window grid's per-event offset as column ``OFF`` (computed once from the
+    event id, not inside every window test) and the offset the window tests use: that column,
+    or the one fixed offset."""
+    off = _grid_offset(t)
+    if isinstance(off, pl.Expr):
+        return df.with_columns(off.alias(OFF)), pl.col(OFF)
+    return df, off
 
 
 def _sizes_ms(t: Traces) -> list[int]:
@@ -152,9 +165,10 @@ def _send_side(t: Traces, sends: pl.DataFrame, sent: int) -> pl.DataFrame:
     return _first_per_event(sends.select(cols), sent == sends.height)
 
 
-def _narrow_cols(t: Traces) -> list[str]:
+def _narrow_cols(t: Traces, df: pl.DataFrame) -> list[str]:
     """Columns a worker contributes to the ordering and agreement joins."""
-    return ["event_id", BLOCK, "truth_ns"] + [c for s in t.sources for c in source_columns(s)[:3]]
+    event = [c for c in EVENT_COLS if c in df.columns]
+    return event + ["truth_ns"] + [c for s in t.sources for c in source_columns(s)[:3]]
 
 
 def _worker(
@@ -187,6 +201,7 @@ def _worker(
     for cw in t.cw_frames.get(w, []):
         df = df.join(cw.collect(), on="event_id", how="left", maintain_order="left")
     df = df.with_columns(pl.col(BLOCK).fill_null(0))  # receipts of unknown events: block 0
+    df, off = _with_offset(t, df)
 
     rows = df.height
     n_got = df.get_column("event_id").n_unique()
@@ -208,7 +223,6 @@ def _worker(
     }
 
     exprs: Exprs = {}
-    off = _grid_offset(t)
     for s in t.sources:
         b = t.bounded[s]
         exprs.update(m.readings_exprs(s, f"{s}/readings"))
@@ -231,7 +245,7 @@ def _worker(
         for size in t.settings.window_sizes_ns:
             exprs.update(m.window_exprs(s, f"{s}/win/{size // NS_PER_MS}", size, off, b, truth))
     raw = collect_row(df, exprs, blocks)
-    narrow = _first_per_event(df.select(_narrow_cols(t)), rows == n_got)
+    narrow = _first_per_event(df.select(_narrow_cols(t, df)), rows == n_got)
     del df
     out: WorkerStats = {"accounting": accounting, "sources": {}}
     for s in t.sources:
@@ -270,13 +284,19 @@ def _coordinator(
 
 
 def _prefixed(df: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """Rename every column but event_id and the block with ``prefix`` (no copy)."""
-    return df.rename({c: f"{prefix}{c}" for c in df.columns if c not in ("event_id", BLOCK)})
+    """Rename every column but the event-level ones (id, block, offset) with ``prefix``."""
+    return df.rename({c: f"{prefix}{c}" for c in df.columns if c not in EVENT_COLS})
+
+
+def _event_cols_dropped(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` without the event-level columns but its id (the other side of a join has them)."""
+    return df.drop([c for c in EVENT_COLS[1:] if c in df.columns])
 
 
 def _agreement_exprs(t: Traces) -> Exprs:
+    """Window agreement over the joined frame, whose per-event offset (if any) is column OFF."""
     exprs: Exprs = {}
-    off = _grid_offset(t)
+    off = pl.col(OFF) if isinstance(_grid_offset(t), pl.Expr) else _grid_offset(t)
     for s in t.sources:
         for size in t.settings.window_sizes_ns:
             p = f"agree/{s}/{size // NS_PER_MS}"
@@ -303,8 +323,8 @@ def _ordering_agreement(
     for a, b in combinations(t.workers, 2):
         pa_, pb_ = ("w0_", "w1_") if two else ("a_", "b_")
         j = _prefixed(narrow[a], pa_).join(
-            _prefixed(narrow[b], pb_).drop(BLOCK), on="event_id", how="inner"
-        )  # an event's block is the same in every worker's frame
+            _event_cols_dropped(_prefixed(narrow[b], pb_)), on="event_id", how="inner"
+        )  # an event's block and offset are the same in every worker's frame
         exprs: Exprs = {}
         for s in t.sources:
             exprs.update(m.ordering_exprs(s, f"ord/{s}", t.bounded[s], truth, pa_, pb_))
@@ -330,7 +350,7 @@ def _ordering_agreement(
         frames = [_prefixed(narrow[w], f"w{i}_") for i, w in enumerate(t.workers)]
         j = frames[0]
         for f in frames[1:]:
-            j = j.join(f.drop(BLOCK), on="event_id", how="inner")
+            j = j.join(_event_cols_dropped(f), on="event_id", how="inner")
         raw_agree = collect_row(j, _agreement_exprs(t), blocks)["agree"]
         agreement = _agreement_finish(t, raw_agree, truth)
     return {"pairs": pairs, "total": total}, agreement
