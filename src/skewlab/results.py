@@ -8,6 +8,11 @@ every Parquet part under ``traces/`` (read whole through ``trace.read_part``: tr
 or corrupted parts are found here), and each node's events parts against its counts.json
 (``rows`` and ``parts``, which docs/TRACES.md says must agree: a deleted part is an error, not
 a loss).
+
+A reader that reads every part's data anyway (the analysis) opens the folder with
+``data=False``: only the parts' footers are checked up front (framing, version, columns, rows),
+and when its own read fails it calls ``check_traces`` to name the damaged part — the same
+message, without reading the traces twice.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from skewlab.store import ResultsDir
-from skewlab.trace import TraceError, part_files, read_part
+from skewlab.trace import TraceError, check_part, part_files, read_part
 
 
 class ResultsError(Exception):
@@ -43,9 +48,12 @@ def _object(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-def open_results(path: Path, *, traces: bool = True, stats: bool = False) -> ResultsDir:
+def open_results(
+    path: Path, *, traces: bool = True, stats: bool = False, data: bool = True
+) -> ResultsDir:
     """``path`` as a ``ResultsDir`` once everything a reader needs is checked (``traces``:
-    every part and the counts; ``stats``: a readable stats.json). Raises ResultsError."""
+    every part and the counts, each part read whole, or only its footer if not ``data``;
+    ``stats``: a readable stats.json). Raises ResultsError."""
     if not path.exists():
         raise ResultsError(f"{path}: no such results folder")
     if not path.is_dir():
@@ -62,7 +70,7 @@ def open_results(path: Path, *, traces: bool = True, stats: bool = False) -> Res
     if res.metadata_path.exists():
         _object(res.metadata_path, "metadata")
     if traces:
-        check_traces(res)
+        check_traces(res, data=data)
     if stats:
         if not res.stats_path.is_file():
             raise ResultsError(f"{path} has no stats.json: run skewlab analyze {path}")
@@ -70,16 +78,18 @@ def open_results(path: Path, *, traces: bool = True, stats: bool = False) -> Res
     return res
 
 
-def check_traces(res: ResultsDir) -> dict[str, int]:
-    """Read every Parquet part under ``traces/`` and hold each node's events parts against its
-    counts.json; return each node's events rows. Raises ResultsError naming the file."""
+def check_traces(res: ResultsDir, *, data: bool = True) -> dict[str, int]:
+    """Read every Parquet part under ``traces/`` (only its footer if not ``data``) and hold each
+    node's events parts against its counts.json; return each node's events rows. Raises
+    ResultsError naming the file."""
     traces = res.root / "traces"
+    rows_in: dict[Path, int] = {}
     if traces.is_dir():
         for p in sorted(traces.rglob("*.parquet")):
             if p.name.startswith("."):
                 continue  # a writer's temporary, renamed into place only when whole
             try:
-                read_part(p)
+                rows_in[p] = read_part(p).num_rows if data else check_part(p)
             except TraceError as e:
                 raise ResultsError(f"{e} (a damaged trace part: restore or remove it)") from None
             except OSError as e:
@@ -87,7 +97,7 @@ def check_traces(res: ResultsDir) -> dict[str, int]:
     rows: dict[str, int] = {}
     for node in res.nodes_with_traces():
         files = part_files(res.node_dir(node), "events")
-        n = sum(_rows(p) for p in files)
+        n = sum(rows_in[p] if p in rows_in else _rows(p) for p in files)
         rows[node] = n
         cp = res.node_counts_path(node)
         if not cp.exists():

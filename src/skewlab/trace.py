@@ -7,9 +7,10 @@ half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -343,32 +344,59 @@ def read_part(source: Path | bytes, schema: pa.Schema | None = None) -> pa.Table
     """Read one part file (a path or its bytes) and check it is a skewlab trace of at most
     this version with every column of ``schema`` (if given); raises only TraceError."""
     where = str(source) if isinstance(source, Path) else "<bytes>"
+    with _part_errors(where):
+        table = pq.read_table(_part_source(source, where))
+    _check_part_schema(table.schema, where, schema)
+    return table
+
+
+def check_part(path: Path, schema: pa.Schema | None = None) -> int:
+    """What ``read_part`` checks, from the part's footer alone (Parquet framing, trace version,
+    columns): the rows it holds. Damage inside the data pages is found only by reading them
+    (``read_part``); raises only TraceError."""
+    where = str(path)
+    with _part_errors(where):
+        f = pq.ParquetFile(_part_source(path, where))
+        have, rows = f.schema_arrow, int(f.metadata.num_rows)
+    _check_part_schema(have, where, schema)
+    return rows
+
+
+def _part_source(source: Path | bytes, where: str) -> Any:
+    """What pyarrow reads ``source`` from, once its first bytes are the Parquet magic."""
+    if isinstance(source, Path):
+        with open(source, "rb") as f:
+            head = f.read(4)
+        buf: Any = source
+    else:
+        head, buf = bytes(source[:4]), pa.BufferReader(source)
+    if head != _PARQUET_MAGIC:
+        raise TraceError("not_parquet", where)
+    return buf
+
+
+@contextlib.contextmanager
+def _part_errors(where: str) -> Iterator[None]:
+    """Turn what a Parquet reader raises on a damaged part into TraceError("corrupt")."""
     try:
-        if isinstance(source, Path):
-            with open(source, "rb") as f:
-                head = f.read(4)
-            buf: Any = source
-        else:
-            head, buf = bytes(source[:4]), pa.BufferReader(source)
-        if head != _PARQUET_MAGIC:
-            raise TraceError("not_parquet", where)
-        table = pq.read_table(buf)
+        yield
     except TraceError:
         raise
     except (pa.ArrowException, OSError, ValueError, IndexError, UnicodeDecodeError) as e:
         detail = " ".join(str(e).split())[:200]  # one line: the reader's message may span several
         raise TraceError("corrupt", where, f"{type(e).__name__}: {detail}") from None
-    version = (table.schema.metadata or {}).get(b"skewlab.trace_version", b"")
+
+
+def _check_part_schema(have: pa.Schema, where: str, schema: pa.Schema | None) -> None:
+    version = (have.metadata or {}).get(b"skewlab.trace_version", b"")
     if not version.isdigit() or not 1 <= int(version) <= TRACE_VERSION:
         raise TraceError("bad_version", where, repr(version[:20]))
     if schema is not None:
-        have = table.schema
         for f in schema:
             i = have.get_field_index(f.name)
             if i < 0 or have.field(i).type != f.type:
                 got = "missing" if i < 0 else str(have.field(i).type)
                 raise TraceError("bad_schema", where, f"{f.name}: {got}, expected {f.type}")
-    return table
 
 
 def part_files(directory: Path, prefix: str) -> list[Path]:

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from skewlab.cli import cli
 from skewlab.results import ResultsError, open_results
+from skewlab.trace import TraceError, check_part, read_part
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,36 @@ def test_analyze_says_when_the_run_did_not_complete(
     r = CliRunner().invoke(cli, ["analyze", str(d), "--no-figures"])
     assert r.exit_code == 0, r.output
     assert f"skewlab: note: {d}: it {says}" in r.stderr
+
+
+def _damage_inside_pages(p: Path) -> None:
+    """Overwrite 64 bytes inside the data pages where the footer still reads whole but reading
+    the data fails (what only a full read finds)."""
+    data = p.read_bytes()
+    for at in range(len(data) // 10, len(data) * 9 // 10, 97):
+        d = bytearray(data)
+        d[at : at + 64] = b"\xff" * 64
+        p.write_bytes(bytes(d))
+        check_part(p)  # the footer is intact: the up-front check passes
+        try:
+            read_part(p)
+        except TraceError:
+            return
+    pytest.fail(f"no damage position breaks {p}'s data pages only")
+
+
+def test_damage_inside_the_data_pages_is_named_after_the_read_fails(
+    analysed: Path, tmp_path: Path
+) -> None:
+    """The analysis checks only the parts' footers up front and reads the data once; when that
+    read fails it reads every part whole to name the damaged one (results.check_traces): the
+    same one-line error as a damage the footer shows, and no stats.json."""
+    d = _copy(analysed, tmp_path)
+    part = d / "traces" / "C" / "events-000002.parquet"
+    _damage_inside_pages(part)
+    open_results(d, data=False)  # footers, versions, columns and counts all hold
+    with pytest.raises(ResultsError, match="corrupt"):
+        open_results(d)
+    r = CliRunner().invoke(cli, ["analyze", str(d)])
+    _one_line_error(r, str(part), "corrupt")
+    assert not (d / "stats.json").exists()

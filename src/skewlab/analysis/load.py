@@ -8,8 +8,10 @@ intervals?) comes from metadata.json, never from the clock code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from skewlab.analysis.eventtime import DEFAULT_DELAYS_MS, DEFAULT_LATENESS_MS
-from skewlab.results import open_results
+from skewlab.results import check_traces, open_results
 from skewlab.store import ResultsDir
 from skewlab.trace import (
     commit_wait_delays_ms,
@@ -109,10 +111,11 @@ def cw_columns(columns: list[str], source: str) -> list[int]:
 
 
 def load(results: ResultsDir, settings: AnalysisSettings | None = None) -> Traces:
-    """Open a results folder once ``skewlab.results.open_results`` has checked it (every part
-    readable, counts against rows; else ResultsError naming the file); then nothing is read
-    into memory beyond schemas and a bound check."""
-    open_results(results.root)
+    """Open a results folder once ``skewlab.results.open_results`` has checked it (every part's
+    footer, counts against rows; else ResultsError naming the file: the data pages are read
+    once, by the analysis, which names a part damaged inside through ``read_errors_named``);
+    then nothing is read into memory beyond schemas and a bound check."""
+    open_results(results.root, data=False)
     spec = json.loads(results.spec_path.read_text())
     meta: dict[str, Any] = {}
     if results.metadata_path.exists():
@@ -151,6 +154,28 @@ def load(results: ResultsDir, settings: AnalysisSettings | None = None) -> Trace
         t.columns[w] = set(names)
         t.cw_deltas[w] = {s: cw_columns(names, s) for s in sources}
     return t
+
+
+# What reading a part damaged inside its data pages raises from polars or pyarrow (a polars
+# panic is a BaseException: it is caught only to name the part, then raised again).
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    pl.exceptions.PolarsError,
+    pl.exceptions.PanicException,
+    OSError,
+    ValueError,
+)
+
+
+@contextlib.contextmanager
+def read_errors_named(results: ResultsDir) -> Iterator[None]:
+    """Run a reader of ``results``' traces; when a read fails, read every part whole
+    (``check_traces``) so that a damaged part ends in ResultsError naming it; any other
+    failure is raised as it was."""
+    try:
+        yield
+    except READ_ERRORS:
+        check_traces(results)  # raises ResultsError when a part is damaged
+        raise
 
 
 def recorded_bounded(metadata: dict[str, Any]) -> dict[str, bool]:

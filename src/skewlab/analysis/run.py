@@ -13,7 +13,7 @@ import polars as pl
 
 from skewlab.analysis import metrics as m
 from skewlab.analysis.links import summarize_results
-from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load
+from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load, read_errors_named
 from skewlab.analysis.stats_types import (
     RATE_DEFINITIONS,
     SUMMARY_RATES,
@@ -65,14 +65,16 @@ def analyze(
 ) -> Stats:
     """Compute every metric from the stored traces; write stats.json (+ figures and reports)."""
     results.stats_path.unlink(missing_ok=True)  # an earlier analysis is void until this one ends
-    t = load(results, settings)
-    stats = compute(t)
+    with read_errors_named(results):  # footers are checked first; a damaged page is named
+        t = load(results, settings)
+        stats = compute(t)
     if links := summarize_results(results):  # requested vs achieved per emulated link
         stats["network"] = links
     if make_figures:
         from skewlab.analysis import figures, report
 
-        stats["figures"] = figures.make_all(t, stats, results.figures_dir)
+        with read_errors_named(results):
+            stats["figures"] = figures.make_all(t, stats, results.figures_dir)
         write_json_atomic(results.stats_path, stats)
         report.write_reports(results, stats)
         stats["reports"] = ["report.md", "report.html"]
