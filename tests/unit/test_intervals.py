@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skewlab.analysis import stats_util
 from skewlab.analysis.stats_util import (
     Z95,
     Counts,
@@ -202,3 +204,38 @@ def test_sparse_send_times_number_only_the_blocks_they_hold() -> None:
     out, blocks, iv = block_grid(traces, sends, True)  # type: ignore[arg-type]
     assert blocks.count == 3 and out.get_column(BLOCK).to_list() == [0, 1, 2]
     assert iv["block_ns"] == 1_000_000_000 and "poll_s" in iv["block_from"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.integers(0, 6), st.integers(1, 40)), max_size=30),
+    seed=st.integers(0, 2**32 - 1),
+    rows_per_run=st.sampled_from([1, 10**9]),
+)
+def test_block_counts_equal_a_group_by(
+    runs: list[tuple[int, int]], seed: int, rows_per_run: int
+) -> None:
+    """collect_row's per-block counts (masks summed over runs of one block, by slices or by a
+    numpy segment sum, whichever ``_ROWS_PER_RUN_FOR_SLICES`` picks) equal a plain group-by,
+    for blocks in any order (runs of a block may repeat) and for an empty frame."""
+    block = np.repeat([b for b, _ in runs], [k for _, k in runs]).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    df = pl.DataFrame({"block": block, "x": rng.integers(-5, 5, block.size)})
+    df = df.with_columns(pl.when(pl.col("x") == 0).then(None).otherwise(pl.col("x")).alias("x"))
+    exprs = {"n": stats_util.rows(), "pos": stats_util.count(pl.col("x") > 0),
+             "odd": stats_util.count(pl.col("x") % 2 == 1)}  # fmt: skip
+    saved = stats_util._ROWS_PER_RUN_FOR_SLICES
+    stats_util._ROWS_PER_RUN_FOR_SLICES = rows_per_run
+    try:
+        raw = stats_util.collect_row(df, exprs, stats_util.Blocks("block", 7))
+    finally:
+        stats_util._ROWS_PER_RUN_FOR_SLICES = saved
+    want = df.group_by("block").agg(
+        pl.len().alias("n"), (pl.col("x") > 0).fill_null(False).sum().alias("pos"),
+        (pl.col("x") % 2 == 1).fill_null(False).sum().alias("odd"),
+    )  # fmt: skip
+    for k in exprs:
+        ref = np.zeros(7, dtype=np.int64)
+        ref[want.get_column("block").to_numpy()] = want.get_column(k).to_numpy()
+        assert isinstance(raw[k], Counts)
+        assert raw[k].blocks.tolist() == ref.tolist(), k

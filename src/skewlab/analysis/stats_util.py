@@ -397,32 +397,61 @@ def collect_row(
         row = lf.select([e.alias(k) for k, e in scalars.items()]).collect().row(0, named=True)
     if counts:
         assert blocks is not None
-        # every mask evaluated once over the whole frame (vectorized), then summed per block
-        masks = [getattr(e, "_skewlab_mask", None) for e in counts.values()]
-        cols = [
-            (m if m is not None else e).alias(f"c{i}")
-            for i, (m, e) in enumerate(zip(masks, counts.values(), strict=True))
-        ]
-        plain_counts = [f"c{i}" for i, m in enumerate(masks) if m is None]
-        sel = lf.select(pl.col(blocks.column), *cols)
-        if plain_counts:  # a count without its mask: evaluate it per block
-            g = lf.group_by(blocks.column).agg(
-                [
-                    e.alias(f"c{i}")
-                    for i, (m, e) in enumerate(zip(masks, counts.values(), strict=True))
-                    if m is None
-                ]
-            )
-            sel = sel.drop(plain_counts).group_by(blocks.column).sum().join(g, on=blocks.column)
-        else:
-            sel = sel.group_by(blocks.column).sum()
-        g = sel.collect()
-        at = g.get_column(blocks.column).cast(pl.Int64).to_numpy()
-        for i, k in enumerate(counts):
-            arr = np.zeros(blocks.count, dtype=np.int64)
-            arr[at] = g.get_column(f"c{i}").cast(pl.Int64).to_numpy()
-            row[k] = Counts(arr)
+        row.update(_block_counts(lf, counts, blocks))
     if pcts:
         assert isinstance(frame, pl.DataFrame)
         row.update(_percentiles(frame, pcts))
     return unflatten({k: row[k] for k in exprs})
+
+
+# Per-run slice sums cost ~3 µs each, a numpy segment sum ~3 ns per row: slices while the
+# frame has fewer runs of one block than rows / this.
+_ROWS_PER_RUN_FOR_SLICES = 1000
+
+
+def _block_counts(
+    lf: pl.LazyFrame, counts: dict[str, pl.Expr], blocks: Blocks
+) -> dict[str, Counts]:
+    """Every count split over the time blocks: each mask evaluated once over the whole frame,
+    then summed over each run of consecutive rows of one block (rows come roughly in time
+    order, so runs are few: the boolean slices' sums are popcounts) and the runs added into
+    their blocks. A count whose mask is unknown is evaluated per block by a group-by."""
+    masks = [getattr(e, "_skewlab_mask", None) for e in counts.values()]
+    sel = lf.select(
+        pl.col(blocks.column).cast(pl.Int64),
+        *[m.alias(f"c{i}") for i, m in enumerate(masks) if m is not None],
+    ).collect()
+    block = sel.get_column(blocks.column).to_numpy()
+    n = block.size
+    starts = np.flatnonzero(block[1:] != block[:-1]) + 1
+    starts = np.concatenate(([0], starts)) if n else starts
+    ends = np.append(starts[1:], n) if n else starts
+    run_block = block[starts]
+    slices = len(starts) * _ROWS_PER_RUN_FOR_SLICES <= n
+    out: dict[str, Counts] = {}
+    for i, (k, m) in enumerate(zip(counts, masks, strict=True)):
+        if m is None:
+            continue
+        col = sel.get_column(f"c{i}")
+        if not n:
+            per_run = np.zeros(0, dtype=np.int64)
+        elif slices:
+            per_run = np.array(
+                [col.slice(a, e - a).sum() for a, e in zip(starts, ends, strict=True)],
+                dtype=np.int64,
+            )
+        else:
+            per_run = np.add.reduceat(col.to_numpy(), starts, dtype=np.int64)
+        arr = np.zeros(blocks.count, dtype=np.int64)
+        np.add.at(arr, run_block, per_run)
+        out[k] = Counts(arr)
+    plain = {k: e for (k, e), m in zip(counts.items(), masks, strict=True) if m is None}
+    if plain:
+        g = lf.group_by(blocks.column).agg([e.alias(f"p{i}") for i, e in enumerate(plain.values())])
+        g = g.collect()
+        at = g.get_column(blocks.column).cast(pl.Int64).to_numpy()
+        for i, k in enumerate(plain):
+            arr = np.zeros(blocks.count, dtype=np.int64)
+            arr[at] = g.get_column(f"p{i}").cast(pl.Int64).to_numpy()
+            out[k] = Counts(arr)
+    return out
