@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,71 @@ def default_style_run(
     out = tmp / "results"
     p = run_skewlab("run", "--config", str(cfg), "--out", str(out), "--events", "60", "-q")
     return p, out
+
+
+# How the two xdist processes share the files (`--dist loadfile`, pyproject.toml): one file at a
+# time to a free process, so a module's fixtures are made once. Two changes to xdist's own
+# order, which hands out the files with the most tests first and left the few-test, long files
+# (a real Slurm, sshd or Flink, a validation run) to the end, where the other process idles:
+# - FIRST: these files go first, longest first (seconds measured on 2 busy cores, Dec 2026), so
+#   the many short unit files fill the end; every other file follows in collection order.
+# - SAME_PROCESS: files that use one session fixture run in one process, so it is made once
+#   (a session fixture is per process: default_style_run, a real run with figures, was made
+#   twice).
+# Only the order and the grouping change; every test runs as before.
+FIRST = (
+    "tests/integration/test_sweep_slurm.py",  # 71-96 s
+    "tests/e2e/test_first_hour.py",  # 80-110 s, with test_run.py and test_report_html.py
+    "tests/integration/test_deploy_ssh.py",  # 45-51 s
+    "tests/integration/test_flink_oracle.py",  # 40 s
+    "tests/integration/test_interrupts.py",  # 15-35 s
+    "tests/integration/test_zero_receipts.py",  # 21-23 s
+    "tests/integration/test_sim_validate.py",  # 21 s
+    "tests/integration/test_sweep.py",  # 18-23 s
+    "tests/integration/test_measured_truth.py",  # 16-19 s
+    "tests/integration/test_reliability_faults.py",  # 18 s
+    "tests/unit/test_spec_keys.py",  # 11-15 s
+    "tests/integration/test_runtime_runs.py",  # 14 s
+    "tests/integration/test_deploy_slurm.py",  # 11-12 s
+    "tests/integration/test_run_vs_simulate_keys.py",  # 11 s
+    "tests/integration/test_netns_run.py",  # 11 s
+    "tests/integration/test_sim_cli.py",  # 10-12 s
+    "tests/e2e/test_interrupt.py",  # 10 s
+    "tests/integration/test_ntp_cli.py",  # 10 s
+)
+SAME_PROCESS = {
+    "tests/e2e/test_run.py": "tests/e2e/test_first_hour.py",  # default_style_run
+    "tests/integration/test_report_html.py": "tests/e2e/test_first_hour.py",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist", None) != "loadfile":
+        return None  # another --dist: xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        ordered = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SAME_PROCESS.get(path, path)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if not self.ordered:  # the first hand-out: the queue holds every file
+                self.ordered = True
+                assert self.collection is not None
+                at = {}
+                for i, nodeid in enumerate(self.collection):
+                    at.setdefault(self._split_scope(nodeid), i)
+                rank = {f: i for i, f in enumerate(FIRST)}
+                units = sorted(self.workqueue.items(),
+                               key=lambda u: (rank.get(u[0], len(rank)), at[u[0]]))  # fmt: skip
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
+
+    return FileScheduling(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
