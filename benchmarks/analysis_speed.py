@@ -4,7 +4,13 @@ Default: 5,000,000 events × 2 workers × 5 sources (10 M receipts); targets ≤
 peak memory for the analysis without figures. The analysis runs in a child process so its peak
 resident memory is measured apart from the generator's.
 
-    .venv/bin/python benchmarks/analysis_speed.py [--events N] [--keep DIR]
+The rates' intervals rest on time blocks of the NTP poll (docs/METHODOLOGY.md, "Statistics"):
+the synthetic run has no NTP trace, so the block is the spec's ``ntp.poll_s`` (``--poll-s``,
+default 1 s: 500 blocks over the 500 s of events). Counting per block takes another path when
+blocks are many (an 8-hour run at a 1 s poll has 28,800): ``--poll-s 0.02`` (25,000 blocks)
+measures that one.
+
+    .venv/bin/python benchmarks/analysis_speed.py [--events N] [--keep DIR] [--poll-s S]
 """
 
 from __future__ import annotations
@@ -50,13 +56,14 @@ def _readings(rng: np.random.Generator, truth: np.ndarray, s: str) -> dict[str, 
     return {e: est, l_: lo, h: hi, st: np.full(n, 2, dtype=np.int8)}
 
 
-def generate(root: Path, events: int, seed: int = 1) -> None:
+def generate(root: Path, events: int, seed: int = 1, poll_s: float = 1.0) -> None:
     """Write spec.json, metadata.json and the coordinator's + two workers' traces."""
     rng = np.random.default_rng(seed)
     nodes = [{"name": "coordinator", "role": "coordinator"}, {"name": "B", "role": "worker"},
              {"name": "C", "role": "worker"}]  # fmt: skip
     (root / "spec.json").write_text(json.dumps({"name": "bench", "seed": seed, "nodes": nodes,
-                                                "sources": SOURCES}))  # fmt: skip
+                                                "sources": SOURCES,
+                                                "ntp": {"poll_s": poll_s}}))  # fmt: skip
     (root / "metadata.json").write_text(json.dumps({"truth_available": True}))
     t0 = 1_700_000_000 * 10**9
     # Parquet encoding dominates and releases the GIL: the three nodes' parts are written on
@@ -132,18 +139,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--keep", type=Path, help="generate into (and keep) this folder")
+    ap.add_argument("--poll-s", type=float, default=1.0,
+                    help="spec ntp.poll_s: the rates' time block (default 1 s)")  # fmt: skip
     a = ap.parse_args()
     root = a.keep or Path(tempfile.mkdtemp(prefix="skewlab-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         t = time.perf_counter()
-        generate(root, a.events)
+        generate(root, a.events, poll_s=a.poll_s)
         print(f"generated {a.events} events x 2 workers x {len(SOURCES)} sources "
               f"in {time.perf_counter() - t:.1f} s")  # fmt: skip
         # other processes share the CPU: the 1-minute load average says how much
         print(f"load average before the analysis: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
         no_fig = run_analysis(root, figures=False)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        blocks = json.loads((root / "stats.json").read_text())["settings"]["intervals"]["blocks"]
+        print(f"time blocks: {blocks}")
         print(f"analysis without figures: {no_fig['seconds']:.1f} s, "
               f"peak RSS {no_fig['max_rss_kb'] / 1e6:.2f} GB")  # fmt: skip
         fig = run_analysis(root, figures=True)
