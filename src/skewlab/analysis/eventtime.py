@@ -133,7 +133,8 @@ def max_out_of_orderness(ts: np.ndarray) -> int:
 @dataclass
 class Assigned:
     """One stream's elements under one window assigner, independent of the watermark: the
-    (element, k-th window) grid of starts, k = 0 for the last window holding the element."""
+    (element, k-th window) grid of starts, k = 0 for the last window holding the element; and
+    what every delay's ``process`` would otherwise recompute."""
 
     ts: np.ndarray  # event timestamps, arrival order
     win: WindowSpec
@@ -141,6 +142,9 @@ class Assigned:
     valid: np.ndarray  # (n, per_element) the start is one of the element's windows
     window_start: np.ndarray  # sorted distinct starts over valid slots
     index: np.ndarray  # (n, per_element) position of each slot's start in window_start
+    running_max: np.ndarray  # M_i, the largest timestamp among the first i + 1 arrivals
+    per: np.ndarray  # windows per element (valid slots in its row)
+    count: np.ndarray  # elements per window in window_start, none dropped
 
 
 def assign(ts: np.ndarray, win: WindowSpec) -> Assigned:
@@ -150,10 +154,23 @@ def assign(ts: np.ndarray, win: WindowSpec) -> Assigned:
     k = np.arange(win.per_element, dtype=np.int64)
     starts = last[:, None] - k[None, :] * win.slide_ns
     valid = starts > (ts - win.size_ns)[:, None]
-    uniq, inv = np.unique(starts[valid], return_inverse=True)
+    flat = starts[valid]
+    lo = int(flat.min()) if flat.size else 0
+    span = (int(flat.max()) - lo) // win.slide_ns + 1 if flat.size else 0
+    if span <= 4 * flat.size + 1024:
+        # starts lie on one grid (offset + k·slide): number them by k, keep those that occur
+        k = (flat - lo) // win.slide_ns
+        count = np.bincount(k, minlength=span).astype(np.int64)
+        occurs = np.flatnonzero(count)
+        rank = np.cumsum(count > 0) - 1
+        uniq, inv, count = lo + occurs * win.slide_ns, rank[k], count[occurs]
+    else:  # starts spread far apart (a clock days off): sort them
+        uniq, inv = np.unique(flat, return_inverse=True)
+        count = np.bincount(inv, minlength=len(uniq)).astype(np.int64)
     index = np.full(starts.shape, -1, dtype=np.int64)
     index[valid] = inv
-    return Assigned(ts, win, starts, valid, uniq, index)
+    per = np.count_nonzero(valid, axis=1)
+    return Assigned(ts, win, starts, valid, uniq, index, running_max(ts), per, count)
 
 
 def _pairs(ts: np.ndarray, win: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +193,7 @@ def lossless_delay(
     if len(ts) < 2:
         return 0
     a = assigned if assigned is not None else assign(ts, win)
-    m = running_max(a.ts)
+    m = a.running_max
     prev = np.concatenate([[NO_WATERMARK], m[:-1]])[:, None]
     need = prev - (a.starts + win.size_ns) - lateness_ns + tick_ns
     return max(0, int(need[a.valid].max()))
@@ -222,37 +239,52 @@ def process(
     a = assigned if assigned is not None else assign(ts, win)
     ts = a.ts
     n = len(ts)
-    wm = watermark_before(ts, delay_ns, tick_ns)[:, None]
-    max_ts = a.starts + win.size_ns - tick_ns
+    m = a.running_max
+    wm = np.empty(n, dtype=np.int64)  # watermark_before, from the assigner's running max
+    if n:
+        wm[0] = NO_WATERMARK
+        wm[1:] = m[:-1] - delay_ns - tick_ns
+    wm = wm[:, None]
+    max_ts = a.starts + (win.size_ns - tick_ns)
     drop = a.valid & (max_ts + lateness_ns <= wm)  # isWindowLate: cleanup time ≤ watermark
-    fired = a.valid & (max_ts <= wm) & ~drop  # EventTimeTrigger.onElement: fire again at once
-    per = a.valid.sum(axis=1)
-    n_drop = drop.sum(axis=1)
-    dropped = (n_drop == per) & (per > 0)
-    keep = a.valid & ~drop
+    fired = a.valid & (max_ts <= wm)  # EventTimeTrigger.onElement: fire again at once
     nw = len(a.window_start)
-    count = np.bincount(a.index[keep], minlength=nw).astype(np.int64)
-    late_acc = np.bincount(a.index[fired], minlength=nw).astype(np.int64)
+    if drop.any():
+        fired &= ~drop
+        n_drop = np.count_nonzero(drop, axis=1)
+        dropped = (n_drop == a.per) & (a.per > 0)
+        partially = (n_drop > 0) & ~dropped
+        count = np.bincount(a.index[a.valid & ~drop], minlength=nw).astype(np.int64)
+        late = np.logical_or.reduce(drop | fired, axis=1)
+    else:  # nothing past its lateness: every slot is kept
+        dropped = partially = np.zeros(n, dtype=bool)
+        count = a.count
+        late = np.logical_or.reduce(fired, axis=1)
+    late_idx = a.index[fired]
+    late_acc = np.bincount(late_idx, minlength=nw).astype(np.int64)
     on_time = count - late_acc
     firings = (on_time > 0).astype(np.int64) + late_acc
     # First firing: on-time windows when the watermark M_j − D − tick reaches max timestamp
     # (first j with M_j ≥ max_ts + D + tick; none: the end of input's final watermark); a
     # window whose first element came late fires with that element.
-    m = running_max(ts)
     wmax = a.window_start + win.size_ns - tick_ns
     j = np.searchsorted(m, wmax + delay_ns + tick_ns, side="left")
     fire = np.where(j < n, j, -1).astype(np.int64)
     first_late = np.full(nw, n, dtype=np.int64)
-    elem = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], a.starts.shape)
-    np.minimum.at(first_late, a.index[fired], elem[fired])
+    if late_idx.size:
+        # fired slots in row-major order: elements ascending, so a window's first occurrence
+        # (a stable sort's first index) is its first late element
+        elem = np.nonzero(fired)[0]
+        u, first = np.unique(late_idx, return_index=True)
+        first_late[u] = elem[first]
     fire = np.where(on_time > 0, fire, first_late)
     has = count > 0
     return Outcome(
         assigned=a,
         drop=drop,
-        late=(drop | fired).any(axis=1),
+        late=late,
         dropped=dropped,
-        partially_dropped=(n_drop > 0) & ~dropped,
+        partially_dropped=partially,
         window_start=a.window_start[has],
         window_count=count[has],
         window_firings=firings[has],
@@ -261,13 +293,17 @@ def process(
 
 
 def _kept_elsewhere(o: Outcome, other: Outcome) -> np.ndarray:
-    """For each slot of ``o``: is the same (element, start) pair accepted in ``other``?"""
+    """For each slot of ``o``: is the same (element, start) pair accepted in ``other``? Both
+    under one assigner, so every start lies on the same grid and the slot's position in the
+    other row is a whole number of slides from that row's last start."""
     a, b = o.assigned, other.assigned
-    last_b = b.starts[:, :1]
-    j = (last_b - a.starts) // b.win.slide_ns
-    inside = (j >= 0) & (j < b.starts.shape[1]) & ((last_b - a.starts) % b.win.slide_ns == 0)
-    jj = np.clip(j, 0, b.starts.shape[1] - 1)
-    ok = np.take_along_axis(b.valid & ~other.drop, jj, axis=1)
+    keep_b = b.valid & ~other.drop if other.drop.any() else b.valid
+    p = b.starts.shape[1]
+    if p == 1:  # tumbling: one window per element
+        return (a.starts == b.starts) & keep_b
+    j = (b.starts[:, :1] - a.starts) // b.win.slide_ns
+    inside = (j >= 0) & (j < p)
+    ok = np.take_along_axis(keep_b, np.clip(j, 0, p - 1), axis=1)
     return inside & ok
 
 
@@ -275,6 +311,8 @@ def content_difference(a: Outcome, b: Outcome) -> tuple[int, int, int]:
     """Compare two outcomes of the same elements under one assigner (a source's and true
     time's): returns (windows whose final contents differ, windows in either, elements whose
     accepted windows differ). A window is identified by its start."""
+    if a.assigned.win != b.assigned.win:
+        raise ValueError("content_difference: the outcomes must share one window assigner")
     ka = a.assigned.valid & ~a.drop
     kb = b.assigned.valid & ~b.drop
     only_a = ka & ~_kept_elsewhere(a, b)
@@ -328,11 +366,14 @@ def delay_result(
     block: np.ndarray,
     blocks: int,
     diff: tuple[int, int, int] | None = None,
+    every: Counts | None = None,
 ) -> dict[str, Any]:
     """One (stream, delay, window) as stats.json reports it (docs/METHODOLOGY.md). ``diff``:
-    ``content_difference(o, truth)`` when already known (it depends only on what was dropped)."""
+    ``content_difference(o, truth)`` when already known (it depends only on what was dropped);
+    ``every``: the elements' count per block, when already known."""
     n = len(o.late)
-    every = _counts(np.ones(n, dtype=bool), block, blocks)
+    if every is None:
+        every = _counts(np.ones(n, dtype=bool), block, blocks)
     differ, total, misassigned = diff if diff is not None else content_difference(o, truth)
     at = o.window_fire_index
     fired = at >= 0
@@ -355,11 +396,22 @@ def delay_result(
 
 def stream_result(
     st: Stream, ts_raw: np.ndarray, present: np.ndarray, settings: EventTimeSettings,
-    windows: tuple[WindowSpec, ...],
+    windows: tuple[WindowSpec, ...], truth_cache: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Every delay × window of one stream stamped by one source variant."""
+    """Every delay × window of one stream stamped by one source variant. ``truth_cache``: the
+    true timestamps' assignments and outcomes, shared by the variants that stamped every
+    element of this stream (theirs are then the same elements)."""
     ts = event_timestamps(ts_raw[present], settings.tick_ns)
     tt = st.truth_ts[present]
+    cache = truth_cache if truth_cache is not None and bool(present.all()) else {}
+
+    def truth_process(d: int, win: WindowSpec, at: Assigned) -> Outcome:
+        key = ("process", d, win)
+        if key not in cache:
+            cache[key] = process(tt, d, settings.lateness_ns, win, settings.tick_ns, at)
+        out: Outcome = cache[key]
+        return out
+
     proc, block = st.proc_ns[present], st.block[present]
     out: dict[str, Any] = {
         "elements": int(present.sum()),
@@ -368,18 +420,19 @@ def stream_result(
         "lossless_delay_ns": {},
         "delays": {},
     }
+    every = Counts(np.bincount(block, minlength=st.blocks))
     for win in windows:
-        a, at = assign(ts, win), assign(tt, win)
+        if ("assign", win) not in cache:
+            cache[("assign", win)] = assign(tt, win)
+        a, at = assign(ts, win), cache[("assign", win)]
         out["lossless_delay_ns"][win.name] = lossless_delay(
             ts, win, settings.lateness_ns, settings.tick_ns, a
         )
-        truth0 = process(tt, 0, settings.lateness_ns, win, settings.tick_ns, at)
+        truth0 = truth_process(0, win, at)
         lossless_diff = None  # the contents compare alike at every delay that drops nothing
         for d in settings.delays_ns:
             o = process(ts, d, settings.lateness_ns, win, settings.tick_ns, a)
-            truth = truth0 if not truth0.drop.any() else process(
-                tt, d, settings.lateness_ns, win, settings.tick_ns, at
-            )  # fmt: skip
+            truth = truth0 if not truth0.drop.any() else truth_process(d, win, at)
             diff = None
             if not o.drop.any() and truth is truth0:
                 if lossless_diff is None:
@@ -387,7 +440,7 @@ def stream_result(
                 diff = lossless_diff
             key = str(d // NS_PER_MS)
             out["delays"].setdefault(key, {"windows": {}})["windows"][win.name] = delay_result(
-                o, truth, proc, block, st.blocks, diff
+                o, truth, proc, block, st.blocks, diff, every
             )
     return out
 
@@ -425,6 +478,7 @@ def analyze(
     per: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     head = st.headline.name
+    truth_caches: dict[str, dict[Any, Any]] = {}  # per stream: see stream_result
     for s in sources:
         per[s] = {}
         summary[s] = {}
@@ -434,7 +488,7 @@ def analyze(
                 vals, present = stream.stamps[f"{s}/{variant}"]
                 wins = st.windows if stream.name == MERGED else (st.headline,)
                 per[s][variant]["streams"][stream.name] = stream_result(
-                    stream, vals, present, st, wins
+                    stream, vals, present, st, wins, truth_caches.setdefault(stream.name, {})
                 )
             done = per[s][variant]["streams"]
             top = done.get(MERGED) or next(iter(done.values()))
