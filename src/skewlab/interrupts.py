@@ -70,9 +70,12 @@ def interruptible(on_signal: Callable[[int], None] | None = None) -> Iterator[No
 
 def _child_init(init: Callable[..., None] | None, args: tuple[Any, ...]) -> None:
     """A pool process ignores SIGINT (a terminal's Ctrl-C reaches the whole process group) and
-    dies on SIGTERM: its parent decides, and stops it by PID."""
+    dies on SIGTERM: its parent decides, and stops it by PID. It starts with both signals
+    blocked (see ``pool``): one sent before this point is delivered now, to these
+    dispositions."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
     if init is not None:
         init(*args)
 
@@ -84,6 +87,16 @@ def pool(jobs: int, initializer: Callable[..., None] | None = None,
     drops pending work and terminates its running processes instead of waiting for them."""
     ex = ProcessPoolExecutor(jobs, initializer=_child_init, initargs=(initializer, initargs))
     try:
+        # Start the processes now, with SIGINT and SIGTERM blocked: a forked child holds this
+        # process's handlers until _child_init replaces them, and stop_pool's SIGTERM reaching
+        # it then raised Interrupted inside its start-up (a pool process that survived and a
+        # command that hung on exit). Blocked, the signal waits for the child's own dispositions;
+        # here, one that arrives meanwhile is delivered when the mask is restored.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        try:
+            ex.submit(int).result()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         yield ex
     except BaseException:
         stop_pool(ex)
