@@ -84,12 +84,26 @@ CW_PERIOD_NS = round(min(0.5, max(CW_MIN_POLL_S, DELTA_S / 10)) * 1e9)  # the th
 CW_REAL_SLACK_NS = 50 * NS_PER_MS
 
 
+# The real run is repeated (once) when its broadcast began too late to see F's step: the nodes
+# start ~1 s after t0 on a quiet host, but a host busy with other tests has delayed them by
+# more than STEP_AT_S − 1 s, and a run whose receipts all follow the step cannot show it.
+REAL_ATTEMPTS = 2
+
+
+def _broadcast_starts_before_the_step(res: ResultsDir) -> bool:
+    truth, _ = _errors(res, "F")
+    return bool(truth.size) and int(truth[0]) < _t0(res) + round((STEP_AT_S - 1) * 1e9)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ResultsDir]:
     out = tmp_path_factory.mktemp("run-vs-sim")
-    real = LocalLauncher(from_dict(SPEC), out / "real").run().results
-    meta = json.loads(real.metadata_path.read_text())
-    assert meta["status"] == "completed", meta
+    for attempt in range(REAL_ATTEMPTS):
+        real = LocalLauncher(from_dict(SPEC), out / f"real{attempt}").run().results
+        meta = json.loads(real.metadata_path.read_text())
+        assert meta["status"] == "completed", meta
+        if _broadcast_starts_before_the_step(real):
+            break
     return {"run": real, "simulate": simulate(from_dict(SPEC), out / "sim")}
 
 
