@@ -13,6 +13,10 @@ window's max timestamp; the late side output is Flink's own. A Python function w
 CSV files, one per window (windows-NAME.csv: window, segment, max timestamp, element;
 late-NAME.csv: window, segment, element).
 
+Optionally (config key "generator": delays, timestamps, out), in the same JVM before the job:
+Flink's own BoundedOutOfOrdernessWatermarks driven event by event through py4j, a periodic
+emit after each event; its watermarks per delay are written to "out" as JSON.
+
 Usage: python flink_oracle_job.py CONFIG.json
 """
 
@@ -51,9 +55,47 @@ class Writer(ProcessFunction):
             self.f.close()
 
 
+class Marks:
+    """A Java WatermarkOutput (through py4j's callback server) that keeps what is emitted."""
+
+    def __init__(self) -> None:
+        self.marks: list[int] = []
+
+    def emitWatermark(self, wm) -> None:  # type: ignore[no-untyped-def]
+        self.marks.append(wm.getTimestamp())
+
+    def markIdle(self) -> None:
+        pass
+
+    def markActive(self) -> None:
+        pass
+
+    class Java:
+        implements = ("org.apache.flink.api.common.eventtime.WatermarkOutput",)
+
+
+def generator_marks(delays: list[int], ts: list[int]) -> list[list[int]]:
+    """Per delay, what a fresh BoundedOutOfOrdernessWatermarks(delay) emits for ``ts``."""
+    jvm = get_gateway().jvm
+    eventtime = jvm.org.apache.flink.api.common.eventtime
+    marks = []
+    for delay in delays:
+        g = eventtime.BoundedOutOfOrdernessWatermarks(jvm.java.time.Duration.ofMillis(delay))
+        out = Marks()
+        for t in ts:
+            g.onEvent(None, t, out)
+            g.onPeriodicEmit(out)
+        marks.append(out.marks)
+    return marks
+
+
 def main(cfg_path: str) -> None:
     with open(cfg_path) as f:
         cfg = json.load(f)
+    if "generator" in cfg:
+        gen = cfg["generator"]
+        with open(gen["out"], "w") as f:
+            json.dump(generator_marks(gen["delays"], gen["ts"]), f)
     conf = Configuration()
     conf.set_string("pipeline.auto-watermark-interval", "0 ms")
     conf.set_string("table.local-time-zone", "UTC")

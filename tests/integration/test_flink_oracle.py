@@ -8,12 +8,13 @@ allowed lateness. Its per-window contents, firings and late side output must equ
 ``skewlab.analysis.eventtime`` exactly, and stats.json's counts must equal Flink's.
 
 The run was 2,000 events with C 2 ms behind true time (144,000 records through Flink: 65 s for
-this file, 43 s of it the job); it is 500 events with C 4 ms behind (36,000 records: 40 s, the
-job 22 s, mostly the JVM's start). B's and C's `system` clocks are now 7 ms apart instead of 5,
-more than the allowed lateness (5 ms) + 1 ms, so every window boundary drops some of C's
-elements into the late side output: the shorter run exercises each case at least as much as
-the longer one did (late / dropped / windows fired again: 824 / 95 / 240 in one run now;
-2,048 / 53 / 936 before), and the test now asserts that each occurs.
+this file, 43 s of it the job); it is 500 events with C 4 ms behind (36,000 records: 36-40 s,
+the job 22 s, mostly the JVM's start). B's and C's `system` clocks are now 7 ms apart instead
+of 5, more than the allowed lateness (5 ms) + 1 ms, so window boundaries drop some of C's
+elements into the late side output: the shorter run exercises each case about as much as the
+longer one did (late / dropped / windows fired again: 504-824 / 40-95 / 164-240 in three runs
+now; 2,048 / 53 / 936 before), and the test now asserts that each occurs. One job (one JVM)
+serves both tests: the watermark generator check runs in it before the windows.
 
 The venv is cached under $XDG_CACHE_HOME/skewlab-tests (installing apache-flink took 144 s on
 two busy cores, ~720 MB).
@@ -166,22 +167,39 @@ def _flink(out: Path, win: et.WindowSpec) -> tuple[dict, dict]:
     return windows, late
 
 
-def test_flink_equals_skewlab(run_dir: Path, flink_python: str) -> None:
-    stats = json.loads((run_dir / "stats.json").read_text())
-    ev = stats["event_time"]
+WINDOWS = (et.WindowSpec(50 * MS, 50 * MS), et.WindowSpec(100 * MS, 50 * MS))
+GENERATOR_DELAYS_MS = (0, 5)
+
+
+def _generator_input() -> np.ndarray:
+    """200 out-of-order event times (ms) for test_flinks_own_generator."""
+    rng = np.random.default_rng(11)
+    return 1_700_000_000_000 + np.cumsum(rng.integers(0, 4, 200)) + rng.integers(-9, 9, 200)
+
+
+@pytest.fixture(scope="module")
+def flink_out(run_dir: Path, flink_python: str) -> tuple[Path, dict[int, dict[str, Any]]]:
+    """The Flink job run once (one JVM) for both tests: the run's segments through the windows
+    (windows-*.csv, late-*.csv) and, before them, Flink's watermark generator on
+    _generator_input() (generator.json). Returns (its output folder, the segments)."""
+    ev = json.loads((run_dir / "stats.json").read_text())["event_time"]
     assert ev["available"], ev["reason"]
-    lateness_ms = ev["settings"]["allowed_lateness_ms"]
-    wins = [et.WindowSpec(50 * MS, 50 * MS), et.WindowSpec(100 * MS, 50 * MS)]
     segs = _segments(run_dir)
     out = run_dir / "flink" / "oracle"
     out.mkdir()
     cfg = {
         "input": str(run_dir / "flink" / "segments.csv"),
         "windows": [
-            {"name": w.name, "size_ms": w.size_ns // MS, "slide_ms": w.slide_ns // MS} for w in wins
+            {"name": w.name, "size_ms": w.size_ns // MS, "slide_ms": w.slide_ns // MS}
+            for w in WINDOWS
         ],
-        "lateness_ms": lateness_ms,
+        "lateness_ms": ev["settings"]["allowed_lateness_ms"],
         "out": str(out),
+        "generator": {
+            "delays": list(GENERATOR_DELAYS_MS),
+            "ts": _generator_input().tolist(),
+            "out": str(out / "generator.json"),
+        },
     }
     (run_dir / "flink" / "oracle.json").write_text(json.dumps(cfg))
     t0 = time.monotonic()
@@ -190,6 +208,16 @@ def test_flink_equals_skewlab(run_dir: Path, flink_python: str) -> None:
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     n = sum(len(s["ids"]) for s in segs.values())
     print(f"Flink job: {time.monotonic() - t0:.0f} s over {n} records")
+    return out, segs
+
+
+def test_flink_equals_skewlab(
+    run_dir: Path, flink_out: tuple[Path, dict[int, dict[str, Any]]]
+) -> None:
+    stats = json.loads((run_dir / "stats.json").read_text())
+    ev = stats["event_time"]
+    lateness_ms = ev["settings"]["allowed_lateness_ms"]
+    wins, (out, segs) = WINDOWS, flink_out
     total_late = total_dropped = refired = 0
     for win in wins:
         f_windows, f_late = _flink(out, win)
@@ -226,57 +254,15 @@ def test_flink_equals_skewlab(run_dir: Path, flink_python: str) -> None:
     assert refired > 0  # ... some within it: the window fired again, with them
 
 
-GENERATOR = """
-import json, sys
-from pyflink.java_gateway import get_gateway
-
-jvm = get_gateway().jvm
-
-
-class Out:
-    def __init__(self):
-        self.marks = []
-
-    def emitWatermark(self, wm):
-        self.marks.append(wm.getTimestamp())
-
-    def markIdle(self):
-        pass
-
-    def markActive(self):
-        pass
-
-    class Java:
-        implements = ["org.apache.flink.api.common.eventtime.WatermarkOutput"]
-
-
-delays, ts = json.loads(sys.argv[1])
-eventtime = jvm.org.apache.flink.api.common.eventtime
-marks = []
-for delay in delays:  # a fresh generator per delay, one JVM for all
-    g = eventtime.BoundedOutOfOrdernessWatermarks(jvm.java.time.Duration.ofMillis(delay))
-    out = Out()
-    for t in ts:
-        g.onEvent(None, t, out)
-        g.onPeriodicEmit(out)
-    marks.append(out.marks)
-print(json.dumps(marks))
-"""
-
-
-def test_flinks_own_generator(flink_python: str) -> None:
+def test_flinks_own_generator(flink_out: tuple[Path, dict[int, dict[str, Any]]]) -> None:
     """Flink's BoundedOutOfOrdernessWatermarks, driven event by event through its Java class,
     emits exactly what skewlab's watermark_before gives the next element: max − D − 1 ms.
-    Both delays in one Python process (one JVM start, not two)."""
-    rng = np.random.default_rng(11)
-    ts = 1_700_000_000_000 + np.cumsum(rng.integers(0, 4, 200)) + rng.integers(-9, 9, 200)
-    delays = (0, 5)
-    r = subprocess.run([flink_python, "-c", GENERATOR, json.dumps([delays, ts.tolist()])],
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    per_delay = json.loads(r.stdout.strip().splitlines()[-1])
-    assert len(per_delay) == len(delays)
-    for delay, marks in zip(delays, per_delay, strict=True):
+    Run inside the oracle job's Python process (flink_oracle_job.generator_marks), so one JVM
+    serves both tests (it was its own PyFlink process per delay: ~2.5 s of JVM start each)."""
+    ts = _generator_input()
+    per_delay = json.loads((flink_out[0] / "generator.json").read_text())
+    assert len(per_delay) == len(GENERATOR_DELAYS_MS)
+    for delay, marks in zip(GENERATOR_DELAYS_MS, per_delay, strict=True):
         ours = et.watermark_before(ts * MS, delay * MS)[1:] // MS
         assert marks == [*ours.tolist(), marks[-1]]  # the last mark: after the last element
         assert marks[-1] == int(ts.max()) - delay - 1
