@@ -55,6 +55,7 @@ class NodeProc:
         self.log = log  # the carrier's stdout+stderr (for people; the launcher never reads it)
         self.done: dict[str, Any] | None = None  # the node's final "done" message
         self.hello: dict[str, Any] = {}  # pid, host, slurm_step, version (node/control.py)
+        self.exit_seen: float | None = None  # when the launcher first saw it ended (monotonic s)
 
     @property
     def pid(self) -> int | None:
@@ -291,9 +292,20 @@ class Orchestrator:
         )
 
     def _check_alive(self) -> None:
+        """A node whose process ended before its "done" message fails the run. A clean exit
+        (code 0) is judged only LOST_GRACE_S after it was first seen: a node exits right after
+        sending "done", and its end can be seen here before the control thread has queued that
+        message (the run was failed as "exited with code 0 during the run")."""
+        now = monotonic_s()
         for p in self.procs.values():
             rc = p.poll()
-            if rc is not None and p.done is None:
+            if rc is None or p.done is not None:
+                continue
+            if rc != 0:
+                raise self._exited(p, rc)
+            if p.exit_seen is None:
+                p.exit_seen = now
+            elif now - p.exit_seen > LOST_GRACE_S:
                 raise self._exited(p, rc)
 
     def _wait_for(
