@@ -108,6 +108,7 @@ def pool(jobs: int, initializer: Callable[..., None] | None = None,
 def stop_pool(ex: ProcessPoolExecutor) -> None:
     """Cancel what has not started and terminate the pool's processes (SIGTERM, by PID)."""
     procs = list((getattr(ex, "_processes", None) or {}).values())
+    manager = getattr(ex, "_executor_manager_thread", None)  # shutdown forgets it
     ex.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         if p.is_alive():
@@ -117,3 +118,8 @@ def stop_pool(ex: ProcessPoolExecutor) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+    # Let the pool's manager thread see its processes gone and close its wake-up pipe now: at
+    # interpreter exit concurrent.futures wakes every manager thread still listed, and one
+    # closing its pipe at that moment made the exit print "OSError: Bad file descriptor".
+    if manager is not None:
+        manager.join(5)

@@ -52,3 +52,21 @@ def test_pool_processes_ignore_sigint_die_on_sigterm_and_block_neither() -> None
     with pool(2) as ex:
         assert all(all(ex.submit(_dispositions).result(timeout=30)) for _ in range(4))
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # the parent's mask is back
+
+
+def test_a_stopped_pool_leaves_no_manager_thread() -> None:
+    """stop_pool (the interrupt path) returns only once the pool's manager thread has ended and
+    closed its wake-up pipe: at interpreter exit concurrent.futures wakes every manager thread
+    still listed, and one closing its pipe at that moment printed "OSError: Bad file
+    descriptor" after `sweep`'s "interrupted" line (CI, 17:31)."""
+    import time
+
+    try:
+        with pool(2) as ex:
+            manager = ex._executor_manager_thread
+            for _ in range(4):
+                ex.submit(time.sleep, 30)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert manager is not None and not manager.is_alive()
