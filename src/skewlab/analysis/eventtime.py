@@ -117,8 +117,13 @@ def watermark_before(ts: np.ndarray, delay_ns: int, tick_ns: int = TICK_NS) -> n
     w = np.empty(len(ts), dtype=np.int64)
     if len(ts):
         w[0] = NO_WATERMARK
-        w[1:] = m[:-1] - delay_ns - tick_ns
+        w[1:] = watermark(m[:-1], delay_ns, tick_ns)
     return w
+
+
+def watermark(max_seen: np.ndarray, delay_ns: int, tick_ns: int = TICK_NS) -> np.ndarray:
+    """BoundedOutOfOrdernessWatermarks: max timestamp seen − D − tick."""
+    return max_seen - delay_ns - tick_ns
 
 
 def max_out_of_orderness(ts: np.ndarray) -> int:
@@ -291,7 +296,7 @@ def process(
     # timestamp is ≥ t + 1 − tick, so only elements with t + 1 − tick + min(L, 0) ≤ watermark,
     # i.e. M_{i−1} − t ≥ D + 1 + min(L, 0), can have one: the (usually few) out-of-order ones.
     cand = a.behind_at_least(delay_ns + 1 + min(lateness_ns, 0))
-    w = (m[cand - 1] - delay_ns - tick_ns)[:, None]  # the watermark each candidate meets
+    w = watermark(m[cand - 1], delay_ns, tick_ns)[:, None]  # the watermark each candidate meets
     v, end = a.valid[cand], a.starts[cand] + win.size_ns
     dsub = v & (end - tick_ns + lateness_ns <= w)
     fsub = v & (end - tick_ns <= w) & ~dsub  # EventTimeTrigger.onElement: fire again at once

@@ -298,7 +298,8 @@ def _event_cols_dropped(df: pl.DataFrame) -> pl.DataFrame:
 def _agreement_exprs(t: Traces) -> Exprs:
     """Window agreement over the joined frame, whose per-event offset (if any) is column OFF."""
     exprs: Exprs = {}
-    off = pl.col(OFF) if isinstance(_grid_offset(t), pl.Expr) else _grid_offset(t)
+    off = _grid_offset(t)
+    off = pl.col(OFF) if isinstance(off, pl.Expr) else off
     for s in t.sources:
         for size in t.settings.window_sizes_ns:
             p = f"agree/{s}/{size // NS_PER_MS}"
