@@ -1,11 +1,8 @@
 """skewlab: how clock synchronization quality changes distributed stream-processing decisions."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("skewlab")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
+# The one home of the version: pyproject.toml reads it from here (setuptools' dynamic ``attr``),
+# so no process pays for importlib.metadata (~50 ms) to learn it.
+__version__ = "0.1.0"
 
 from skewlab.clocks.base import Reading, Status
 from skewlab.spec import ExperimentSpec, SpecError

@@ -12,7 +12,6 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from skewlab.clocks.names import SOURCE_NAMES
@@ -459,6 +458,8 @@ def load_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
     The one reader of every skewlab input file (experiments, cluster and sweep files); ``what``
     names the kind of file in the errors (``cannot read cluster file x.toml: ...``).
     """
+    import yaml  # here, not at the top: every node process reads a spec, none reads YAML
+
     p = Path(path)
     try:
         text = p.read_text()

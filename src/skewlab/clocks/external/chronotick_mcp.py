@@ -8,7 +8,6 @@ state with ChronoTick's formula, and its status and ``as_of`` say how old that s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import shutil
@@ -155,6 +154,8 @@ class ChronoTickMcpSource:
 
     # -- background poller --------------------------------------------------------------------
     def _run(self) -> None:
+        import asyncio  # here: only a process that polls an MCP server pays for asyncio
+
         while not self._stop.is_set():
             try:
                 asyncio.run(self._session())
@@ -165,6 +166,8 @@ class ChronoTickMcpSource:
             self._stop.wait(min(5.0, max(self.poll_s, 0.5)))
 
     async def _session(self) -> None:
+        import asyncio
+
         from mcp import Client, StdioServerParameters
 
         server = StdioServerParameters(command=self.command, args=self.args, env=self.env)
