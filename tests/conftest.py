@@ -71,10 +71,13 @@ def default_style_run(
     return p, out
 
 
-# How the two xdist processes share the files (`--dist loadfile`, pyproject.toml): one file at a
-# time to a free process, so a module's fixtures are made once. Two changes to xdist's own
-# order, which hands out the files with the most tests first and left the few-test, long files
-# (a real Slurm, sshd or Flink, a validation run) to the end, where the other process idles:
+# How the xdist processes share the files (`-n 3 --dist loadfile`, pyproject.toml): one file at a
+# time to a free process, so a module's fixtures are made once. Three processes on two cores,
+# because many files spend their time waiting on real processes (Slurm, sshd, Flink, real runs)
+# and a third process fills those waits: on a fresh clone 182 s against 191 s with two. Two
+# changes to xdist's own order, which hands out the files with the most tests first and left the
+# few-test, long files (a real Slurm, sshd or Flink, a validation run) to the end, where the
+# other processes idle:
 # - FIRST: these files go first, longest first (seconds measured on 2 busy cores, Dec 2026), so
 #   the many short unit files fill the end; every other file follows in collection order.
 # - SAME_PROCESS: files that use one session fixture run in one process, so it is made once
