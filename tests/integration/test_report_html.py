@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from skewlab.analysis.figures import FIGURES
 from skewlab.store import ResultsDir
 from tests.conftest import require_command
 from tests.e2e.test_run import _results_dir
@@ -44,6 +43,8 @@ def _chromium() -> str:
 
 
 def test_report_html_renders_every_figure(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from skewlab.analysis.figures import FIGURES  # here: matplotlib only where it is needed
+
     exe = _chromium()  # before the run: without chromium (outside CI) this skips at once
     p, out = request.getfixturevalue("default_style_run")
     assert p.returncode == 0, p.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,13 @@ from skewlab.net.distributions import (
 )
 from skewlab.net.sampling import LossProcess, delay_stream
 
-stats = pytest.importorskip("scipy.stats")
+
+@pytest.fixture(scope="module")
+def stats() -> Any:
+    """scipy.stats, imported by the process that runs these tests only (~1 CPU-s to import,
+    which every xdist process paid at collection when it was imported at module level)."""
+    return pytest.importorskip("scipy.stats")
+
 
 N = 20_000
 P_MIN = 1e-3  # a correct sampler fails a KS test at this level once in a thousand seeds
@@ -36,7 +43,7 @@ def test_constant_is_exact() -> None:
     assert x.dtype == np.int64
 
 
-def test_normal_matches_ks_and_moments() -> None:
+def test_normal_matches_ks_and_moments(stats: Any) -> None:
     spec = NormalDelay(mean_ms=10.0, std_ms=2.0)  # clipping at 0 is 5 σ away: negligible
     x = _draw(spec)
     ref = stats.norm(loc=10.0 * NS_PER_MS, scale=2.0 * NS_PER_MS)
@@ -46,7 +53,7 @@ def test_normal_matches_ks_and_moments() -> None:
     assert spec.quantile_ns(0.99) == pytest.approx(ref.ppf(0.99), rel=1e-9)
 
 
-def test_normal_clipping_mean_is_the_clipped_mean() -> None:
+def test_normal_clipping_mean_is_the_clipped_mean(stats: Any) -> None:
     spec = NormalDelay(mean_ms=1.0, std_ms=1.0)  # 16 % of draws would be negative
     x = _draw(spec)
     assert x.min() == 0
@@ -56,7 +63,7 @@ def test_normal_clipping_mean_is_the_clipped_mean() -> None:
     assert abs(x.mean() - expected) < 5 * x.std() / math.sqrt(len(x))
 
 
-def test_lognormal_matches_ks_and_requested_mean_std() -> None:
+def test_lognormal_matches_ks_and_requested_mean_std(stats: Any) -> None:
     spec = LognormalDelay(mean_ms=30.0, std_ms=3.0, min_ms=25.0)
     x = _draw(spec)
     assert x.min() >= 25 * NS_PER_MS
@@ -69,7 +76,7 @@ def test_lognormal_matches_ks_and_requested_mean_std() -> None:
     assert abs(x.mean() - spec.mean_ns()) < 5 * x.std() / math.sqrt(len(x))
 
 
-def test_pareto_tail_matches_ks() -> None:
+def test_pareto_tail_matches_ks(stats: Any) -> None:
     spec = ParetoDelay(mean_ms=5.0, min_ms=2.0, shape=3.0)
     x = _draw(spec)
     ref = stats.lomax(c=3.0, loc=2.0 * NS_PER_MS, scale=spec.scale_ns())
