@@ -141,8 +141,10 @@ def test_array_gives_the_local_table_with_cells_at_once(slurm: dict[str, str],
 
 def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str],
                                                            tmp_path: Path) -> None:  # fmt: skip
-    # cell 1 is the long one: it is killed while it runs
-    f = _sweep_file(tmp_path, "kill", '"workload.events" = [60, 400, 60]')
+    # cell 1 is the long one (~3 s on a quiet host; 60 events take ~0.8 s): it is killed while
+    # it runs. With 400 events it took ~0.7 s, no longer than the others, and the kill could
+    # come after it had finished (the test failed once in five full-suite runs).
+    f = _sweep_file(tmp_path, "kill", '"workload.events" = [60, 2500, 60]')
     cl = _cluster(tmp_path)
     out = tmp_path / "out"
     root = out / "kill"
@@ -155,7 +157,7 @@ def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str]
     r = _finish(p)
     assert r.returncode == 1, r.stderr
     assert "1 cell(s) of array job" in r.stderr
-    assert "cell 1 (workload.events=400), task 1 on " in r.stderr
+    assert "cell 1 (workload.events=2500), task 1 on " in r.stderr
     assert "exit code 137" in r.stderr and "| cell 1: start" in r.stderr  # the log's tail
     assert "--resume" in r.stderr
     cells = sorted(root.glob("cell-*"))
