@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="remove bytecode caches before each run")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     a = ap.parse_args()
+    if a.runs < 1:
+        ap.error("--runs must be at least 1")
     walls = []
     for i in range(a.runs):
         if a.fresh:
