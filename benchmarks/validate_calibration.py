@@ -2,7 +2,8 @@
 with the same spec, and what varies between them.
 
 For every run (``--runs`` real runs with seeds 1..R, or ``--reuse`` existing real results
-folders) the configuration is simulated with the same spec and both are analysed; printed:
+folders) the configuration is simulated with the same spec on the real run's host NTP path
+(``sim.validate.simulate_like``, as ``skewlab validate`` does) and both are analysed; printed:
 
 - the receive-side scheduling measured in the real traces (docs/SIMULATION.md): the earlier of
   the two workers' one-way delays, the C − B receipt gap (near 0, and its magnitude when not),
@@ -80,8 +81,7 @@ def scheduling(root: Path, spec: ExperimentSpec) -> dict[str, float]:
 
 def main() -> None:
     from skewlab.deploy.local import LocalLauncher
-    from skewlab.sim.simulate import simulate
-    from skewlab.sim.validate import compare, derive_allowances, headline_values
+    from skewlab.sim.validate import compare, derive_allowances, headline_values, simulate_like
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("experiment", nargs="?", type=Path, help="experiment file (default: built-in)")
@@ -104,9 +104,16 @@ def main() -> None:
     for r in reals:
         spec = ExperimentSpec.model_validate_json((r / "spec.json").read_text())
         real = analyze(ResultsDir(r), make_figures=False)
-        sim = analyze(simulate(spec, out / "sim"), make_figures=False)
+        sim_res, factors = simulate_like(spec, ResultsDir(r), out / "sim")
+        sim = analyze(sim_res, make_figures=False)
         pairs.append((real, sim))
-        sched.append(scheduling(r, spec))
+        sched.append(
+            {
+                **scheduling(r, spec),
+                "ntp_path_request_factor": factors.get("request", math.nan),
+                "ntp_path_reply_factor": factors.get("reply", math.nan),
+            }
+        )
     print("\nreceive-side scheduling and NTP samples in the real runs (µs):")
     for k in sched[0]:
         v = np.array([s[k] for s in sched])

@@ -165,3 +165,25 @@ def test_allowances_come_from_the_real_runs_spread(
         sm["mae_ns"] *= np.e
     assert derive_allowances([a, c])["mae_ns"] == pytest.approx(np.sqrt(0.5), abs=1e-3)
     assert set(derive_allowances([a, b])) == set(METRICS)
+
+
+def test_the_ntp_path_factors_recover_a_stretched_path(tmp_path: Path) -> None:
+    """A simulation whose loopback NTP path is stretched ×2 on requests and ×1.5 on replies,
+    measured against one with the built-in models, gives back about those factors (the kept
+    samples are the lowest-δ of each burst in both, so the ratio of medians is near, not
+    exactly, the stretch); paths the real run cannot measure are refused with a reason."""
+    from skewlab.sim.node import scaled_ntp_loopback
+    from skewlab.sim.simulate import SimOptions
+    from skewlab.sim.validate import ntp_path_factors
+
+    spec = from_dict({"workload": {"events": 60}})
+    base = simulate(spec, tmp_path / "base")
+    slow = simulate(spec, tmp_path / "slow", SimOptions(ntp_loopback=scaled_ntp_loopback(2.0, 1.5)))
+    f = ntp_path_factors(spec, slow, base)
+    assert f["request"] == pytest.approx(2.0, rel=0.1), f
+    assert f["reply"] == pytest.approx(1.5, rel=0.1), f
+    same = ntp_path_factors(spec, base, base)
+    assert same["request"] == same["reply"] == 1.0
+    faulty = from_dict({"faults": [{"kind": "ntp_falseticker", "at_s": 1, "duration_s": 1,
+                                    "offset_ms": 5}]})  # fmt: skip
+    assert "reason" in ntp_path_factors(faulty, slow, base)

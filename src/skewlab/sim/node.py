@@ -59,6 +59,24 @@ T0_NS = 1_700_000_000 * NS_PER_S  # virtual time origin (fixed: a seed alone fix
 # 6 µs) gave θ error −2.9 µs and half the real MAE.
 LOOPBACK_NTP_OUT = DirectionSpec(delay=LognormalDelay(mean_ms=0.0115, std_ms=0.008, min_ms=0.0055))
 LOOPBACK_NTP_BACK = DirectionSpec(delay=LognormalDelay(mean_ms=0.0225, std_ms=0.010, min_ms=0.0125))
+LOOPBACK_NTP = (LOOPBACK_NTP_OUT, LOOPBACK_NTP_BACK)
+NtpLoopback = tuple[DirectionSpec, DirectionSpec]  # (request, reply) of an unemulated NTP path
+
+
+def scaled_ntp_loopback(k_out: float, k_back: float) -> NtpLoopback:
+    """The loopback NTP models stretched by a factor per direction (mean, σ and floor alike:
+    the same shape, every delay × k), for a host whose exchanges are slower or faster than
+    this one's (``sim.validate.ntp_path_factors`` measures k in a real run)."""
+
+    def scale(d: DirectionSpec, k: float) -> DirectionSpec:
+        m = d.delay
+        assert isinstance(m, LognormalDelay)
+        return d.model_copy(update={"delay": LognormalDelay(
+            mean_ms=m.mean_ms * k, std_ms=m.std_ms * k, min_ms=m.min_ms * k)})  # fmt: skip
+
+    return scale(LOOPBACK_NTP_OUT, k_out), scale(LOOPBACK_NTP_BACK, k_back)
+
+
 # Events on loopback, coordinator → worker, up to the first of the workers' receive loops to
 # run (the receive-side scheduling below adds the rest): the earlier of the two workers'
 # receipts in eight real runs of the default experiment (sends at true time → receipt, stalls
@@ -147,11 +165,12 @@ def _seed(spec: ExperimentSpec, node_index: int, purpose: int) -> np.random.Gene
     return np.random.default_rng([spec.seed, node_index, purpose])
 
 
-def _direction(spec: ExperimentSpec, src: str, dst: str, back: bool) -> DirectionSpec:
+def _direction(spec: ExperimentSpec, src: str, dst: str, back: bool,
+               ntp_loopback: NtpLoopback = LOOPBACK_NTP) -> DirectionSpec:  # fmt: skip
     r = spec.network.resolve(path_name(src, dst))
     if r is None:
         if dst.startswith(NTP_SERVER_NODE):
-            return LOOPBACK_NTP_BACK if back else LOOPBACK_NTP_OUT
+            return ntp_loopback[1] if back else ntp_loopback[0]
         return LOOPBACK
     return r.back if back else r.forward
 
@@ -170,11 +189,12 @@ class _ModelledServer:
     as for real packets."""
 
     def __init__(self, spec: ExperimentSpec, node: str, k: int, rng: np.random.Generator,
-                 osc: Oscillator, host: VirtualClock):  # fmt: skip
+                 osc: Oscillator, host: VirtualClock,
+                 ntp_loopback: NtpLoopback = LOOPBACK_NTP):  # fmt: skip
         sname = ntp_server_name(k)
         self.name = sname
-        fwd = _direction(spec, node, sname, back=False)
-        bck = _direction(spec, node, sname, back=True)
+        fwd = _direction(spec, node, sname, False, ntp_loopback)
+        bck = _direction(spec, node, sname, True, ntp_loopback)
         self.d_out = delay_stream(fwd.delay, rng)
         self.d_back = delay_stream(bck.delay, rng)
         self.l_out = LossProcess(fwd.loss, rng)
@@ -270,7 +290,8 @@ class NodeSim:
     polling modelled servers on a virtual host clock."""
 
     def __init__(self, spec: ExperimentSpec, name: str, start_ns: int,
-                 ntp_writer: PartWriter | None = None):  # fmt: skip
+                 ntp_writer: PartWriter | None = None,
+                 ntp_loopback: NtpLoopback = LOOPBACK_NTP):  # fmt: skip
         self.spec = spec
         self.name = name
         self.start_ns = start_ns  # true time the node process starts polling
@@ -281,7 +302,8 @@ class NodeSim:
         self.sources = make_sources(spec.sources, self.state, spec.source_params)
         self.track = SourceTrack(self.sources)
         self.servers = [_ModelledServer(spec, name, k, _seed(spec, idx, 10 + k), self.osc,
-                                        self.host) for k in range(spec.ntp.servers)]  # fmt: skip
+                                        self.host, ntp_loopback)
+                        for k in range(spec.ntp.servers)]  # fmt: skip
         self.poller = NtpPoller(self.servers, self.state, spec.ntp.poll_s, spec.ntp.burst,
                                 ntp_writer)  # fmt: skip
         self.poll_ns = round(spec.ntp.poll_s * NS_PER_S)

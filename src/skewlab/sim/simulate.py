@@ -45,12 +45,14 @@ from skewlab.sim.keys import refuse
 from skewlab.sim.node import (
     CLIENT_TURN_NS,
     LOOPBACK,
+    LOOPBACK_NTP,
     LOOPBACK_NTP_BACK,
     LOOPBACK_NTP_OUT,
     RECEIVE_SCHEDULING,
     SERVER_HOLD_NS,
     T0_NS,
     NodeSim,
+    NtpLoopback,
     ReceiveScheduling,
     _direction,
     _seed,
@@ -87,6 +89,9 @@ class SimOptions:
     cw_every: int = 1  # re-evaluate every n-th receipt at T+Δ (1: all; reported in metadata)
     # the workers' receive-side scheduling (sim/node.py; ReceiveScheduling.off() for none)
     receive: ReceiveScheduling = RECEIVE_SCHEDULING
+    # the NTP paths without an emulated link, (request, reply) (``sim.node.LOOPBACK_NTP``;
+    # ``sim.node.scaled_ntp_loopback`` for a slower or faster host)
+    ntp_loopback: NtpLoopback = LOOPBACK_NTP
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -124,6 +129,7 @@ class _Plan:
     cw_ms: list[int] = field(default_factory=list)
     cw_every: int = 1
     receive: ReceiveScheduling = RECEIVE_SCHEDULING
+    ntp_loopback: NtpLoopback = LOOPBACK_NTP
 
 
 _PLAN: _Plan | None = None
@@ -224,7 +230,7 @@ def _worker_job(name: str) -> dict[str, Any]:
     order = ids[np.argsort(arrive[ids], kind="stable")]  # arrival order
     truth = arrive[order]
     ntp_w = PartWriter(ndir, "ntp", NTP_SCHEMA, spec.run.batch_rows)
-    node = NodeSim(spec, name, plan.workers_start, ntp_w)
+    node = NodeSim(spec, name, plan.workers_start, ntp_w, plan.ntp_loopback)
     osc = node.osc
     cw = CommitWaitEvaluator(node.sources, plan.cw_ms, lambda: osc.local_at(now[0]), ndir,
                              spec.run.batch_rows)  # fmt: skip
@@ -297,7 +303,8 @@ def _worker_job(name: str) -> dict[str, Any]:
     return counts
 
 
-def _startup(spec: ExperimentSpec) -> tuple[int, dict[str, int], int]:
+def _startup(spec: ExperimentSpec, ntp_loopback: NtpLoopback = LOOPBACK_NTP
+             ) -> tuple[int, dict[str, int], int]:  # fmt: skip
     """The launcher's start-up sequence in virtual time: (workers' start, each worker's ready
     instant, the coordinator's start). Workers start together and are ready after their warmup
     and a first NTP sample; the coordinator starts once every worker is ready. A node without
@@ -306,12 +313,12 @@ def _startup(spec: ExperimentSpec) -> tuple[int, dict[str, int], int]:
     workers_start = T0_NS + STARTUP_NS
     workers_ready = {}
     for w in spec.workers:
-        ready = NodeSim(spec, w.name, workers_start).warm_up()
+        ready = NodeSim(spec, w.name, workers_start, None, ntp_loopback).warm_up()
         if ready is None:
             raise SimError(_no_answer(spec, f"worker {w.name}"))
         workers_ready[w.name] = ready
     coord_start = max(workers_ready.values()) + STARTUP_NS
-    if NodeSim(spec, spec.coordinator.name, coord_start).warm_up() is None:
+    if NodeSim(spec, spec.coordinator.name, coord_start, None, ntp_loopback).warm_up() is None:
         raise SimError(_no_answer(spec, f"coordinator {spec.coordinator.name}"))
     return workers_start, workers_ready, coord_start
 
@@ -356,7 +363,7 @@ def _coordinator(spec: ExperimentSpec, res: ResultsDir, plan: _Plan) -> dict[str
     name = spec.coordinator.name
     ndir = res.node_dir(name)
     ntp_w = PartWriter(ndir, "ntp", NTP_SCHEMA, spec.run.batch_rows)
-    node = NodeSim(spec, name, plan.coord_start, ntp_w)
+    node = NodeSim(spec, name, plan.coord_start, ntp_w, plan.ntp_loopback)
     delays = np.fromiter(delays_ns(spec.workload, spec.seed), dtype=np.int64,
                          count=spec.workload.events)  # fmt: skip
     start = node.warm_up()  # the broadcast starts once the coordinator is ready
@@ -417,7 +424,7 @@ def simulate(
     opt = options or SimOptions()
     say = progress or (lambda _s: None)
     check_simulable(spec)
-    workers_start, workers_ready, coord_start = _startup(spec)  # fails before writing anything
+    workers_start, workers_ready, coord_start = _startup(spec, opt.ntp_loopback)  # fails first
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)
         res = ResultsDir(results_dir)
@@ -452,7 +459,7 @@ def _run(spec: ExperimentSpec, res: ResultsDir, meta: dict[str, Any], opt: SimOp
     plan = _Plan(spec.to_json(), str(res.root), workers_start, coord_start, workers_ready,
                  np.zeros(0, np.int64), np.zeros(0, np.int64),
                  cw_ms=effective_commit_wait_ms(spec), cw_every=max(1, opt.cw_every),
-                 receive=opt.receive)  # fmt: skip
+                 receive=opt.receive, ntp_loopback=opt.ntp_loopback)  # fmt: skip
     nodes: dict[str, dict[str, Any]] = {}
     coord = spec.coordinator.name
     nodes[coord] = {"role": "coordinator", "counts": _coordinator(spec, res, plan)}
@@ -486,8 +493,8 @@ def _run(spec: ExperimentSpec, res: ResultsDir, meta: dict[str, Any], opt: SimOp
             "jobs": jobs, "commit_wait_every": plan.cw_every,
             "loopback_delay": json.loads(LOOPBACK.model_dump_json()),
             "loopback_ntp_delay": {
-                "out": json.loads(LOOPBACK_NTP_OUT.model_dump_json()),
-                "back": json.loads(LOOPBACK_NTP_BACK.model_dump_json()),
+                "out": json.loads(opt.ntp_loopback[0].model_dump_json()),
+                "back": json.loads(opt.ntp_loopback[1].model_dump_json()),
             },
             "send_step_ns": SEND_STEP_NS,
             "receive_scheduling": opt.receive.as_dict(),

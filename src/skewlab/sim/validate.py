@@ -226,19 +226,102 @@ def derive_allowances(reals: Iterable[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+MIN_PATH_SAMPLES = 10  # kept NTP samples each run needs before its path is measured
+
+
+def _one_way_ns(res: Any, nodes: list[str]) -> tuple[list[int], list[int]]:
+    """Request (T2 − true T1) and reply (true T4 − T3) delays of the NTP samples the nodes
+    kept: exact where the server stamps the host clock (the embedded server, or chronyd on
+    this host), as every run on one host does."""
+    from skewlab.trace import read_parts
+
+    req: list[int] = []
+    rep: list[int] = []
+    for node in nodes:
+        try:
+            t = read_parts(res.node_dir(node), "ntp").to_pydict()
+        except FileNotFoundError:
+            continue
+        for t1, t2, t3, t4 in zip(t["truth_t1_ns"], t["t2_ns"], t["t3_ns"], t["truth_t4_ns"],
+                                  strict=True):  # fmt: skip
+            if t1 is not None and t4 is not None:
+                req.append(t2 - t1)
+                rep.append(t4 - t3)
+    return req, rep
+
+
+def ntp_path_factors(spec: ExperimentSpec, real: Any, sim: Any) -> dict[str, Any]:
+    """How much slower (> 1) or faster this host's loopback NTP exchanges were in the real run
+    than in a simulation with the built-in models (``sim.node.LOOPBACK_NTP``): per direction,
+    the ratio of the median one-way delays of the samples the nodes kept (the same selection
+    in both runs). ``{"request": k, "reply": k, "samples": n}``, or ``{"reason": ...}`` where
+    the path cannot be measured: emulated paths, a falseticker (its timestamps are not the
+    host clock), too few samples."""
+    from statistics import median
+
+    from skewlab.nemesis.schedule import ntp_server_name
+    from skewlab.net.profiles import path_name
+
+    if any(f.kind == "ntp_falseticker" for f in spec.faults):
+        return {"reason": "a falseticker's timestamps are not the host clock"}
+    nodes = [n.name for n in spec.nodes
+             if all(spec.network.resolve(path_name(n.name, ntp_server_name(k))) is None
+                    for k in range(spec.ntp.servers))]  # fmt: skip
+    if not nodes:
+        return {"reason": "every NTP path is emulated (the spec's network)"}
+    rq, rp = _one_way_ns(real, nodes)
+    sq, sp = _one_way_ns(sim, nodes)
+    if min(len(rq), len(sq)) < MIN_PATH_SAMPLES:
+        return {"reason": f"fewer than {MIN_PATH_SAMPLES} NTP samples"}
+    if min(median(sq), median(sp)) <= 0 or min(median(rq), median(rp)) <= 0:
+        return {"reason": "a median one-way delay ≤ 0"}
+    k_out, k_back = median(rq) / median(sq), median(rp) / median(sp)
+    return {"request": round(k_out, 4), "reply": round(k_back, 4), "samples": len(rq)}
+
+
+def simulate_like(
+    spec: ExperimentSpec, real: Any, out: Path, progress: Callable[[str], None] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The simulation of a real run of ``spec`` (results under ``out``), on the real run's
+    host: (its results folder, :func:`ntp_path_factors`). A first simulation with the
+    built-in NTP path models (thrown away) gives the medians the factors compare with the
+    real run's; the simulation returned is run with the models stretched by them
+    (``sim.node.scaled_ntp_loopback``), or with the built-in ones where the path could not be
+    measured. A host slower than the one the models were measured on makes every NTP sample's
+    δ and θ error larger, and so every source's error and bound: that is the host, not the
+    node logic a validation checks."""
+    import shutil
+    import tempfile
+
+    from skewlab.sim.node import scaled_ntp_loopback
+    from skewlab.sim.simulate import SimOptions, simulate
+
+    out.mkdir(parents=True, exist_ok=True)
+    probe_dir = Path(tempfile.mkdtemp(prefix=".ntp-path-", dir=out))
+    try:
+        factors = ntp_path_factors(spec, real, simulate(spec, probe_dir))
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    opts = SimOptions()
+    if "request" in factors:
+        opts.ntp_loopback = scaled_ntp_loopback(factors["request"], factors["reply"])
+    return simulate(spec, out, opts, progress=progress), factors
+
+
 def validate(
     spec: ExperimentSpec, out: Path, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Run ``spec`` both ways (results under ``out``), analyse both, compare."""
+    """Run ``spec`` both ways (results under ``out``; the simulation on the real run's host
+    NTP path, :func:`simulate_like`), analyse both, compare."""
     from skewlab.analysis import analyze
     from skewlab.deploy.local import LocalLauncher
-    from skewlab.sim.simulate import check_simulable, simulate
+    from skewlab.sim.simulate import check_simulable
 
     check_simulable(spec)  # fail before the (slower) real run
     real = LocalLauncher(spec, out, progress).run().results
-    sim = simulate(spec, out, progress=progress)
+    sim, factors = simulate_like(spec, real, out, progress)
     report = compare(analyze(real, make_figures=False), analyze(sim, make_figures=False))
-    report.update(real=str(real.root), sim=str(sim.root))
+    report.update(real=str(real.root), sim=str(sim.root), ntp_path=factors)
     return report
 
 
@@ -258,6 +341,13 @@ def format_comparison(report: dict[str, Any]) -> str:
             f"{r['source']:<11} {r['metric']:<25} {f(r['real']):>12} {f(r['sim']):>12} "
             f"{tol(r):>11}  {'yes' if r['ok'] else 'NO'}"
         )
+    path = report.get("ntp_path")
+    if path and "request" in path:
+        lines.append(f"NTP loopback path of the real run vs the built-in models (simulated with "
+                     f"it): request ×{path['request']:.3g}, reply ×{path['reply']:.3g} "
+                     f"({path['samples']} samples)")  # fmt: skip
+    elif path:
+        lines.append(f"NTP loopback path: built-in models ({path['reason']})")
     lines.append(f"real: {report.get('real')}\nsim:  {report.get('sim')}")
     lines.append("agree" if report["agree"] else "DISAGREE")
     return "\n".join(lines)
