@@ -126,7 +126,12 @@ def test_compare_run_simulation_and_import(
     fig, doc = base / "compare.png", base / "compare.json"
     dirs = [str(run_dir), str(sim_dir), str(legacy_dir)]
     p = _ok("compare", *dirs, "-o", str(fig), "--json", str(doc))
-    assert fig.read_bytes()[:4] == b"\x89PNG"
+    png = fig.read_bytes()
+    assert png[:4] == b"\x89PNG"
+    # the figure keeps its 7.5-inch width: the imported run (no spec) differs from the others
+    # in every key, and the legend once put them on one line, 20,691 px wide at 300 dpi
+    width = int.from_bytes(png[16:20], "big")
+    assert width <= 10 * 300, width
     assert len(json.loads(doc.read_text())["runs"]) == 3
     assert "figure:" in p.stdout
 

@@ -9,6 +9,7 @@ own report.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -232,6 +233,10 @@ def format_table(doc: CompareDoc) -> str:
     return "\n".join(lines)
 
 
+LEGEND_WIDTH = 120  # characters per legend line (7 pt text: the 7.5-inch figure's width)
+LEGEND_LINES = 3  # legend lines per run at most
+
+
 def figure(doc: CompareDoc, out: Path) -> Path:
     """One panel per headline rate: x = source, one bar per run, 95% intervals as error bars;
     unavailable rates are marked 'n/a' instead of drawn as 0."""
@@ -281,11 +286,19 @@ def figure(doc: CompareDoc, out: Path) -> Path:
     names = []
     for i, r in enumerate(doc["runs"], 1):
         params = ", ".join(f"{k}={_label(v)}" for k, v in r["varying"].items())
-        names.append(f"[{i}] {r['experiment_id']}" + (f" ({params})" if params else ""))
+        name = f"[{i}] {r['experiment_id']}" + (f" ({params})" if params else "")
+        # wrapped to the figure's width, at most LEGEND_LINES lines: a run beside an imported
+        # one (no spec) differs in every key, and one line of them made a PNG 20,000 px wide
+        names.append("\n".join(textwrap.wrap(
+            name, LEGEND_WIDTH, subsequent_indent="    ", max_lines=LEGEND_LINES,
+            placeholder=" … (every parameter: the table, --json)")))  # fmt: skip
     fig.legend(handles, names, loc="lower center", ncol=1, fontsize=7,
                bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
     fig.suptitle("Runs compared: headline rates per source (bars: 95% intervals over time blocks)")
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * n_runs, 1, 1))
+    # room for the legend below the panels, in inches: 7 pt lines, a gap between entries
+    lines = sum(n.count("\n") + 1 for n in names)
+    legend_in = 0.3 + 0.13 * lines + 0.06 * n_runs
+    fig.tight_layout(rect=(0, min(0.6, legend_in / (2.6 * nrow)), 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
