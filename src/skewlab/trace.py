@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from skewlab.net.wire import NO_VALUE
@@ -293,11 +292,19 @@ class PartWriter:
         """Rows → a table of this writer's schema, NO_VALUE sentinels → null."""
         arr = pa.array(rows, type=self._struct)
         cols = arr.flatten()
-        for i in self._sentinel:
-            c = cols[i]
-            is_none = pc.equal(c, NO_VALUE)
-            if pc.any(is_none).as_py():
-                cols[i] = pc.if_else(is_none, pa.scalar(None, c.type), c)
+        for i in self._sentinel:  # int64 columns, on numpy: a node process never imports
+            c = cols[i]  # pyarrow.compute (~0.1 CPU-s per process on a slow host)
+            if c.null_count:  # a row gave None itself (rare): pyarrow.compute keeps it null
+                import pyarrow.compute as pc
+
+                is_none = pc.equal(c, NO_VALUE)
+                if pc.any(is_none).as_py():
+                    cols[i] = pc.if_else(is_none, pa.scalar(None, c.type), c)
+                continue
+            v = c.to_numpy()
+            is_none = v == NO_VALUE
+            if is_none.any():
+                cols[i] = pa.array(v, type=c.type, mask=is_none)
         return pa.Table.from_arrays(cols, schema=self.schema)
 
     def flush(self) -> None:
