@@ -165,3 +165,20 @@ def test_export_errors_are_one_line(tmp_path: Path, args: list[str]) -> None:
     r = CliRunner().invoke(export, [str(tmp_path), *args])
     assert r.exit_code == 2
     assert r.output.strip().startswith("skewlab: error:") or "Error" in r.output
+
+
+def test_sentinels_become_null_exactly_and_a_none_stays_null(tmp_path: Path) -> None:
+    """NO_VALUE → null with every other int64 kept exact (values past 2^53, where a float
+    round trip would move them), in a batch without nulls (the numpy path) and in one where a
+    row gave None itself (pyarrow.compute), which stays null."""
+    import pyarrow as pa
+
+    big = 1_796_157_549_628_058_108  # ns since 1970, > 2^53
+    schema = pa.schema([pa.field("i", pa.int64()), pa.field("v", pa.int64())])
+    w = PartWriter(tmp_path, "x", schema, 100, ["v"])
+    clean = w.to_table([(1, big), (2, NO_VALUE), (3, big + 1)])
+    assert clean.column("v").to_pylist() == [big, None, big + 1]
+    holed = w.to_table([(4, None), (5, NO_VALUE), (6, big + 3)])
+    assert holed.column("v").to_pylist() == [None, None, big + 3]
+    plain = w.to_table([(7, big + 5)])
+    assert plain.column("v").to_pylist() == [big + 5] and plain.column("v").null_count == 0
