@@ -458,23 +458,25 @@ def load_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
     The one reader of every skewlab input file (experiments, cluster and sweep files); ``what``
     names the kind of file in the errors (``cannot read cluster file x.toml: ...``).
     """
-    import yaml  # here, not at the top: every node process reads a spec, none reads YAML
-
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as e:
         raise SpecError(f"cannot read {what} file {p}: {e.strerror}") from None
+    errors: tuple[type[Exception], ...] = (tomllib.TOMLDecodeError, json.JSONDecodeError)
     try:
         if p.suffix == ".toml":
             data = tomllib.loads(text)
         elif p.suffix in (".yaml", ".yml"):
+            import yaml  # only for YAML files: every node process reads a spec (JSON)
+
+            errors = (yaml.YAMLError,)
             data = yaml.safe_load(text) or {}
         elif p.suffix == ".json":
             data = json.loads(text)
         else:
             raise SpecError(f"{p}: {what} files must end in .toml, .yaml, .yml or .json")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+    except errors as e:
         raise SpecError(f"{p}: not valid {p.suffix[1:].upper()}: {e}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{p}: the top level must be a table/mapping")

@@ -251,3 +251,46 @@ def test_poller_places_a_sample_with_the_gap_at_its_t4() -> None:
     assert clock.gaps_ns() == (50_000_000, 50_000_000)  # now: stepped
     assert (state.latest_gap_ns, state.latest_step_gap_ns) == (0, 0)  # at T4: not yet
     assert state.latest_mono_ns == t4_truth
+
+
+def test_faults_already_due_are_in_place_when_start_returns(tmp_path: Path) -> None:
+    """A fault due at (or before) the nemesis's start is applied in ``start()`` itself, so the
+    NTP server node reports ready only with it in place: with the local launcher's node
+    starter, workers poll within ~0.1 s of that readiness, and an outage at ``at_s = 0`` was
+    still being applied by the thread when their first poll was answered. A later fault still
+    waits for its instant, on the thread."""
+    t0 = 1_700_000_000 * 1_000_000_000
+    clock = _GatedClock(t0 + 2_000_000)  # the node started 2 ms after the run's t0
+    spec = _spec(
+        [
+            {"kind": "ntp_outage", "at_s": 0, "server": 0, "how": "drop", "duration_s": 1.0},
+            {"kind": "ntp_falseticker", "at_s": 0.5, "server": 1, "offset_ms": 80},
+        ],
+        ntp={"servers": 2},
+    )
+    servers = [NtpServer().start() for _ in range(2)]
+    applied_by: list[str] = []
+
+    class Watched(NtpNemesis):
+        def transition(self, f, phase):  # type: ignore[no-untyped-def]
+            applied_by.append(threading.current_thread().name)
+            return super().transition(f, phase)
+
+    nem = Watched(spec.faults, servers, t0, FaultRecorder(tmp_path, "ntp-server", clock=clock),
+                  lambda k: servers[k], clock=clock)  # fmt: skip
+    try:
+        nem.start()
+        assert nem.applied == 1 and servers[0].drop_fraction == 1.0
+        assert applied_by == [threading.current_thread().name]  # in start(), not on the thread
+        assert servers[1].offset_ns == 0  # not due yet
+        clock.move_to(t0 + 500_000_000)
+        _settle(nem, 2)
+        assert servers[1].offset_ns == 80_000_000
+        assert applied_by[1] == "ntp-nemesis"
+    finally:
+        nem.stop()
+        for s in servers:
+            s.stop()
+    rows = load_faults(tmp_path).to_pylist()
+    assert [(r["fault"], r["phase"], r["truth_ns"]) for r in rows] == [
+        (0, "start", t0 + 2_000_000), (1, "start", t0 + 500_000_000)]  # fmt: skip

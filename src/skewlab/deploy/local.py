@@ -26,6 +26,7 @@ from skewlab.deploy.orchestrator import (
     RunOutcome,
     pid_alive,
 )
+from skewlab.deploy.zygote import NodeStarter, StarterError
 from skewlab.net import netns
 
 __all__ = ["LaunchError", "LocalLauncher", "Proc", "ProgressFn", "RunOutcome", "pid_alive"]
@@ -38,6 +39,16 @@ class LocalLauncher(Orchestrator):
 
     launcher_name = "local"
     topology: netns.Topology | None = None  # namespace mode: the namespaces of this run
+    starter: NodeStarter | None = None  # forks the nodes (not in namespace mode)
+
+    def release(self) -> None:
+        """After every node stopped: let the node starter go."""
+        try:
+            super().release()
+        finally:
+            if self.starter is not None:
+                self.starter.close()
+                self.starter = None
 
     def run(self) -> RunOutcome:
         if not self.spec.run.netns:
@@ -99,9 +110,17 @@ class LocalLauncher(Orchestrator):
         return {"netns": {"hub": t.hub_ns, "hub_address": t.hub_address, "nodes": dict(t.ns)}}
 
     def start_node(self, role: str, name: str, argv: list[str], log: Path) -> NodeProc:
-        cmd = [sys.executable, "-m", "skewlab.node", *argv]
-        if self.topology is not None:
-            cmd = [*netns.exec_prefix(self.topology.ns[name]), *cmd]
+        if self.topology is None:  # forked by the node starter: no import paid again
+            if self.starter is None:
+                self.starter = NodeStarter(self._log_path("node-starter"))
+            try:
+                return NodeProc(name, role, self.starter.start(argv, log), log)
+            except StarterError as e:
+                log = self._log_path("node-starter")
+                raise LaunchError(f"{role} {name}: {e}; see {log}") from None
+        # namespace mode: the node must run inside its namespace (ip netns exec execs it there)
+        cmd = [*netns.exec_prefix(self.topology.ns[name]), sys.executable, "-m", "skewlab.node",
+               *argv]  # fmt: skip
         with open(log, "wb") as logf:
             p = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT,

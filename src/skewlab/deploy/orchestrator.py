@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from skewlab import __version__
 from skewlab.nemesis.wiring import extra_ntp_args, more_ntp_servers, start_link_nemesis
@@ -44,11 +44,25 @@ class LaunchError(RuntimeError):
 ProgressFn = Callable[[str], None]
 
 
+class Carrier(Protocol):
+    """What a launcher holds for a started node: a ``subprocess.Popen`` (the node itself,
+    ``ssh`` or ``srun``) or a node forked by the local node starter (deploy/zygote.py)."""
+
+    pid: int
+    stdin: IO[bytes] | None
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
 class NodeProc:
     """One started node: a local carrier process (the node itself, ``ssh`` or ``srun``) plus what
     the node said about itself in its hello (remote PID, host, Slurm step)."""
 
-    def __init__(self, name: str, role: str, popen: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(self, name: str, role: str, popen: Carrier, log: Path) -> None:
         self.name = name
         self.role = role
         self.popen = popen  # the local carrier process
@@ -72,6 +86,8 @@ class NodeProc:
         return self.popen.poll()
 
     def exit_text(self, rc: int) -> str:
+        if getattr(self.popen, "status_unknown", False):
+            return "ended; its exit status is unknown (the node starter ended before it)"
         return f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
 
     def wait(self, timeout: float) -> int | None:

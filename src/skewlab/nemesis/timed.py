@@ -80,6 +80,11 @@ class TimedNemesis:
         raise NotImplementedError
 
     def start(self) -> Self:
+        """Make every transition already due now, in the caller's thread (a fault at
+        ``at_s = 0`` is in place before the caller reports itself ready), then the rest on
+        schedule in the thread."""
+        while self.plan and self.plan[0][0] <= self.clock.now_ns():
+            self._make(self.plan.pop(0))
         if self.plan:
             self._thread.start()
         return self
@@ -90,14 +95,18 @@ class TimedNemesis:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        for due, _, index, phase, f in self.plan:
-            if not self.clock.wait_until(due, self._stop):
+        for t in self.plan:
+            if not self.clock.wait_until(t[0], self._stop):
                 return
-            why = self.transition(f, phase)
-            if why is not None:
-                self.errors.append(f"faults[{index}] {phase}: {why}")
-                continue
-            self.applied += 1
-            if self.recorder is not None:
-                self.recorder.record(index, f.kind, f.target(), phase, self.clock.now_ns(),
-                                     f.detail())  # fmt: skip
+            self._make(t)
+
+    def _make(self, t: Transition) -> None:
+        _due, _, index, phase, f = t
+        why = self.transition(f, phase)
+        if why is not None:
+            self.errors.append(f"faults[{index}] {phase}: {why}")
+            return
+        self.applied += 1
+        if self.recorder is not None:
+            self.recorder.record(index, f.kind, f.target(), phase, self.clock.now_ns(),
+                                 f.detail())  # fmt: skip

@@ -1,0 +1,190 @@
+"""The local launcher's side of the node starter (``node/zygote.py``).
+
+``NodeStarter`` starts ``python -m skewlab.node.zygote`` once per run and asks it for one
+forked child per node; ``StartedNode`` stands for such a child where the launcher holds a
+``subprocess.Popen`` for every other carrier: ``pid``, ``stdin`` (the pipe the node's keys are
+written to), ``returncode``, ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``. The
+child is the starter's, not the launcher's, so its exit status comes from the starter's
+``exit`` message; signals go to its PID, which stays the node's until that message arrived (the
+starter reaps it only then).
+
+If the starter itself ends first (it is never stopped before its nodes, so only when killed
+from outside), a node that is still running keeps running, and one that is gone reports
+``STATUS_UNKNOWN`` with ``status_unknown`` set: its exit status went with the starter, and is
+not made up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from skewlab.timebase import monotonic_s
+
+STATUS_UNKNOWN = 255  # returncode of a node whose end the starter could not report
+START_TIMEOUT_S = 60.0  # the starter's imports, then one fork
+MAX_PACKET = 1 << 16
+
+
+class StarterError(RuntimeError):
+    """The node starter could not start a node (one line)."""
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class NodeStarter:
+    """One ``skewlab.node.zygote`` process and the nodes it started for this launcher."""
+
+    def __init__(self, log: Path) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._lock = threading.Lock()
+        self._codes: dict[int, int] = {}  # pid → exit code, from the starter
+        self._replies: dict[int, dict[str, Any]] = {}  # request id → started / error
+        self._next_id = 0
+        self._lost = False  # the starter ended: no more exit messages
+        with open(log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "skewlab.node.zygote", "--fd", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=logf,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        theirs.close()
+
+    # -- messages -------------------------------------------------------------------------------
+    def _pump(self, timeout: float) -> None:
+        """Read what the starter sent, waiting up to ``timeout`` s for the first message."""
+        with self._lock:
+            while not self._lost:
+                ready, _, _ = select.select([self._sock], [], [], max(0.0, timeout))
+                if not ready:
+                    return
+                timeout = 0.0
+                try:
+                    data = self._sock.recv(MAX_PACKET)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._lost = True
+                    return
+                msg = json.loads(data)
+                if msg["op"] == "exit":
+                    self._codes[int(msg["pid"])] = int(msg["code"])
+                else:
+                    self._replies[int(msg["id"])] = msg
+
+    def exit_code(self, pid: int, timeout: float = 0.0) -> int | None:
+        """The child's exit code once the starter reported it (waiting up to ``timeout`` s);
+        ``STATUS_UNKNOWN`` for a child gone after the starter ended; None while it runs."""
+        deadline = monotonic_s() + timeout
+        while True:
+            self._pump(0.0)
+            if pid in self._codes:
+                return self._codes[pid]
+            if self._lost and not _pid_exists(pid):
+                return STATUS_UNKNOWN
+            left = deadline - monotonic_s()
+            if left <= 0:
+                return None
+            self._pump(min(left, 0.2) if not self._lost else 0.0)
+            if self._lost:  # no message will come: look again shortly
+                threading.Event().wait(min(left, 0.05))
+
+    # -- requests -------------------------------------------------------------------------------
+    def start(self, argv: list[str], log: Path) -> StartedNode:
+        """Fork one node (``python -m skewlab.node`` arguments), its output appended to
+        ``log``; returns it with its stdin pipe open for the keys."""
+        r, w = os.pipe()
+        try:
+            with open(log, "wb") as logf, self._lock:
+                rid = self._next_id
+                self._next_id += 1
+                msg = json.dumps({"op": "start", "id": rid, "argv": argv}).encode()
+                try:
+                    socket.send_fds(self._sock, [msg], [r, logf.fileno()])
+                except OSError as e:
+                    raise StarterError(f"the node starter is gone ({e.strerror})") from None
+        finally:
+            os.close(r)
+        deadline = monotonic_s() + START_TIMEOUT_S
+        while rid not in self._replies:
+            left = deadline - monotonic_s()
+            if self._lost or left <= 0:
+                os.close(w)
+                rc = self.proc.poll()
+                why = (f"exited with code {rc}" if rc is not None else
+                       f"did not answer within {START_TIMEOUT_S:.0f} s")  # fmt: skip
+                raise StarterError(f"the node starter (pid {self.proc.pid}) {why}")
+            self._pump(min(left, 0.5))
+        reply = self._replies.pop(rid)
+        if reply["op"] != "started":
+            os.close(w)
+            raise StarterError(f"the node starter could not start the node: {reply['message']}")
+        return StartedNode(self, int(reply["pid"]), os.fdopen(w, "wb"))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Let the starter go (it exits when the socket closes) and wait for it."""
+        try:
+            self._sock.close()
+        finally:
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+
+
+class StartedNode:
+    """A node forked by the starter, with the part of ``Popen``'s interface launchers use."""
+
+    def __init__(self, starter: NodeStarter, pid: int, stdin: IO[bytes]) -> None:
+        self.starter = starter
+        self.pid = pid
+        self.stdin: IO[bytes] | None = stdin
+        self.returncode: int | None = None
+
+    @property
+    def status_unknown(self) -> bool:
+        return self.returncode == STATUS_UNKNOWN and self.pid not in self.starter._codes
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.starter.exit_code(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            t = 1e9 if timeout is None else timeout
+            self.returncode = self.starter.exit_code(self.pid, t)
+            if self.returncode is None:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", t)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:  # not reaped yet: the PID is still this node's
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)

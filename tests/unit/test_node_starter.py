@@ -1,0 +1,110 @@
+"""The local launcher's node starter (node/zygote.py, deploy/zygote.py): a forked node behaves as
+a started ``python -m skewlab.node`` would for everything the launcher relies on — exit code,
+log, keys on stdin, its own session, signals by PID — and an exit status lost with a killed
+starter is reported as unknown, never made up.
+
+The nodes here never reach a control server: they stop where ``skewlab.node.__main__`` reads
+its arguments or its keys, which is what these checks need.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skewlab.deploy.orchestrator import NodeProc
+from skewlab.deploy.zygote import STATUS_UNKNOWN, NodeStarter, StartedNode
+
+
+def _argv(control: str = "127.0.0.1:9") -> list[str]:
+    return ["worker", "--spec", "/nonexistent/spec.json", "--node", "B", "--control", control,
+            "--results", "/nonexistent", "--t0", "0"]  # fmt: skip
+
+
+@pytest.fixture
+def starter(tmp_path: Path) -> Iterator[NodeStarter]:
+    s = NodeStarter(tmp_path / "starter.log")
+    yield s
+    s.close()
+
+
+def _spec(tmp_path: Path) -> str:
+    from skewlab.spec import ExperimentSpec
+
+    p = tmp_path / "spec.json"
+    p.write_text(ExperimentSpec().to_json())
+    return str(p)
+
+
+def test_exit_code_and_log_of_a_bad_command_line(starter: NodeStarter, tmp_path: Path) -> None:
+    node = starter.start(["worker", "--no-such-option"], tmp_path / "B.log")
+    assert node.wait(30) == 2  # argparse's usage error, as `python -m skewlab.node` exits
+    assert "usage: python -m skewlab.node" in (tmp_path / "B.log").read_text()
+    assert node.poll() == 2 and node.returncode == 2
+
+
+def test_keys_are_read_from_the_pipe(starter: NodeStarter, tmp_path: Path) -> None:
+    """What is written to the node's stdin reaches it: a malformed line is refused as such (an
+    unconnected stdin would read as "no keys")."""
+    argv = _argv()
+    argv[argv.index("--spec") + 1] = _spec(tmp_path)
+    node = starter.start(argv, tmp_path / "B.log")
+    assert node.stdin is not None
+    node.stdin.write(b"not json\n")
+    node.stdin.close()
+    assert node.wait(30) == 2
+    assert (
+        "B: control channel: malformed keys on standard input" in (tmp_path / "B.log").read_text()
+    )
+
+
+def _blocked(starter: NodeStarter, tmp_path: Path) -> StartedNode:
+    """A node waiting for its keys (its stdin pipe left open)."""
+    argv = _argv()
+    argv[argv.index("--spec") + 1] = _spec(tmp_path)
+    node = starter.start(argv, tmp_path / "B.log")
+    assert node.poll() is None
+    return node
+
+
+def test_own_session_and_signals_by_pid(starter: NodeStarter, tmp_path: Path) -> None:
+    node = _blocked(starter, tmp_path)
+    assert os.getsid(node.pid) == node.pid  # Ctrl-C at the launcher's terminal does not reach it
+    assert node.pid != starter.proc.pid
+    with pytest.raises(Exception, match="timed out"):
+        node.wait(0.3)
+    node.terminate()
+    assert node.wait(30) == -signal.SIGTERM
+    node.kill()  # after it ended: nothing is signalled (its PID may be another's by now)
+
+
+def test_lost_starter_gives_an_unknown_status(starter: NodeStarter, tmp_path: Path) -> None:
+    node = _blocked(starter, tmp_path)
+    os.kill(starter.proc.pid, signal.SIGKILL)
+    starter.proc.wait(10)
+    assert node.poll() is None  # the node outlives its starter, as an orphaned process would
+    os.kill(node.pid, signal.SIGKILL)
+    assert node.wait(30) == STATUS_UNKNOWN
+    assert node.status_unknown
+    proc = NodeProc("B", "worker", node, tmp_path / "B.log")
+    assert "exit status is unknown" in proc.exit_text(node.returncode)
+
+
+def test_a_start_after_the_starter_died_is_one_line(starter: NodeStarter, tmp_path: Path) -> None:
+    os.kill(starter.proc.pid, signal.SIGKILL)
+    starter.proc.wait(10)
+    with pytest.raises(Exception, match="node starter") as e:
+        starter.start(_argv(), tmp_path / "B.log")
+    assert "\n" not in str(e.value)
+
+
+def test_the_starter_exits_when_the_launcher_lets_go(tmp_path: Path) -> None:
+    s = NodeStarter(tmp_path / "starter.log")
+    node = s.start(["worker", "--no-such-option"], tmp_path / "B.log")
+    assert node.wait(30) == 2
+    s.close()
+    assert s.proc.returncode == 0  # it saw the socket close and ended on its own
