@@ -360,11 +360,25 @@ def _run_cells(todo: list[tuple[int, Any]], rows: dict[int, Any], jobs: int, say
             rows[i] = _run_cell(a)
             say(f"cell {i} done")
         return
-    with pool(jobs) as ex:
+    _import_cell_code(any(a[3] for _i, a in todo), any(a[4] for _i, a in todo))
+    with pool(jobs) as ex:  # forked: every pool process starts with that code imported
         futures = {ex.submit(_run_cell, a): i for i, a in todo}
         for f in as_completed(futures):
             rows[futures[f]] = f.result()
             say(f"cell {futures[f]} done")
+
+
+def _import_cell_code(real: bool, figures: bool) -> None:
+    """Import what ``execute_cell`` runs, once, before the pool forks: each pool process
+    imported it again (~1 CPU-s on a slow host, per process and sweep)."""
+    import importlib
+
+    mods = ["skewlab.analysis.run", "skewlab.sim.validate"]
+    mods.append("skewlab.deploy.local" if real else "skewlab.sim.simulate")
+    if figures:
+        mods.append("skewlab.analysis.figures")
+    for m in mods:
+        importlib.import_module(m)
 
 
 def mark_interrupted(d: Path) -> None:
