@@ -27,6 +27,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from skewlab.deploy.orchestrator import pid_alive
 from skewlab.timebase import monotonic_s
 
 STATUS_UNKNOWN = 255  # returncode of a node whose end the starter could not report
@@ -36,16 +37,6 @@ MAX_PACKET = 1 << 16
 
 class StarterError(RuntimeError):
     """The node starter could not start a node (one line)."""
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class NodeStarter:
@@ -97,7 +88,7 @@ class NodeStarter:
             self._pump(0.0)
             if pid in self._codes:
                 return self._codes[pid]
-            if self._lost and not _pid_exists(pid):
+            if self._lost and not pid_alive(pid):
                 return STATUS_UNKNOWN
             left = deadline - monotonic_s()
             if left <= 0:
