@@ -56,4 +56,6 @@ def test_signal_stops_everything(tmp_path: Path, sig: signal.Signals, code: int)
     for name, pid in pids.items():
         assert _pid_gone(pid), f"{name} (pid {pid}) left running"
     meta = json.loads(next(out.glob("*/metadata.json")).read_text())
+    starter = meta["node_starter_pid"]  # the process that forked the nodes (node/zygote.py)
+    assert starter not in pids.values() and _pid_gone(starter), f"node starter {starter} left"
     assert meta["status"] == "interrupted"
