@@ -113,7 +113,7 @@ class LocalLauncher(Orchestrator):
         if self.topology is None:  # forked by the node starter: no import paid again
             if self.starter is None:
                 self.starter = NodeStarter(self._log_path("node-starter"))
-                self.meta["node_starter_pid"] = self.starter.proc.pid  # saved with the node's
+                self.meta["node_starter_pid"] = self.starter.proc.pid  # saved by _spawn
             try:
                 return NodeProc(name, role, self.starter.start(argv, log), log)
             except StarterError as e:
