@@ -41,12 +41,13 @@ def test_workers_without_receipts_analyse(simulated: Path, tmp_path: Path) -> No
         warnings.simplefilter("error")  # a user would see any warning on stderr
         r = CliRunner().invoke(cli, ["analyze", str(d)])
     assert r.exit_code == 0, (r.output, r.exception)
+    from skewlab.analysis.figures import FIGURES
+
+    assert f"figures 1/{len(FIGURES)}: {FIGURES[0]}" in r.stderr  # progress while drawing
     stats = json.loads((d / "stats.json").read_text())
     assert {w: s["accounting"]["received"] for w, s in stats["workers"].items()} == {
         "B": 0, "C": 0
     }  # fmt: skip
     assert (d / "report.md").exists() and (d / "report.html").exists()
-    from skewlab.analysis.figures import FIGURES
-
     assert len(stats["figures"]) == 2 * len(FIGURES)  # every figure, PNG and SVG
     assert all((d / f).exists() for f in stats["figures"])

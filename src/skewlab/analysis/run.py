@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import combinations
 from typing import Any, TypeVar
 
@@ -61,9 +61,13 @@ T = TypeVar("T")
 
 
 def analyze(
-    results: ResultsDir, make_figures: bool = True, settings: AnalysisSettings | None = None
+    results: ResultsDir,
+    make_figures: bool = True,
+    settings: AnalysisSettings | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Stats:
-    """Compute every metric from the stored traces; write stats.json (+ figures and reports)."""
+    """Compute every metric from the stored traces; write stats.json (+ figures and reports).
+    ``progress`` hears each figure as it is drawn (figures.make_all)."""
     results.stats_path.unlink(missing_ok=True)  # an earlier analysis is void until this one ends
     with read_errors_named(results):  # footers are checked first; a damaged page is named
         t = load(results, settings)
@@ -74,7 +78,7 @@ def analyze(
         from skewlab.analysis import figures, report
 
         with read_errors_named(results):
-            stats["figures"] = figures.make_all(t, stats, results.figures_dir)
+            stats["figures"] = figures.make_all(t, stats, results.figures_dir, progress)
         write_json_atomic(results.stats_path, stats)
         report.write_reports(results, stats)
         stats["reports"] = ["report.md", "report.html"]

@@ -9,13 +9,14 @@ from pathlib import Path
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import analyse_results, fail, run_state_note, summary_table
+from skewlab.cli.common import Progress, analyse_results, fail, run_state_note, summary_table
 
 
 @click.command()
 @opt.results_dir_argument()
 @opt.no_figures()
-def analyze(results_dir: Path, no_figures: bool) -> None:
+@opt.quiet()
+def analyze(results_dir: Path, no_figures: bool, quiet: bool) -> None:
     """Rerun the analysis on a stored results folder (rewrites stats.json and figures).
 
     Every trace part is checked first, and each node's events against its counts.json; a
@@ -24,7 +25,7 @@ def analyze(results_dir: Path, no_figures: bool) -> None:
     from skewlab.store import ResultsDir
 
     res = ResultsDir(results_dir)
-    stats = analyse_results(res, make_figures=not no_figures)
+    stats = analyse_results(res, make_figures=not no_figures, progress=Progress(not quiet))
     click.echo(summary_table(stats))
     if note := run_state_note(res):
         click.echo(note, err=True)

@@ -74,16 +74,24 @@ def interrupted_sim(e: BaseException, progress: Progress | None = None,
     return f"partial results in {where} (status interrupted)"
 
 
-def analyse_results(res: Any, make_figures: bool = True) -> dict[str, Any]:
+def analyse_results(
+    res: Any, make_figures: bool = True, progress: Progress | None = None
+) -> dict[str, Any]:
     """Analyse a results folder; a folder the reader refuses (skewlab.results.ResultsError:
-    a damaged part, counts against rows, bad JSON) ends the command in one line, exit 2."""
+    a damaged part, counts against rows, bad JSON) ends the command in one line, exit 2.
+    ``progress`` shows each figure as it is drawn, then ends its line."""
     from skewlab.analysis import analyze
     from skewlab.results import ResultsError
 
     try:
-        return dict(analyze(res, make_figures=make_figures))
+        return dict(analyze(res, make_figures=make_figures, progress=progress))
     except ResultsError as e:
+        if progress is not None:
+            progress.end()
         fail(str(e), EXIT_BAD_INPUT)
+    finally:
+        if progress is not None:
+            progress.end()
 
 
 def run_state_note(res: Any) -> str | None:
@@ -177,7 +185,7 @@ class Progress:
             self._width = len(line)
         else:
             now = monotonic_s()
-            if now - self._last >= 2.0 or not line.startswith(("sent", "warmup")):
+            if now - self._last >= 2.0 or not line.startswith(("sent", "warmup", "figures")):
                 click.echo(line, err=True)
                 self._last = now
 

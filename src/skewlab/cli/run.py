@@ -64,7 +64,7 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
             progress.end()
             fail(str(e))
         progress.end()
-        stats = analyse_results(outcome.results, make_figures=not no_figures)
+        stats = analyse_results(outcome.results, make_figures=not no_figures, progress=progress)
     click.echo(summary_table(stats))
     if stats.get("network"):
         click.echo("\n" + format_link_summary(stats["network"]))

@@ -70,7 +70,7 @@ def simulate(
             fail(str(e), 2)
         done.append(res.root)
         progress.end()
-        stats = analyse_results(res, make_figures=not no_figures)
+        stats = analyse_results(res, make_figures=not no_figures, progress=progress)
     click.echo(summary_table(stats))
     if stats.get("network"):  # emulated paths, requested vs achieved, as `run` shows them
         from skewlab.analysis.links import format_summary as format_link_summary
