@@ -16,7 +16,21 @@ from skewlab.cli.common import (
     load_spec,
     summary_table,
 )
-from skewlab.net.profiles import profile_names
+
+
+class _ProfileChoice(click.Choice):  # type: ignore[type-arg]
+    """The network profiles' names, read only when ``run``'s option is shown or used: reading
+    them builds the profiles' pydantic models (~0.25 CPU-s), which every other command (the
+    whole CLI is loaded for any command) would pay for nothing."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from skewlab.net.profiles import profile_names
+
+        return tuple(profile_names())
 
 
 @click.command()
@@ -26,7 +40,7 @@ from skewlab.net.profiles import profile_names
 @opt.out()
 @click.option(
     "--network",
-    type=click.Choice(profile_names()),
+    type=_ProfileChoice(),
     help="Network profile for every path (docs/NETWORK.md); per-link settings of the file stay.",
 )
 @click.option(
