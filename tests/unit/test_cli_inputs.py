@@ -87,3 +87,24 @@ def test_unsimulable_spec_is_bad_input_in_every_command(tmp_path: Path) -> None:
     out = str(tmp_path / "o")
     for args in (["simulate", str(cfg)], ["validate", str(cfg)], ["sweep", str(sw), "-q"]):
         _refused([*args, "-o", out], "chrony", "cannot be simulated")
+
+
+def test_network_profiles_are_offered_and_checked_without_loading_them_up_front() -> None:
+    """`--network`'s choices are the profiles' names, in the help and in the refusal; they are
+    read only then, so loading the CLI (every command does) builds no pydantic model."""
+    import subprocess
+    import sys
+
+    from skewlab.net.profiles import profile_names
+
+    names = profile_names()
+    r = CliRunner().invoke(cli, ["run", "--help"])
+    assert r.exit_code == 0 and f"[{'|'.join(names)}]" in r.output
+    r = CliRunner().invoke(cli, ["run", "--network", "nope"])
+    assert r.exit_code == 2 and "'nope' is not one of" in r.output and repr(names[-1]) in r.output
+    probe = ("import sys, skewlab.cli; "
+             "print(sorted(m for m in ('pydantic', 'skewlab.spec', 'skewlab.net.profiles')"
+             " if m in sys.modules))")  # fmt: skip
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()  # fmt: skip
+    assert loaded == "[]", loaded
