@@ -84,14 +84,13 @@ def analyse_results(
     from skewlab.results import ResultsError
 
     try:
-        return dict(analyze(res, make_figures=make_figures, progress=progress))
+        try:
+            return dict(analyze(res, make_figures=make_figures, progress=progress))
+        finally:  # before an error's one line too
+            if progress is not None:
+                progress.end()
     except ResultsError as e:
-        if progress is not None:
-            progress.end()
         fail(str(e), EXIT_BAD_INPUT)
-    finally:
-        if progress is not None:
-            progress.end()
 
 
 def run_state_note(res: Any) -> str | None:

@@ -93,9 +93,10 @@ class NodeStarter:
             left = deadline - monotonic_s()
             if left <= 0:
                 return None
-            self._pump(min(left, 0.2) if not self._lost else 0.0)
-            if self._lost:  # no message will come: look again shortly
+            if self._lost:  # no message will come: look at the PID again shortly
                 threading.Event().wait(min(left, 0.05))
+            else:
+                self._pump(min(left, 0.2))
 
     # -- requests -------------------------------------------------------------------------------
     def start(self, argv: list[str], log: Path) -> StartedNode:

@@ -111,9 +111,8 @@ def serve(fd: int) -> list[str] | None:
             continue
         if pid == 0:  # the node: its own session, its stdin and log, none of the starter's fds
             signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL if sig == signal.SIGCHLD else
-                              signal.default_int_handler)  # fmt: skip
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a new interpreter
             os.setsid()
             os.dup2(stdin_fd, 0)
             os.dup2(log_fd, 1)
