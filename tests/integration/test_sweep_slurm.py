@@ -160,8 +160,10 @@ def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str]
     assert "cell 1 (workload.events=2500), task 1 on " in r.stderr
     assert "exit code 137" in r.stderr and "| cell 1: start" in r.stderr  # the log's tail
     assert "--resume" in r.stderr
-    cells = sorted(root.glob("cell-*"))
-    assert [(c / "completed").exists() for c in cells] == [True, False, True]
+    # cell 1's folder exists only if the kill came after the cell had begun writing it (CI once
+    # killed the task between "cell 1: start" and the folder's creation)
+    done = {c.name[:8]: (c / "completed").exists() for c in root.glob("cell-*")}
+    assert done.get("cell-000") and done.get("cell-002") and not done.get("cell-001")
     assert not (root / "sweep.csv").exists()
     (sub,) = _arrays(root)
     assert sub["status"] == "failed" and sub["failed_cells"] == [1]
@@ -170,7 +172,8 @@ def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str]
                        env=slurm, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 1 and "--resume submits only what is missing" in r.stderr
     assert len(_arrays(root)) == 1
-    stamps = {c: (c / "row.json").stat().st_mtime_ns for c in (cells[0], cells[2])}
+    stamps = {c: (c / "row.json").stat().st_mtime_ns for c in root.glob("cell-00[02]-*")}
+    assert len(stamps) == 2
     r = subprocess.run(skewlab_cmd("sweep", str(f), "--cluster", str(cl), "-o", str(out),
                                    "--resume"), env=slurm, capture_output=True, text=True,
                        timeout=CELL_TIMEOUT_S)  # fmt: skip
@@ -179,7 +182,8 @@ def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str]
     _first, second = _arrays(root)
     assert second["tasks"] == [[1]] and second["status"] == "completed"
     assert {c: (c / "row.json").stat().st_mtime_ns for c in stamps} == stamps
-    assert all((c / "completed").exists() for c in cells)
+    cells = sorted(root.glob("cell-*"))
+    assert len(cells) == 3 and all((c / "completed").exists() for c in cells)
     assert len(list(csv.DictReader((root / "sweep.csv").open()))) == 3
 
 
