@@ -25,9 +25,11 @@ def _argv(control: str = "127.0.0.1:9") -> list[str]:
             "--results", "/nonexistent", "--t0", "0"]  # fmt: skip
 
 
-@pytest.fixture
-def starter(tmp_path: Path) -> Iterator[NodeStarter]:
-    s = NodeStarter(tmp_path / "starter.log")
+@pytest.fixture(params=[True, False], ids=["forked", "exec"])
+def starter(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NodeStarter]:
+    """The starter both ways: a fork of this process, and a new interpreter."""
+    s = NodeStarter(tmp_path / "starter.log", fork=request.param)
+    assert s.forked is request.param
     yield s
     s.close()
 
@@ -108,3 +110,57 @@ def test_the_starter_exits_when_the_launcher_lets_go(tmp_path: Path) -> None:
     assert node.wait(30) == 2
     s.close()
     assert s.proc.returncode == 0  # it saw the socket close and ended on its own
+
+
+def test_a_forked_starter_keeps_nothing_of_the_launcher(tmp_path: Path) -> None:
+    """The starter forked from this process, and the node it forks, hold none of its
+    descriptors (the write end of a pipe closed here reads as closed at once), run none of its
+    signal handlers (SIGTERM kills the node) and none of its exit handlers."""
+    import atexit
+    import select
+
+    marker = tmp_path / "launcher-atexit-ran"
+    r, w = os.pipe()
+    old = signal.signal(signal.SIGTERM, lambda *_: marker.write_text("handler"))
+
+    def at_exit() -> None:
+        marker.write_text("atexit")
+
+    atexit.register(at_exit)
+    try:
+        s = NodeStarter(tmp_path / "starter.log", fork=True)
+        node = _blocked(s, tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        atexit.unregister(at_exit)
+    try:
+        os.close(w)
+        ready, _, _ = select.select([r], [], [], 5)
+        assert ready and os.read(r, 1) == b""  # end of file: nobody else holds the write end
+        node.terminate()
+        assert node.wait(30) == -signal.SIGTERM  # the default disposition, not our handler
+    finally:
+        os.close(r)
+        s.close()
+    assert s.proc.returncode == 0
+    assert not marker.exists()
+
+
+def test_the_starter_is_a_new_interpreter_while_threads_run(tmp_path: Path) -> None:
+    import threading
+
+    from skewlab.deploy.zygote import may_fork
+
+    done = threading.Event()
+    t = threading.Thread(target=done.wait)
+    t.start()
+    try:
+        assert not may_fork()
+        s = NodeStarter(tmp_path / "starter.log")
+        assert not s.forked
+        node = s.start(["worker", "--no-such-option"], tmp_path / "B.log")
+        assert node.wait(30) == 2
+        s.close()
+    finally:
+        done.set()
+        t.join()

@@ -41,6 +41,21 @@ class LocalLauncher(Orchestrator):
     topology: netns.Topology | None = None  # namespace mode: the namespaces of this run
     starter: NodeStarter | None = None  # forks the nodes (not in namespace mode)
 
+    def acquire(self) -> None:
+        """The node starter, forked from this process while it runs one thread (outside
+        namespace mode, where each node is started inside its namespace)."""
+        if self.topology is None and self.starter is None:
+            self._start_starter()
+
+    def _start_starter(self) -> None:
+        try:
+            self.starter = NodeStarter(self._log_path("node-starter"))
+        except (StarterError, OSError) as e:
+            raise LaunchError(f"cannot start the node starter: {e}") from None
+        self.meta["node_starter_pid"] = self.starter.proc.pid
+        self.meta["node_starter"] = "forked" if self.starter.forked else "exec"
+        self._save_meta()
+
     def release(self) -> None:
         """After every node stopped: let the node starter go."""
         try:
@@ -112,8 +127,8 @@ class LocalLauncher(Orchestrator):
     def start_node(self, role: str, name: str, argv: list[str], log: Path) -> NodeProc:
         if self.topology is None:  # forked by the node starter: no import paid again
             if self.starter is None:
-                self.starter = NodeStarter(self._log_path("node-starter"))
-                self.meta["node_starter_pid"] = self.starter.proc.pid  # saved by _spawn
+                self._start_starter()
+            assert self.starter is not None
             try:
                 return NodeProc(name, role, self.starter.start(argv, log), log)
             except StarterError as e:

@@ -186,6 +186,11 @@ class Orchestrator:
         carrier (the node itself, ssh or srun) hands them to the node's standard input."""
         raise NotImplementedError
 
+    def acquire(self) -> None:
+        """Take what starting the nodes needs while this process still runs one thread (after
+        spec.json is written, before the control server's thread starts); ``release`` gives it
+        back on every exit path."""
+
     def stage(self) -> None:
         """Put what the nodes need where they read it (after spec.json is written)."""
 
@@ -471,13 +476,20 @@ class Orchestrator:
         meta.update(self.describe())
         self._save_meta()
         try:
-            self.control = ControlServer(*self.control_listen(), key_for=self._control_key)
-        except OSError as e:
-            host, port = self.control_listen()
-            meta["status"] = "failed"
-            meta["error"] = f"cannot listen for control connections on {host}:{port}: {e.strerror}"
+            self.acquire()
+            try:
+                self.control = ControlServer(*self.control_listen(), key_for=self._control_key)
+            except OSError as e:
+                host, port = self.control_listen()
+                raise LaunchError(f"cannot listen for control connections on {host}:{port}: "
+                                  f"{e.strerror} (set control_address/control_port)") from None  # fmt: skip
+        except BaseException as e:
+            self.release()
+            meta["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            if isinstance(e, LaunchError):
+                meta["error"] = str(e)
             self._save_meta()
-            raise LaunchError(meta["error"] + " (set control_address/control_port)") from None
+            raise
         try:
             self.stage()
             outcome = self._run_nodes(res)

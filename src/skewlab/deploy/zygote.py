@@ -39,10 +39,79 @@ class StarterError(RuntimeError):
     """The node starter could not start a node (one line)."""
 
 
+def may_fork() -> bool:
+    """Whether the starter may be a fork of this process: on Linux, while it runs one thread
+    (a fork keeps only the calling thread, and any lock another holds stays held), unless
+    ``SKEWLAB_NODE_STARTER=exec`` asks for a new interpreter."""
+    return (sys.platform == "linux" and threading.active_count() == 1
+            and os.environ.get("SKEWLAB_NODE_STARTER", "fork") != "exec")  # fmt: skip
+
+
+def _fork(fd: int, log: Path) -> ForkedProcess:
+    """Fork the starter (``node.zygote.run_forked``), its output appended to ``log``."""
+    from skewlab.node.zygote import run_forked
+
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run_forked(fd, log_fd)
+            finally:
+                os._exit(70)
+    except OSError as e:
+        raise StarterError(f"fork: {e.strerror}") from None
+    finally:
+        os.close(log_fd)
+    return ForkedProcess(pid)
+
+
+class ForkedProcess:
+    """A forked child of this process with the part of ``Popen``'s interface the starter's
+    owner uses: ``pid``, ``returncode``, ``poll``, ``wait``, ``kill``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its status is gone
+                self.returncode = STATUS_UNKNOWN
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else monotonic_s() + timeout
+        delay = 0.001
+        while self.poll() is None:
+            if deadline is not None and monotonic_s() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            threading.Event().wait(delay)
+            delay = min(delay * 2, 0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class NodeStarter:
     """One ``skewlab.node.zygote`` process and the nodes it started for this launcher."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, fork: bool | None = None) -> None:
+        """``fork``: the starter a fork of this process (True) or a new interpreter (False);
+        by default a fork while this process runs a single thread (``may_fork``)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         self._lock = threading.Lock()
@@ -50,13 +119,19 @@ class NodeStarter:
         self._replies: dict[int, dict[str, Any]] = {}  # request id → started / error
         self._next_id = 0
         self._lost = False  # the starter ended: no more exit messages
-        with open(log, "ab") as logf:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "skewlab.node.zygote", "--fd", str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=logf,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        theirs.close()
+        self.forked = may_fork() if fork is None else fork
+        try:
+            if self.forked:
+                self.proc: subprocess.Popen[bytes] | ForkedProcess = _fork(theirs.fileno(), log)
+            else:
+                with open(log, "ab") as logf:
+                    self.proc = subprocess.Popen(
+                        [sys.executable, "-m", "skewlab.node.zygote", "--fd", str(theirs.fileno())],
+                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=logf,
+                        stderr=subprocess.STDOUT, start_new_session=True,
+                    )  # fmt: skip
+        finally:
+            theirs.close()
 
     # -- messages -------------------------------------------------------------------------------
     def _pump(self, timeout: float) -> None:
