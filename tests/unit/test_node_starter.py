@@ -164,3 +164,24 @@ def test_the_starter_is_a_new_interpreter_while_threads_run(tmp_path: Path) -> N
     finally:
         done.set()
         t.join()
+
+
+def test_a_failed_run_lets_the_starter_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The starter is forked before the control server listens; when listening fails, the run
+    fails with that reason and the starter is gone (not left behind)."""
+    import json
+
+    from skewlab.deploy.local import LaunchError, LocalLauncher
+    from skewlab.deploy.orchestrator import pid_alive
+    from skewlab.spec import ExperimentSpec
+
+    # 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails, nothing is sent
+    monkeypatch.setattr(LocalLauncher, "control_listen", lambda self: ("192.0.2.1", 0))
+    launcher = LocalLauncher(ExperimentSpec(), tmp_path / "out")
+    with pytest.raises(LaunchError, match=r"cannot listen for control connections on 192\.0\.2\.1"):
+        launcher.run()
+    (run,) = (tmp_path / "out").iterdir()
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "failed" and "cannot listen" in meta["error"]
+    assert meta["node_starter"] in ("forked", "exec")
+    assert not pid_alive(meta["node_starter_pid"]) and launcher.starter is None

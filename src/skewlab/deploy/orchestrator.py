@@ -481,8 +481,8 @@ class Orchestrator:
                 self.control = ControlServer(*self.control_listen(), key_for=self._control_key)
             except OSError as e:
                 host, port = self.control_listen()
-                raise LaunchError(f"cannot listen for control connections on {host}:{port}: "
-                                  f"{e.strerror} (set control_address/control_port)") from None  # fmt: skip
+                why = f"cannot listen for control connections on {host}:{port}: {e.strerror}"
+                raise LaunchError(why + " (set control_address/control_port)") from None
         except BaseException as e:
             self.release()
             meta["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
