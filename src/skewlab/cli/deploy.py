@@ -74,13 +74,13 @@ def deploy(
     and Ctrl-C; if a node fails, what was recorded is kept and analysed, and metadata.json
     names the node. See docs/DEPLOYMENT.md.
     """
+    spec = load_spec(experiment, events)  # a bad file is refused before the launchers load
     from skewlab.deploy import cluster as cluster_mod
     from skewlab.deploy.launchers import make_launcher
     from skewlab.deploy.orchestrator import LaunchError
     from skewlab.spec import SpecError
     from skewlab.store import ResultsDir, write_json_atomic
 
-    spec = load_spec(experiment, events)
     try:
         cluster = cluster_mod.load(cluster_file) if cluster_file else None
     except SpecError as e:

@@ -60,11 +60,10 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
     own emulated clock, ~300 events in the cycle slow,fast×4,medium. Traces, stats.json, a
     figure and a report land in OUT/<experiment-id>/.
     """
-    from skewlab.analysis.links import format_summary as format_link_summary
+    spec = load_spec(config, events, seed)  # a bad file is refused before the launcher loads
     from skewlab.deploy.local import LaunchError, LocalLauncher
     from skewlab.net.profiles import NetworkSpec
 
-    spec = load_spec(config, events, seed)
     if network is not None:
         spec.network = NetworkSpec(profile=network, links=spec.network.links)
     if netns:
@@ -81,5 +80,7 @@ def run(config: Path | None, events: int | None, seed: int | None, out: Path,
         stats = analyse_results(outcome.results, make_figures=not no_figures, progress=progress)
     click.echo(summary_table(stats))
     if stats.get("network"):
+        from skewlab.analysis.links import format_summary as format_link_summary
+
         click.echo("\n" + format_link_summary(stats["network"]))
     click.echo(f"\nresults: {outcome.results.root}")

@@ -54,10 +54,10 @@ def simulate(
     delays are drawn from the link profiles. Writes a normal results folder (launcher
     "simulate", truth available) and analyses it.
     """
+    spec = load_spec(experiment, events, seed)  # a bad file is refused before the simulator loads
     from skewlab.sim.simulate import SimError, SimOptions
     from skewlab.sim.simulate import simulate as run_sim
 
-    spec = load_spec(experiment, events, seed)
     if validate:
         _validate(spec, out, quiet)
         return
