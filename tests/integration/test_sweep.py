@@ -36,12 +36,16 @@ def test_small_sweep_table_figures_and_resume(tmp_path: Path) -> None:
     cells = sorted(root.glob("cell-*"))
     assert len(cells) == 6 and all((c / "completed").exists() for c in cells)
     assert "interval_ms" in p.stdout and "6 cell(s) run, 0 reused" in p.stdout
-    # resume: drop one cell's marker; only that cell runs again
+    # resume: drop one cell's marker; only that cell runs again (without figures: the table is
+    # rewritten, the figures of the first pass are gone)
     (cells[2] / "completed").unlink()
     stamp = {c: (c / "row.json").stat().st_mtime_ns for c in cells}
-    p = run_skewlab("sweep", str(f), "-o", str(out), "-j", "1", timeout=300)
+    table = (root / "sweep.csv").stat().st_mtime_ns
+    p = run_skewlab("sweep", str(f), "-o", str(out), "-j", "1", "--no-figures", timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "1 cell(s) run, 5 reused" in p.stdout
+    assert "1 cell(s) run, 5 reused; table in " in p.stdout
+    assert (root / "sweep.csv").stat().st_mtime_ns != table
+    assert list((root / "figures").glob("*.png")) == []
     changed = [c for c in cells if (c / "row.json").stat().st_mtime_ns != stamp[c]]
     assert changed == [cells[2]]
 

@@ -98,7 +98,7 @@ def test_array_gives_the_local_table_with_cells_at_once(slurm: dict[str, str],
     cl = _cluster(tmp_path, cells_per_task=2)  # 4 tasks of 2 cells: fewer Python start-ups
     # the Slurm sweep (at most 2 tasks at once) and the local sweep of the same file, together
     ps = _start(slurm, str(f), "--cluster", str(cl), "-j", "2", "-o", str(tmp_path / "slurm"))
-    pl = _start(slurm, str(f), "-j", "2", "-q", "-o", str(tmp_path / "local"))
+    pl = _start(slurm, str(f), "-j", "2", "-q", "--no-figures", "-o", str(tmp_path / "local"))
     rs, rl = _finish(ps), _finish(pl)
     assert rl.returncode == 0, rl.stderr
     root = tmp_path / "slurm" / "arr"
@@ -175,8 +175,8 @@ def test_killed_task_is_reported_and_resume_reruns_only_it(slurm: dict[str, str]
     stamps = {c: (c / "row.json").stat().st_mtime_ns for c in root.glob("cell-00[02]-*")}
     assert len(stamps) == 2
     r = subprocess.run(skewlab_cmd("sweep", str(f), "--cluster", str(cl), "-o", str(out),
-                                   "--resume"), env=slurm, capture_output=True, text=True,
-                       timeout=CELL_TIMEOUT_S)  # fmt: skip
+                                   "--resume", "--no-figures"), env=slurm, capture_output=True,
+                       text=True, timeout=CELL_TIMEOUT_S)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "1 cell(s) run in Slurm array job" in r.stdout and "2 reused" in r.stdout
     _first, second = _arrays(root)
@@ -251,8 +251,8 @@ def test_cells_are_copied_back_without_a_shared_file_system(slurm: dict[str, str
         "slurm": {"partition": "debug", "poll_s": 0.2, "array_limit": 2},
     })  # fmt: skip
     out = tmp_path / "out"
-    r = subprocess.run(skewlab_cmd("sweep", str(f), "--cluster", str(cl), "-o", str(out)),
-                       env=slurm, capture_output=True, text=True,
+    r = subprocess.run(skewlab_cmd("sweep", str(f), "--cluster", str(cl), "-o", str(out),
+                                   "--no-figures"), env=slurm, capture_output=True, text=True,
                        timeout=CELL_TIMEOUT_S)  # fmt: skip
     root = out / "copy"
     assert r.returncode == 0, r.stderr
@@ -289,8 +289,8 @@ def test_real_cells_run_where_the_cluster_file_places_their_nodes(
     })  # fmt: skip
     out = tmp_path / "out"
     r = subprocess.run(skewlab_cmd("sweep", str(f), "--cluster", str(cl), "--real", "-o",
-                                   str(out)), env=slurm, capture_output=True, text=True,
-                       timeout=CELL_TIMEOUT_S)  # fmt: skip
+                                   str(out), "--no-figures"), env=slurm, capture_output=True,
+                       text=True, timeout=CELL_TIMEOUT_S)  # fmt: skip
     root = out / "real"
     logs = "\n".join(p.read_text() for p in sorted((root / "slurm" / "logs").glob("*.log")))
     assert r.returncode == 0, r.stderr + logs

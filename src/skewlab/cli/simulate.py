@@ -133,11 +133,15 @@ def validate(experiment: Path | None, events: int | None, seed: int | None, out:
 @click.option("--resume", is_flag=True,
               help="Slurm: after a cancelled or partly failed array (or one still queued), "
                    "submit only the cells still missing.")  # fmt: skip
+@click.option("--no-figures", is_flag=True,
+              help="Skip the sweep's figures (figures/vs_<parameter>.png; earlier ones are "
+                   "removed, as they may not show the new table); the table is written as "
+                   "always.")  # fmt: skip
 @opt.quiet()
 @click.pass_context
 def sweep(ctx: click.Context, sweep_file: Path, out: Path, jobs: int, real: bool,
           cell_figures: bool, launcher: str | None, cluster_file: Path | None, resume: bool,
-          quiet: bool) -> None:  # fmt: skip
+          no_figures: bool, quiet: bool) -> None:  # fmt: skip
     """Run a grid of experiment variants (docs/SIMULATION.md), in simulation unless --real.
 
     Resumable: cells with a `completed` marker are not rerun. Writes OUT/<name>/sweep.csv,
@@ -165,10 +169,10 @@ def sweep(ctx: click.Context, sweep_file: Path, out: Path, jobs: int, real: bool
         try:
             if name == "slurm":
                 r = _slurm_sweep(ctx, sweep_file, out, jobs, real, cell_figures, cluster,
-                                 resume, say)  # fmt: skip
+                                 resume, say, not no_figures)  # fmt: skip
             else:
                 r = run_sweep(sweep_file, out, jobs=jobs, real=real, figures=cell_figures,
-                              progress=say)  # fmt: skip
+                              progress=say, sweep_figures=not no_figures)  # fmt: skip
         except SpecError as e:
             fail(str(e), 2)
         except SimError as e:  # the spec cannot be simulated: bad input, as in `simulate`
@@ -176,18 +180,19 @@ def sweep(ctx: click.Context, sweep_file: Path, out: Path, jobs: int, real: bool
         except LaunchError as e:
             fail(str(e))
     click.echo(format_table(r["rows"]))
+    made = "table" if no_figures else "table and figures"
     if name == "slurm":
         job = f" in Slurm array job {r['job_id']}" if r["job_id"] else ""
         peak = f" (at most {r['peak_concurrency']} at once)" if r["timeline"] else ""
         click.echo(f"\n{r['ran']} cell(s) run{job}{peak}, {r['skipped']} reused; "
-                   f"table and figures in {r['root']}")  # fmt: skip
+                   f"{made} in {r['root']}")  # fmt: skip
         return
-    click.echo(f"\n{r['ran']} cell(s) run, {r['skipped']} reused; table and figures in {r['root']}")
+    click.echo(f"\n{r['ran']} cell(s) run, {r['skipped']} reused; {made} in {r['root']}")
 
 
 def _slurm_sweep(
     ctx: click.Context, sweep_file: Path, out: Path, jobs: int, real: bool, figures: bool,
-    cluster: Any, resume: bool, say: Any,
+    cluster: Any, resume: bool, say: Any, sweep_figures: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """The sweep as one Slurm job array (skewlab.sim.sweep_slurm); failed cells are printed
     with their exit code and log tail before the one-line error."""
@@ -200,7 +205,8 @@ def _slurm_sweep(
     try:
         return run_sweep_slurm(sweep_file, out, cluster or ClusterSpec(), real=real,
                                figures=figures, resume=resume,
-                               limit=jobs if explicit else None, progress=say)  # fmt: skip
+                               limit=jobs if explicit else None, progress=say,
+                               sweep_figures=sweep_figures)  # fmt: skip
     except SweepFailed as e:
         click.echo(str(e), err=True)
         fail(f"{len(e.failures)} cell(s) failed in array job {e.job}; "

@@ -312,11 +312,17 @@ def plan_sweep(sweep_file: Path, out: Path, real: bool = False,
     return plan
 
 
-def finish_sweep(plan: SweepPlan) -> list[str]:
-    """sweep.csv, sweep.parquet and the figures from every cell's row (all must be there)."""
+def finish_sweep(plan: SweepPlan, figures: bool = True) -> list[str]:
+    """sweep.csv, sweep.parquet and the figures from every cell's row (all must be there).
+    Without ``figures``, the figures an earlier pass drew are removed: they may not show this
+    table."""
     ordered = [plan.rows[i] for i in range(len(plan.grid))]
     files = write_table(plan.root, ordered)
-    files += sweep_figures(plan.root, ordered, list(plan.sweep["grid"]))
+    if figures:
+        files += sweep_figures(plan.root, ordered, list(plan.sweep["grid"]))
+    else:
+        for old in (plan.root / "figures").glob("vs_*.png"):
+            old.unlink()
     return files
 
 
@@ -327,8 +333,10 @@ def run_sweep(
     real: bool = False,
     figures: bool = False,
     progress: Any = None,
+    sweep_figures: bool = True,
 ) -> dict[str, Any]:
-    """Run every cell not yet completed, then write sweep.csv, sweep.parquet and figures."""
+    """Run every cell not yet completed, then write sweep.csv, sweep.parquet and figures
+    (``figures``: each cell's own; ``sweep_figures``: the sweep's vs_<parameter> figures)."""
     say = progress or (lambda _s: None)
     plan = plan_sweep(sweep_file, out, real)
     root, rows, skipped = plan.root, plan.rows, plan.skipped
@@ -345,7 +353,7 @@ def run_sweep(
         e.results = root  # type: ignore[attr-defined]
         e.cells_done = skipped + sum(1 for i, _a in todo if i in rows)  # type: ignore[attr-defined]
         raise
-    files = finish_sweep(plan)
+    files = finish_sweep(plan, sweep_figures)
     ordered = [rows[i] for i in range(len(plan.grid))]
     return {"root": str(root), "rows": ordered, "ran": len(todo), "skipped": skipped,
             "files": files}  # fmt: skip

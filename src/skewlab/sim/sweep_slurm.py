@@ -505,10 +505,12 @@ def run_sweep_slurm(
     resume: bool = False,
     limit: int | None = None,
     progress: Any = None,
+    sweep_figures: bool = True,
 ) -> dict[str, Any]:
     """Run the sweep's missing cells as one Slurm job array, then write the table and figures
-    as the local sweep does. Raises ``SweepFailed`` (cells, exit codes, log tails) when some
-    cells did not complete; Ctrl-C/SIGTERM cancels the array (``scancel`` of its job id)."""
+    as the local sweep does (``sweep_figures`` as there). Raises ``SweepFailed`` (cells, exit
+    codes, log tails) when some cells did not complete; Ctrl-C/SIGTERM cancels the array
+    (``scancel`` of its job id)."""
     say = progress or (lambda _s: None)
     launch = launch_doc(cluster) if real and cluster.hosts else None
     if launch and cluster.workdir:
@@ -547,7 +549,7 @@ def run_sweep_slurm(
             raise SweepFailed(format_failures(failures, sub.job_id), failures, sub.job_id)
     for i in plan.todo:
         plan.rows[i] = json.loads((plan.dirs[i] / "row.json").read_text())
-    files = finish_sweep(plan)
+    files = finish_sweep(plan, sweep_figures)
     rows = timeline(plan, sub.job_id) if sub else []
     if rows:
         files.append(write_timeline(plan, rows))
