@@ -247,3 +247,14 @@ def test_secrets_per_node_and_never_in_repr() -> None:
         with pytest.raises(SecretError):
             read_keys(io.BytesIO(bad))
     assert NodeKeys.from_line(NodeKeys(b"k" * 32, None).to_line()).events is None
+
+
+def test_close_ends_the_accepting_thread(run_secrets: RunSecrets) -> None:
+    """A closed server leaves no thread behind (one per run stayed blocked in accept before:
+    a sweep of real cells gathered them, and the next run's node starter could not be forked
+    from a process running threads)."""
+    s = ControlServer(key_for=run_secrets.control_key)
+    acceptor = s._acceptor
+    assert acceptor.is_alive()
+    s.close()
+    assert not acceptor.is_alive()

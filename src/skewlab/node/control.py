@@ -258,7 +258,8 @@ class ControlServer:
         self._pending = 0
         self._lock = threading.Lock()
         self._closed = False
-        threading.Thread(target=self._accept, name="control-accept", daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="control-accept", daemon=True)
+        self._acceptor.start()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -369,6 +370,9 @@ class ControlServer:
             return sum(self.rejected.values())
 
     def close(self) -> None:
+        """Close every connection and the listening socket, and end the accepting thread (a
+        close alone does not wake a thread blocked in accept on Linux: one thread per run stayed
+        blocked for the life of the process, e.g. a sweep of real cells)."""
         self._closed = True
         with self._lock:
             conns = [p.conn for p in self._peers.values()] + list(self._open)
@@ -377,4 +381,10 @@ class ControlServer:
                 c.close()
             except OSError:
                 pass
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (EINVAL)
+        except OSError:
+            pass
         self.sock.close()
+        if self._acceptor is not threading.current_thread():
+            self._acceptor.join(timeout=5)
