@@ -34,6 +34,15 @@ def starter(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[NodeStar
     s.close()
 
 
+@pytest.fixture
+def forked(tmp_path: Path) -> Iterator[NodeStarter]:
+    """A forked starter, for what happens after the starter itself is gone (the launcher's
+    side, the same either way)."""
+    s = NodeStarter(tmp_path / "starter.log", fork=True)
+    yield s
+    s.close()
+
+
 def _spec(tmp_path: Path) -> str:
     from skewlab.spec import ExperimentSpec
 
@@ -84,7 +93,8 @@ def test_own_session_and_signals_by_pid(starter: NodeStarter, tmp_path: Path) ->
     node.kill()  # after it ended: nothing is signalled (its PID may be another's by now)
 
 
-def test_lost_starter_gives_an_unknown_status(starter: NodeStarter, tmp_path: Path) -> None:
+def test_lost_starter_gives_an_unknown_status(forked: NodeStarter, tmp_path: Path) -> None:
+    starter = forked
     node = _blocked(starter, tmp_path)
     os.kill(starter.proc.pid, signal.SIGKILL)
     starter.proc.wait(10)
@@ -96,7 +106,8 @@ def test_lost_starter_gives_an_unknown_status(starter: NodeStarter, tmp_path: Pa
     assert "exit status is unknown" in proc.exit_text(node.returncode)
 
 
-def test_a_start_after_the_starter_died_is_one_line(starter: NodeStarter, tmp_path: Path) -> None:
+def test_a_start_after_the_starter_died_is_one_line(forked: NodeStarter, tmp_path: Path) -> None:
+    starter = forked
     os.kill(starter.proc.pid, signal.SIGKILL)
     starter.proc.wait(10)
     with pytest.raises(Exception, match="node starter") as e:
