@@ -44,10 +44,8 @@ class LocalLauncher(Orchestrator):
     def acquire(self) -> None:
         """The node starter, forked from this process while it runs one thread (outside
         namespace mode, where each node is started inside its namespace)."""
-        if self.topology is None and self.starter is None:
-            self._start_starter()
-
-    def _start_starter(self) -> None:
+        if self.topology is not None or self.starter is not None:
+            return
         try:
             self.starter = NodeStarter(self._log_path("node-starter"))
         except (StarterError, OSError) as e:
@@ -125,9 +123,7 @@ class LocalLauncher(Orchestrator):
         return {"netns": {"hub": t.hub_ns, "hub_address": t.hub_address, "nodes": dict(t.ns)}}
 
     def start_node(self, role: str, name: str, argv: list[str], log: Path) -> NodeProc:
-        if self.topology is None:  # forked by the node starter: no import paid again
-            if self.starter is None:
-                self._start_starter()
+        if self.topology is None:  # forked by the node starter (made by ``acquire``)
             assert self.starter is not None
             try:
                 return NodeProc(name, role, self.starter.start(argv, log), log)
