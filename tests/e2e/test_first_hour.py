@@ -61,10 +61,13 @@ def sim_dir(run_dir: Path, base: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def legacy_dir(base: Path) -> Path:
-    """`skewlab import-legacy --analyze` of a folder in the original framework's format."""
+    """`skewlab import-legacy --analyze` of a folder in the original framework's format.
+    No figures: an imported run's figure set is tests/unit/test_import_legacy.py's (one set is
+    ~10 CPU-s)."""
     src = write_legacy(base / "legacy-src")
     out = base / "imported"
-    p = _ok("import-legacy", str(src), "-o", str(out), "--name", "old", "--analyze")
+    p = _ok("import-legacy", str(src), "-o", str(out), "--name", "old", "--analyze",
+            "--no-figures")  # fmt: skip
     assert f"imported: {out / 'old'}" in p.stdout
     return out / "old"
 

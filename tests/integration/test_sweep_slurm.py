@@ -93,9 +93,10 @@ def _in_queue(env: dict[str, str], job: str) -> str:
 
 def test_array_gives_the_local_table_with_cells_at_once(slurm: dict[str, str],
                                                         tmp_path: Path) -> None:  # fmt: skip
-    grid = '"ntp.poll_s" = [1, 2]\n"nodes[1].drift_ppm" = [0, 10, 20, 40]'
+    grid = '"ntp.poll_s" = [1, 2]\n"nodes[1].drift_ppm" = [0, 20, 40]'
     f = _sweep_file(tmp_path, "arr", grid)
-    cl = _cluster(tmp_path, cells_per_task=2)  # 4 tasks of 2 cells: fewer Python start-ups
+    # 3 tasks of 2 cells (fewer Python start-ups), one more than the limit of 2 at once
+    cl = _cluster(tmp_path, cells_per_task=2)
     # the Slurm sweep (at most 2 tasks at once) and the local sweep of the same file, together
     ps = _start(slurm, str(f), "--cluster", str(cl), "-j", "2", "-o", str(tmp_path / "slurm"))
     pl = _start(slurm, str(f), "-j", "2", "-q", "--no-figures", "-o", str(tmp_path / "local"))
@@ -104,23 +105,23 @@ def test_array_gives_the_local_table_with_cells_at_once(slurm: dict[str, str],
     root = tmp_path / "slurm" / "arr"
     logs = "\n".join(p.read_text() for p in sorted((root / "slurm" / "logs").glob("*.log")))
     assert rs.returncode == 0, rs.stderr + logs
-    assert "8 cell(s) run in Slurm array job" in rs.stdout and "0 reused" in rs.stdout
-    assert "cells 8 done, 0 running, 0 pending, 0 failed (of 8)" in rs.stderr
-    # one array of 4 tasks, at most 2 at once, memory and partition per task as configured
+    assert "6 cell(s) run in Slurm array job" in rs.stdout and "0 reused" in rs.stdout
+    assert "cells 6 done, 0 running, 0 pending, 0 failed (of 6)" in rs.stderr
+    # one array of 3 tasks, at most 2 at once, memory and partition per task as configured
     (sub,) = _arrays(root)
-    assert sub["status"] == "completed" and sub["tasks"] == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    assert {"--array=0-3%2", "--mem=1M", "--partition=debug"} <= set(sub["command"])
+    assert sub["status"] == "completed" and sub["tasks"] == [[0, 1], [2, 3], [4, 5]]
+    assert {"--array=0-2%2", "--mem=1M", "--partition=debug"} <= set(sub["command"])
     # the same table: same cells (keys, hence seeds), same metrics per cell
     local = tmp_path / "local" / "arr"
     assert (root / "sweep.csv").read_bytes() == (local / "sweep.csv").read_bytes()
     cells = sorted(p.name for p in root.glob("cell-*"))
-    assert cells == sorted(p.name for p in local.glob("cell-*")) and len(cells) == 8
+    assert cells == sorted(p.name for p in local.glob("cell-*")) and len(cells) == 6
     for c in cells:
         seeds = [json.loads((d / c / "run" / "spec.json").read_text())["seed"]
                  for d in (root, local)]  # fmt: skip
         assert seeds[0] == seeds[1]
     rows = list(csv.DictReader((root / "sweep.csv").open()))
-    assert len(rows) == 8 and all(float(r["system.received_fraction"]) == 1.0 for r in rows)
+    assert len(rows) == 6 and all(float(r["system.received_fraction"]) == 1.0 for r in rows)
     for name in ("vs_ntp.poll_s.png", "vs_nodes_1_.drift_ppm.png"):
         assert (root / "figures" / name).read_bytes()[:4] == b"\x89PNG"
     # cells ran concurrently under Slurm, never more than the limit: their start/end times
@@ -128,7 +129,7 @@ def test_array_gives_the_local_table_with_cells_at_once(slurm: dict[str, str],
     print("per-cell start/end under Slurm (s from the first start):")
     for r in timeline:
         print(f"  cell {r['cell']} task {r['task']} on {r['node']}: {r['start_s']} .. {r['end_s']}")
-    assert sorted(int(r["cell"]) for r in timeline) == list(range(8))
+    assert sorted(int(r["cell"]) for r in timeline) == list(range(6))
     spans = [(int(r["start_ns"]), int(r["end_ns"])) for r in timeline]
     overlapping = sum(1 for i, a in enumerate(spans) for b in spans[i + 1 :]
                       if a[0] < b[1] and b[0] < a[1])  # fmt: skip

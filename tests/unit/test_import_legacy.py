@@ -230,6 +230,22 @@ def test_cli_imports_and_analyze_handles_it(tmp_path: Path) -> None:
     assert stats["imported"] is True and stats["import"]["chronotick"] is True
 
 
+def test_cli_import_analyze_without_figures(tmp_path: Path) -> None:
+    """--analyze --no-figures: stats.json, no figure; --no-figures alone is refused before
+    anything is written (it would do nothing)."""
+    src = write_legacy(tmp_path / "legacy")
+    out = tmp_path / "o"
+    args = ["import-legacy", str(src), "--out", str(out), "--name", "x", "--no-figures"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2 and "--no-figures applies to --analyze" in r.output
+    assert not out.exists()
+    r = CliRunner().invoke(cli, [*args, "--analyze", "-q"])
+    assert r.exit_code == 0, r.output
+    stats = json.loads(ResultsDir(out / "x").stats_path.read_text())
+    assert stats["imported"] is True and not stats.get("figures")
+    assert not (out / "x" / "figures").exists()
+
+
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden", "", "x" * 101, "a b"])
 def test_name_is_checked_before_it_becomes_a_path(tmp_path: Path, name: str) -> None:
     """issue 20, item 6: a --name that is not one plain folder name is refused (exit 2, one

@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 
 from skewlab.cli import options as opt
-from skewlab.cli.common import Progress, analyse_results, fail, run_state_note, summary_table
+from skewlab.cli.common import (
+    EXIT_BAD_INPUT,
+    Progress,
+    analyse_results,
+    fail,
+    run_state_note,
+    summary_table,
+)
 
 
 @click.command()
@@ -74,17 +81,26 @@ def compare(
 @opt.out(help="Base folder; the import goes to OUT/legacy-<SRC_DIR name>/.")
 @click.option("--name", help="Experiment id of the new results folder.")
 @click.option("--analyze", "run_analysis", is_flag=True, help="Run the analysis afterwards.")
-def import_legacy(src_dir: Path, out: Path, name: str | None, run_analysis: bool) -> None:
+@opt.no_figures()
+@opt.quiet()
+def import_legacy(
+    src_dir: Path, out: Path, name: str | None, run_analysis: bool, no_figures: bool, quiet: bool
+) -> None:
     """Import a folder of the original evaluation framework (coordinator.csv and
     worker_<node>.csv files) as a skewlab results folder (no true time: truth-based metrics
-    are reported unavailable). Then: skewlab analyze <folder>."""
+    are reported unavailable). Then: skewlab analyze <folder>, or --analyze here
+    (--no-figures: stats.json only)."""
     from skewlab.analysis.importer import LegacyImportError
     from skewlab.analysis.importer import import_legacy as import_folder
 
+    if no_figures and not run_analysis:
+        fail("--no-figures applies to --analyze (skewlab analyze draws figures later)",
+             EXIT_BAD_INPUT)  # fmt: skip
     try:
         res = import_folder(src_dir, out, name)
     except LegacyImportError as e:
-        fail(str(e), 2)
+        fail(str(e), EXIT_BAD_INPUT)
     click.echo(f"imported: {res.root}")
     if run_analysis:
-        click.echo(summary_table(analyse_results(res)))
+        stats = analyse_results(res, make_figures=not no_figures, progress=Progress(not quiet))
+        click.echo(summary_table(stats))
