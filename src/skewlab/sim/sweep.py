@@ -493,6 +493,7 @@ def sweep_figures(root: Path, rows: list[dict[str, Any]], keys: list[str]) -> li
             ax.grid(alpha=0.3)
         axes[0, 0].legend(fontsize=7, ncols=3)
         fig.tight_layout()
+        fig.set_layout_engine(None)  # else savefig draws the whole figure twice (its placeholder)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
         p = figdir / f"vs_{safe}.png"
         fig.savefig(p, dpi=100)
