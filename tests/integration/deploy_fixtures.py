@@ -75,9 +75,15 @@ def start_sshd(tmp: Path) -> Iterator[Sshd]:
     kh.write_text(
         "".join(f"[{h}]:{port} {hostpub[0]} {hostpub[1]}\n" for h in ("127.0.0.1", "localhost"))
     )
+    # Sessions run the account's shell as any sshd runs it ($SHELL -c COMMAND), with HOME an
+    # empty folder of the test's: the account's own ~/.bashrc, which bash reads for commands
+    # over ssh, is not the test's to run (this machine's starts pyenv: ~0.17 CPU-s and as much
+    # wall time per session, about forty sessions per suite).
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
     cfg = tmp / "sshd_config"
     cfg.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp / 'host_key'}\n"
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp / 'host_key'}\nSetEnv HOME={home}\n"
         f"PidFile {tmp / 'sshd.pid'}\nAuthorizedKeysFile {auth}\nAllowUsers {user}\n"
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nLogLevel ERROR\n"
