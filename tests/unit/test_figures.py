@@ -45,3 +45,17 @@ def test_png_is_matplotlibs_image_without_its_alpha_channel(tmp_path: Path) -> N
     svg = (tmp_path / "figures" / "one.svg").read_text()
     width_pt = float(svg.split('width="', 1)[1].split("pt", 1)[0])
     assert width_pt == pytest.approx(got.shape[1] / figures.DPI * 72, abs=0.5)
+
+
+def test_png_of_a_figure_on_another_backends_canvas(tmp_path: Path) -> None:
+    """A figure whose canvas is not Agg's (another backend: a notebook's, SVG) is drawn on an
+    Agg canvas all the same, and its PNG is the same image."""
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    ref = tmp_path / "agg.png"
+    figures.write_png(_figure(), ref)
+    fig = _figure()
+    FigureCanvasSVG(fig)
+    figures.write_png(fig, tmp_path / "svg-canvas.png")
+    assert np.array_equal(np.asarray(Image.open(ref)),
+                          np.asarray(Image.open(tmp_path / "svg-canvas.png")))  # fmt: skip
