@@ -73,15 +73,22 @@ def legacy_dir(base: Path) -> Path:
 
 
 def test_analyze_rewrites_every_file(run_dir: Path) -> None:
-    (run_dir / "stats.json").unlink()
+    """`analyze --no-figures` of the recorded run rewrites stats.json and both reports, with
+    every table and no figure. The figures of a real run are drawn by `run` itself (the same
+    `analyse_results`): default_style_run's set, checked by tests/e2e/test_run.py and opened by
+    tests/integration/test_report_html.py; a second set here cost ~8 CPU-s."""
+    for f in ("stats.json", "report.md", "report.html"):
+        (run_dir / f).unlink()
     shutil.rmtree(run_dir / "figures")
-    p = _ok("analyze", str(run_dir))
+    p = _ok("analyze", str(run_dir), "--no-figures")
     assert "worker" in p.stdout and "skewlab" in p.stdout
     stats = json.loads((run_dir / "stats.json").read_text())
     assert stats["coordinator"]["sent"] == 60
-    for f in stats["figures"]:
-        assert (run_dir / f).stat().st_size > 0
-    assert (run_dir / "report.md").exists() and (run_dir / "report.html").exists()
+    assert stats["figures"] == [] and not (run_dir / "figures").exists()
+    assert stats["reports"] == ["report.md", "report.html"]
+    md, page = (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
+    assert "## Readings vs truth" in md and "| source |" in md and "![" not in md  # no figure
+    assert "<table>" in page and "<img" not in page
 
 
 def test_export_writes_every_trace(run_dir: Path) -> None:

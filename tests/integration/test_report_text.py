@@ -26,3 +26,20 @@ def test_report_text(tmp_path: Path) -> None:
     stats["parameters"]["workload.events"] = 1000  # as if stopped after 40 of 1000
     text = report.to_markdown(report.blocks(stats))
     assert "**Incomplete run: the coordinator sent 40 of the 1000 planned events**" in text
+
+
+def test_report_without_figures_and_with_the_drawn_ones(tmp_path: Path) -> None:
+    """`--no-figures` still writes report.md and report.html (every table, no figure); a
+    report shows exactly the figures stats.json lists as drawn."""
+    r = CliRunner().invoke(cli, ["simulate", "-n", "30", "-o", str(tmp_path), "-q",
+                                 "--no-figures"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (d,) = tmp_path.iterdir()
+    stats = json.loads((d / "stats.json").read_text())
+    assert stats["figures"] == [] and stats["reports"] == ["report.md", "report.html"]
+    md, page = (d / "report.md").read_text(), (d / "report.html").read_text()
+    assert "## Causality" in md and "![" not in md
+    assert "<table>" in page and "<img" not in page
+    stats["figures"] = ["figures/commit_wait.png", "figures/commit_wait.svg"]
+    shown = [b.path for b in report.blocks(stats) if isinstance(b, report.Fig)]
+    assert shown == ["figures/commit_wait.png"]

@@ -611,8 +611,11 @@ SECTIONS: tuple[Callable[[Stats], list[Block]], ...] = (
 
 
 def blocks(stats: Stats) -> list[Block]:
-    """The report's content: every section's blocks, in order."""
-    return [b for section in SECTIONS for b in section(stats)]
+    """The report's content: every section's blocks, in order; a figure only where
+    ``stats["figures"]`` lists it (none when the analysis drew none: ``--no-figures``)."""
+    drawn = set(stats.get("figures", []))
+    return [b for section in SECTIONS for b in section(stats)
+            if not isinstance(b, Fig) or b.path in drawn]  # fmt: skip
 
 
 def to_markdown(bl: list[Block]) -> str:
@@ -691,7 +694,8 @@ def to_html(bl: list[Block], results: ResultsDir) -> str:
 
 
 def write_reports(results: ResultsDir, stats: Stats) -> None:
-    """Write report.md and report.html into the results folder (figures must exist)."""
+    """Write report.md and report.html into the results folder (with the figures
+    ``stats["figures"]`` lists, which must exist)."""
     bl = blocks(stats)
     results.report_md.write_text(to_markdown(bl))
     (results.root / "report.html").write_text(to_html(bl, results))

@@ -66,8 +66,10 @@ def analyze(
     settings: AnalysisSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Stats:
-    """Compute every metric from the stored traces; write stats.json (+ figures and reports).
-    ``progress`` hears each figure as it is drawn (figures.make_all)."""
+    """Compute every metric from the stored traces; write stats.json, the figures (unless
+    ``make_figures`` is false) and report.md / report.html (always: without figures they hold
+    every table and no figure). ``progress`` hears each figure as it is drawn
+    (figures.make_all)."""
     results.stats_path.unlink(missing_ok=True)  # an earlier analysis is void until this one ends
     with read_errors_named(results):  # footers are checked first; a damaged page is named
         t = load(results, settings)
@@ -75,13 +77,15 @@ def analyze(
     if links := summarize_results(results):  # requested vs achieved per emulated link
         stats["network"] = links
     if make_figures:
-        from skewlab.analysis import figures, report
+        from skewlab.analysis import figures
 
         with read_errors_named(results):
             stats["figures"] = figures.make_all(t, stats, results.figures_dir, progress)
-        write_json_atomic(results.stats_path, stats)
-        report.write_reports(results, stats)
-        stats["reports"] = ["report.md", "report.html"]
+    from skewlab.analysis import report
+
+    write_json_atomic(results.stats_path, stats)  # kept should a report fail
+    report.write_reports(results, stats)
+    stats["reports"] = ["report.md", "report.html"]
     write_json_atomic(results.stats_path, stats)
     return stats
 

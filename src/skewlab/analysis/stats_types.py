@@ -613,6 +613,6 @@ Stats = TypedDict(
         # available, reason, settings, sources.<s>.<estimate|latest>.streams.<worker|all>,
         # summary.<s>.<estimate|latest> (stream "all", the headline window)
         "event_time": NotRequired[dict[str, Any]],
-        "reports": NotRequired[list[str]],  # only when figures and reports were made
+        "reports": NotRequired[list[str]],  # written by analysis.run.analyze (always)
     },
 )

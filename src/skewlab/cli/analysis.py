@@ -89,7 +89,7 @@ def import_legacy(
     """Import a folder of the original evaluation framework (coordinator.csv and
     worker_<node>.csv files) as a skewlab results folder (no true time: truth-based metrics
     are reported unavailable). Then: skewlab analyze <folder>, or --analyze here
-    (--no-figures: stats.json only)."""
+    (--no-figures: stats.json and the reports, without figures)."""
     from skewlab.analysis.importer import LegacyImportError
     from skewlab.analysis.importer import import_legacy as import_folder
 
