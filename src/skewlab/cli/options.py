@@ -72,8 +72,11 @@ def jobs(default: int, help: str) -> Decorator[F]:
 
 def no_figures() -> Decorator[F]:
     """--no-figures: analyse without drawing (stats.json and the reports, without figures)."""
-    return click.option("--no-figures", is_flag=True,
-                        help="Skip figures (stats.json and report.md/.html, no figures).")
+    return click.option(
+        "--no-figures",
+        is_flag=True,
+        help="Skip figures (stats.json and report.md/.html, no figures).",
+    )
 
 
 def quiet() -> Decorator[F]:
