@@ -18,6 +18,7 @@ results/<experiment-id>/
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -26,6 +27,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from skewlab.timebase import host_ns
 
@@ -136,15 +139,48 @@ class ResultsDir:
         return json.loads(path.read_text())
 
 
+_JSON_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as the JSON files of a results folder hold it: indented by two spaces, keys in
+    their order, a final newline, strings in printable ASCII (other characters as ``\\u`` escapes,
+    exactly as ``json.dumps`` writes them), a value JSON has no type for as ``str(value)``; what
+    ``json.loads`` reads back is ``data``. Encoded by orjson: json.dumps falls back to its
+    pure-Python encoder whenever it indents, ~65 ms for a 0.7 MB stats.json, where orjson takes
+    ~2 ms (floats are written in orjson's notation, 0.00004 for 4e-05: the same value). A value
+    orjson refuses (an integer beyond 64 bits) is written by json.dumps instead."""
+    try:
+        raw = orjson.dumps(data, default=str, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return (json.dumps(data, indent=2, default=str) + "\n").encode()
+    # what json.dumps escapes and orjson does not: characters beyond ASCII (through the codec
+    # error handler below, which only runs on them) and DEL (only ever inside a string)
+    if not raw.isascii():
+        raw = raw.decode().encode("ascii", _JSON_ESCAPES)
+    if b"\x7f" in raw:
+        raw = raw.replace(b"\x7f", b"\\u007f")
+    return raw
+
+
+def _json_escape(e: UnicodeError) -> tuple[str, int]:
+    assert isinstance(e, UnicodeEncodeError)
+    return json.dumps(e.object[e.start : e.end])[1:-1], e.end  # \uXXXX, pairs beyond the BMP
+
+
+_JSON_ESCAPES = "skewlab-json-escape"
+codecs.register_error(_JSON_ESCAPES, _json_escape)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``path`` whole or not at all: into a hidden temporary of this writer's own
     (several processes may write one file at once: Slurm tasks sharing a node's disk), then
     renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    text = json_bytes(data)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        with open(tmp, "x") as f:  # the usual permissions (umask), unlike mkstemp's 0600
+        with open(tmp, "xb") as f:  # the usual permissions (umask), unlike mkstemp's 0600
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
