@@ -39,7 +39,10 @@ def test_report_without_figures_and_with_the_drawn_ones(tmp_path: Path) -> None:
     assert stats["figures"] == [] and stats["reports"] == ["report.md", "report.html"]
     md, page = (d / "report.md").read_text(), (d / "report.html").read_text()
     assert "## Causality" in md and "![" not in md
+    assert md.splitlines()[2] == ("No figures: this analysis drew none (`--no-figures`); "
+                                  "`skewlab analyze` of this folder draws them.")  # fmt: skip
     assert "<table>" in page and "<img" not in page
     stats["figures"] = ["figures/commit_wait.png", "figures/commit_wait.svg"]
-    shown = [b.path for b in report.blocks(stats) if isinstance(b, report.Fig)]
-    assert shown == ["figures/commit_wait.png"]
+    bl = report.blocks(stats)
+    assert [b.path for b in bl if isinstance(b, report.Fig)] == ["figures/commit_wait.png"]
+    assert "No figures" not in report.to_markdown(bl)

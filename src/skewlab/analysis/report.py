@@ -614,8 +614,12 @@ def blocks(stats: Stats) -> list[Block]:
     """The report's content: every section's blocks, in order; a figure only where
     ``stats["figures"]`` lists it (none when the analysis drew none: ``--no-figures``)."""
     drawn = set(stats.get("figures", []))
-    return [b for section in SECTIONS for b in section(stats)
-            if not isinstance(b, Fig) or b.path in drawn]  # fmt: skip
+    bl = [b for section in SECTIONS for b in section(stats)
+          if not isinstance(b, Fig) or b.path in drawn]  # fmt: skip
+    if not drawn:  # under the title
+        bl.insert(1, P("No figures: this analysis drew none (`--no-figures`); "
+                       "`skewlab analyze` of this folder draws them."))  # fmt: skip
+    return bl
 
 
 def to_markdown(bl: list[Block]) -> str:
