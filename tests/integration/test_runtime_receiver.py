@@ -13,6 +13,7 @@ from skewlab.clocks.sources import make_sources
 from skewlab.clocks.sync import SyncState
 from skewlab.net import wire
 from skewlab.node.commit_wait import CommitWaitEvaluator
+from skewlab.node.udp import SO_RCVBUFFORCE, _big_buffer
 from skewlab.node.worker import Receiver
 from skewlab.trace import (
     CW_NO_REFINEMENT,
@@ -276,5 +277,81 @@ def test_batched_readings_equal_one_read_at_the_instant(tmp_path: Path) -> None:
             got = tuple(r[f"{src.name}_{c}"] for c in
                         ("estimate_ns", "earliest_ns", "latest_ns", "status"))  # fmt: skip
             assert got == (want[0], want[1], want[2], int(want[3])), (src.name, truth)
+    rx_sock.close()
+    tx.close()
+
+
+def test_receipts_carry_the_kernel_arrival_instant(tmp_path: Path) -> None:
+    """The receipt's true instant is the kernel's arrival stamp, not the moment the loop got to
+    the datagram: every receipt's truth_ns lies inside its own send call (loopback delivers
+    inside ``send``), though the datagrams wait in the socket while the loop sleeps between
+    drains of the busy stream and while it is not running at all. (Stamped when the receive
+    returns, the first ones would be ≥ 0.2 s late and the check fails.)"""
+    total = 1000
+    rx, rx_sock, tx, codec, writer, stop = _setup(tmp_path, total=total)
+    assert rx.kernel_stamps
+    _big_buffer(rx_sock, socket.SO_RCVBUF, SO_RCVBUFFORCE)
+    time.sleep(0.05)  # the kernel turns arrival stamping on through deferred work (stamps.enable)
+    addr = rx_sock.getsockname()
+    spans: dict[int, tuple[int, int]] = {}
+
+    def send(first: int, last: int) -> None:
+        for eid in range(first, last):
+            data = _event(codec, eid)
+            t0 = time.time_ns()
+            tx.sendto(data, addr)
+            spans[eid] = (t0, time.time_ns())
+            time.sleep(0)  # lets the loop's thread have the interpreter
+
+    send(0, 100)  # queued before the loop runs
+    time.sleep(0.2)
+    t = threading.Thread(target=rx.run)
+    t.start()
+    send(100, total)  # a busy stream: datagrams µs apart
+    time.sleep(0.2)
+    stop.set()
+    t.join(timeout=5)
+    writer.flush()
+    c = rx.counts()
+    assert c["received"] == total and c["lost"] is None
+    assert c["receipt_stamps"] == "kernel" and c["receipts_user_stamped"] == 0
+    assert c["drain_sleeps"] > 0
+    table = read_parts(tmp_path, "events")
+    truth = dict(zip(table.column("event_id").to_pylist(), table.column("truth_ns").to_pylist(),
+                     strict=True))  # fmt: skip
+    assert len(truth) == total
+    outside = [e for e, (a, b) in spans.items() if not a <= truth[e] <= b]
+    assert not outside, f"{len(outside)} receipts stamped outside their send: {outside[:5]}"
+    rx_sock.close()
+    tx.close()
+
+
+def test_receipts_are_stamped_on_return_without_the_real_host_clock(tmp_path: Path) -> None:
+    """A node clock on another host clock than the real one (virtual time, a test's own) cannot
+    use the kernel's realtime stamp: the loop reads its host clock when the receive returns,
+    and says so (``receipt_stamps`` "user")."""
+
+    class OwnHost:  # the real time, but not the HostClock: the kernel stamp does not apply
+        now_ns = staticmethod(time.time_ns)
+
+    rx, rx_sock, tx, codec, writer, stop = _setup(tmp_path, total=10)
+    osc = rx.clock.oscillator
+    rx = Receiver(rx_sock, codec, NodeClock(osc, OwnHost()), rx.sources, writer, 10, stop)
+    assert not rx.kernel_stamps
+    addr = rx_sock.getsockname()
+    tx.sendto(_event(codec, 0), addr)
+    sent = time.time_ns()
+    time.sleep(0.2)
+    t = threading.Thread(target=rx.run)
+    t.start()
+    time.sleep(0.2)
+    stop.set()
+    t.join(timeout=5)
+    writer.flush()
+    c = rx.counts()
+    assert c["received"] == 1 and c["receipt_stamps"] == "user"
+    assert "receipts_user_stamped" not in c
+    (truth,) = read_parts(tmp_path, "events").column("truth_ns").to_pylist()
+    assert truth >= sent + 150_000_000  # read when the loop took the datagram
     rx_sock.close()
     tx.close()

@@ -24,7 +24,8 @@ from skewlab.node.prober import start_prober
 from skewlab.node.receipts import packet_fields, receipt_columns, wire_columns
 from skewlab.node.startup import _quiet_gc, _start_sync, _warmup
 from skewlab.node.udp import bind_udp, udp_drops
-from skewlab.timebase import cpu_s, monotonic_ns, monotonic_s
+from skewlab.ntp import stamps
+from skewlab.timebase import HostClock, cpu_s, monotonic_ns, monotonic_s, sleep
 from skewlab.trace import PartWriter, receipt_schema, wire_sentinel_columns
 
 STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most this long
@@ -33,18 +34,29 @@ STOP_DRAIN_S = 0.5  # on stop, keep reading what is already queued for at most t
 BATCH_RECEIPTS = 4096  # receipts whose readings are evaluated together (at most)
 BATCH_DELAY_NS = 50_000_000  # a queued receipt is evaluated at most this long after it arrived
 IDLE_POLL_MS = 100  # an idle receive loop waits this long for a datagram between its checks
+# A busy stream (its last two receipts closer than this, the latest no older than DRAIN_IDLE_NS)
+# is read in drains: the loop sleeps this long between them instead of waiting for the next
+# datagram, so the sender's send does not wake it for every datagram (kernel stamps only).
+DRAIN_SLEEP_NS = 1_000_000
+DRAIN_IDLE_NS = 4 * DRAIN_SLEEP_NS
 
 
 class Receiver:
     """The worker's receive loop and its exact counts (kept apart from process setup so tests
     can drive it over a socket pair).
 
-    Per datagram the loop only reads the host clock (the receipt's true instant), decodes and
-    checks the packet, dedupes it and queues it; sources that read a host service
-    (``clocks.track.simulable`` false: chrony, ChronoTick...) are read right there, at the
-    receipt's instant. The queued receipts' local readings and the readings of every other
-    source are evaluated together on arrays (``_evaluate``) when BATCH_RECEIPTS are queued or
-    the oldest has waited BATCH_DELAY_NS, and at the end: the node clock's
+    Per datagram the loop only takes the receipt's true instant, decodes and checks the packet,
+    dedupes it and queues it. The instant is the kernel's arrival stamp (``ntp.stamps``, the
+    host realtime clock when the datagram reached the socket: ``receipt_stamps`` "kernel") when
+    the node clock reads the real host clock and every source is read on arrays; then a busy
+    stream is read in drains (``DRAIN_SLEEP_NS``), since waiting in the socket no longer moves
+    the instant. Otherwise (a virtual host clock, no stamp option, or a source that reads a
+    host service, ``clocks.track.simulable`` false: chrony, ChronoTick..., read right there at
+    the receipt's instant) it is the host clock read when the receive returns ("user").
+
+    The queued receipts' local readings and the readings of every other source are evaluated
+    together on arrays (``_evaluate``) when BATCH_RECEIPTS are queued or the oldest has waited
+    BATCH_DELAY_NS, and at the end: the node clock's
     ``local_gaps_at_array`` and each source's ``read_many`` on the snapshot in force at each
     receipt's true instant (``SourceTrack``), the same kernels as one ``read`` at the instant,
     and the same path as the simulator's. A value is a function of the receipt's instant and
@@ -107,6 +119,13 @@ class Receiver:
         self.costs = Strided(total_events)  # receive → row buffered, ns (strided sample)
         self.batches = 0
         self.exit_reason = ""
+        # kernel arrival stamps: exact for a clock on the real host clock, and only where no
+        # source is read at the instant (that read comes after the receive returns)
+        self.kernel_stamps = (
+            isinstance(clock.host, HostClock) and not self.instant and stamps.enable(sock)
+        )
+        self.user_stamped = 0  # kernel-stamped loop: datagrams that came without a stamp
+        self.drain_sleeps = 0  # sleeps between drains of a busy stream
         self._last_rx = 0
         self._head_format = codec.head.format
 
@@ -115,6 +134,11 @@ class Receiver:
         sock = self.sock
         recv = sock.recv
         bufsize = self.codec.head_len + 1500 + wire.MAC_LEN + 1  # +1: oversize is detectable
+        kernel = self.kernel_stamps
+        recvmsg = sock.recvmsg
+        anc_size = stamps.ANC_SIZE
+        unpack_ts = stamps.TIMESPEC.unpack_from
+        user_stamped = drain_sleeps = 0
         now_ns = self.clock.host.now_ns  # true time (the host clock's C function, unwrapped)
         mono = monotonic_ns  # idle and drain limits: the host's own wall time
         local_at = self.clock.oscillator.local_at
@@ -144,7 +168,10 @@ class Receiver:
         try:
             while True:
                 try:
-                    data = recv(bufsize)
+                    if kernel:
+                        data, anc, _flags, _addr = recvmsg(bufsize, anc_size)
+                    else:
+                        data = recv(bufsize)
                 except BlockingIOError:  # nothing queued
                     if drain_until:
                         self.exit_reason = "signal" if self.signalled.is_set() else "stop"
@@ -164,9 +191,27 @@ class Receiver:
                             evaluate(truths, packets, at_instant, marks)
                             continue
                         wait_ms = -(-(BATCH_DELAY_NS - age) // 1_000_000)
-                    poller.poll(wait_ms)
+                    if (
+                        kernel
+                        and len(truths) > 1
+                        and truths[-1] - truths[-2] < DRAIN_SLEEP_NS
+                        and now_ns() - truths[-1] < DRAIN_IDLE_NS
+                    ):  # a busy stream: let datagrams gather (their stamps are the kernel's)
+                        sleep(DRAIN_SLEEP_NS / 1e9)
+                        drain_sleeps += 1
+                    else:
+                        poller.poll(wait_ms)
                     continue
-                truth = now_ns()
+                if kernel:
+                    t_rx = now_ns()
+                    if anc and len(anc[0][2]) >= 16:
+                        sec, nsec = unpack_ts(anc[0][2])
+                        truth = sec * 1_000_000_000 + nsec
+                    else:  # no stamp on this datagram: the instant the receive returned
+                        truth = t_rx
+                        user_stamped += 1
+                else:
+                    truth = t_rx = now_ns()
                 if drain_until and mono() > drain_until:
                     self.exit_reason = "stop (drain time limit)"
                     break
@@ -202,7 +247,7 @@ class Receiver:
                     add_instant(tuple(read(local, truth)[:4] for read in instant))
                 received += 1
                 if received % stride == 0:
-                    marks.append(now_ns() - truth)
+                    marks.append(now_ns() - t_rx)
                 if len(truths) >= batch:
                     evaluate(truths, packets, at_instant, marks)
                     if (
@@ -215,6 +260,7 @@ class Receiver:
             if truths:
                 evaluate(truths, packets, at_instant, marks)
             self.received, self.duplicates, self.reordered = received, dup, reordered
+            self.user_stamped, self.drain_sleeps = user_stamped, drain_sleeps
 
     def _evaluate(self, truths: list[int], packets: list[bytes], at_instant: list[tuple],
                   marks: list[int]) -> None:  # fmt: skip
@@ -265,7 +311,11 @@ class Receiver:
             "coordinator_sent": sent,
             "lost": None if sent is None else sent - self.received,
             "exit_reason": self.exit_reason,
+            "receipt_stamps": "kernel" if self.kernel_stamps else "user",
         }
+        if self.kernel_stamps:
+            out["receipts_user_stamped"] = self.user_stamped
+            out["drain_sleeps"] = self.drain_sleeps
         out.update(_summary(self.costs.values(), "cost"))
         return out
 
