@@ -10,6 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from skewlab.analysis import report
+from skewlab.analysis.stats_types import FIGURES
 from skewlab.cli import cli
 
 
@@ -46,3 +47,33 @@ def test_report_without_figures_and_with_the_drawn_ones(tmp_path: Path) -> None:
     bl = report.blocks(stats)
     assert [b.path for b in bl if isinstance(b, report.Fig)] == ["figures/commit_wait.png"]
     assert "No figures" not in report.to_markdown(bl)
+
+
+def test_analysis_without_figures_removes_an_earlier_set(tmp_path: Path) -> None:
+    """Figures beside a stats.json they were not drawn from would show other numbers:
+    `analyze --no-figures` removes the set an earlier analysis drew (by name, PNG and SVG) and
+    leaves any other file; the folder goes when nothing else is in it. (Files stand in for a
+    drawn set: a real one costs seconds, and removal goes by name.)"""
+    r = CliRunner().invoke(cli, ["simulate", "-n", "30", "-o", str(tmp_path), "-q",
+                                 "--no-figures"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (d,) = tmp_path.iterdir()
+    figs = d / "figures"
+    assert not figs.exists()
+    for first in (True, False):
+        figs.mkdir()
+        drawn = [figs / f"{n}.{e}" for n in FIGURES for e in ("png", "svg")]
+        for f in drawn:
+            f.write_bytes(b"old")
+        mine = figs / "notes.txt"
+        if first:
+            mine.write_text("the user's")
+        r = CliRunner().invoke(cli, ["analyze", str(d), "--no-figures"])
+        assert r.exit_code == 0, r.output
+        assert not any(f.exists() for f in drawn)
+        if first:
+            assert mine.read_text() == "the user's"
+            mine.unlink()
+            figs.rmdir()
+        else:
+            assert not figs.exists()

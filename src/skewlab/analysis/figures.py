@@ -19,23 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from skewlab.analysis.load import Traces
-from skewlab.analysis.stats_types import Rate, SourceSummary, Stats
+from skewlab.analysis.stats_types import FIGURES, Rate, SourceSummary, Stats
 from skewlab.trace import source_columns
 
 MAX_POINTS = 20_000  # per worker and source, plotted points
 DPI = 300
-FIGURES = (
-    "summary_dashboard",
-    "causality_violations",
-    "ordering_consensus",
-    "window_assignment",
-    "coordination_cost",
-    "commit_wait",
-    "bound_coverage",
-    "error_vs_truth",
-    "late_events",
-    "window_content_error",
-)
 
 plt.rcParams.update(
     {

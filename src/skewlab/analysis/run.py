@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable
 from itertools import combinations
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -15,6 +17,7 @@ from skewlab.analysis import metrics as m
 from skewlab.analysis.links import summarize_results
 from skewlab.analysis.load import NS_PER_MS, AnalysisSettings, Traces, load, read_errors_named
 from skewlab.analysis.stats_types import (
+    FIGURES,
     RATE_DEFINITIONS,
     SUMMARY_RATES,
     Accounting,
@@ -81,6 +84,8 @@ def analyze(
 
         with read_errors_named(results):
             stats["figures"] = figures.make_all(t, stats, results.figures_dir, progress)
+    else:
+        remove_figures(results.figures_dir)
     from skewlab.analysis import report
 
     write_json_atomic(results.stats_path, stats)  # kept should a report fail
@@ -88,6 +93,17 @@ def analyze(
     stats["reports"] = ["report.md", "report.html"]
     write_json_atomic(results.stats_path, stats)
     return stats
+
+
+def remove_figures(figures_dir: Path) -> None:
+    """Remove the figure set an earlier analysis drew (its PNG and SVG files, by name; any
+    other file stays), and the folder if nothing else is in it: figures next to a stats.json
+    they were not drawn from would show other numbers."""
+    for name in FIGURES:
+        for ext in ("png", "svg"):
+            (figures_dir / f"{name}.{ext}").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # absent, or holds other files
+        figures_dir.rmdir()
 
 
 def _grid_offset(t: Traces) -> m.Offset:

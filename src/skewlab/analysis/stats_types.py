@@ -12,6 +12,22 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, Required, TypedDict
 
+# The figure set of an analysis (analysis/figures.py draws each as <name>.png and <name>.svg in
+# the results folder's figures/), in report order: here, so code that only names them (an
+# analysis without figures removing an earlier set) does not import matplotlib.
+FIGURES = (
+    "summary_dashboard",
+    "causality_violations",
+    "ordering_consensus",
+    "window_assignment",
+    "coordination_cost",
+    "commit_wait",
+    "bound_coverage",
+    "error_vs_truth",
+    "late_events",
+    "window_content_error",
+)
+
 Kind = Literal["bounded", "point"]  # a source's kind: returns intervals, or point readings
 
 

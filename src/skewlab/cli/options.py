@@ -75,7 +75,8 @@ def no_figures() -> Decorator[F]:
     return click.option(
         "--no-figures",
         is_flag=True,
-        help="Skip figures (stats.json and report.md/.html, no figures).",
+        help="Skip figures (stats.json and report.md/.html, no figures; an earlier analysis's "
+        "figure files are removed).",
     )
 
 
